@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.crypto import get_random_string
+
+from billing.ledger import credit_account
+from billing.models import Account, Hold, LedgerEntry, UsageRecord
+from billing.money import format_usd, usd_to_micro
+
+
+class AdjustCreditForm(forms.Form):
+    amount_usd = forms.DecimalField(
+        max_digits=12, decimal_places=6, help_text="Positive grants credit, negative removes it."
+    )
+    kind = forms.ChoiceField(
+        choices=[(LedgerEntry.Kind.GRANT, "Grant"), (LedgerEntry.Kind.ADJUSTMENT, "Adjustment")]
+    )
+    reason = forms.CharField(max_length=300)
+
+
+class LedgerInline(admin.TabularInline):
+    model = LedgerEntry
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "kind", "amount_micro_usd", "memo", "flagged", "idempotency_key"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+    max_num = 0
+    show_change_link = False
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ["user", "balance", "held", "unlimited", "created_at"]
+    search_fields = ["user__email"]
+    readonly_fields = ["user", "balance_micro_usd", "held_micro_usd", "created_at"]
+    fields = ["user", "balance_micro_usd", "held_micro_usd", "unlimited", "created_at"]
+    inlines = [LedgerInline]
+
+    @admin.display(description="Balance")
+    def balance(self, obj: Account) -> str:
+        return format_usd(obj.balance_micro_usd)
+
+    @admin.display(description="Held")
+    def held(self, obj: Account) -> str:
+        return format_usd(obj.held_micro_usd)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def get_urls(self):  # type: ignore[no-untyped-def]
+        return [
+            path(
+                "<int:pk>/adjust/",
+                self.admin_site.admin_view(self.adjust_view),
+                name="billing_account_adjust",
+            ),
+            *super().get_urls(),
+        ]
+
+    def adjust_view(self, request: HttpRequest, pk: int) -> HttpResponseRedirect | TemplateResponse:
+        """Grant or adjust credit with a reason that lands in the ledger."""
+        account = get_object_or_404(Account, pk=pk)
+        form = AdjustCreditForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            amount = usd_to_micro(form.cleaned_data["amount_usd"])
+            with transaction.atomic():
+                credit_account(
+                    account=account,
+                    amount=amount,
+                    kind=form.cleaned_data["kind"],
+                    idempotency_key=f"admin:{request.user.pk}:{get_random_string(16)}",
+                    memo=f"{form.cleaned_data['reason']} (by {request.user})",
+                )
+            messages.success(request, f"Applied {format_usd(amount)} to {account.user}.")
+            return HttpResponseRedirect(reverse("admin:billing_account_change", args=[pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Adjust credit for {account.user}",
+            "form": form,
+            "account": account,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/billing/account/adjust.html", context)
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "account", "kind", "amount_micro_usd", "flagged", "memo"]
+    list_filter = ["kind", "flagged"]
+    search_fields = ["account__user__email", "idempotency_key", "memo"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Hold)
+class HoldAdmin(admin.ModelAdmin):
+    list_display = ["request_id", "account", "amount_micro_usd", "created_at", "expires_at"]
+    readonly_fields = [
+        "request_id",
+        "account",
+        "api_key",
+        "amount_micro_usd",
+        "created_at",
+        "expires_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "request_id",
+        "account",
+        "model",
+        "provider",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_micro_usd",
+        "status",
+    ]
+    list_filter = ["status", "source", "provider", "stream"]
+    search_fields = ["request_id", "account__user__email", "model"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

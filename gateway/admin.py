@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+
+from gateway.models import Model, Provider, Route
+
+
+class ProviderForm(forms.ModelForm):
+    api_key = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only: leave empty to keep the stored key.",
+    )
+
+    class Meta:
+        model = Provider
+        fields = [
+            "name",
+            "kind",
+            "base_url",
+            "api_key",
+            "api_key_env",
+            "enabled",
+            "timeout_seconds",
+        ]
+
+    def clean_api_key(self) -> str:
+        value = self.cleaned_data.get("api_key", "")
+        if not value and self.instance.pk:
+            return self.instance.api_key
+        return value
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderForm
+    list_display = ["name", "kind", "base_url", "enabled", "has_key"]
+    list_filter = ["kind", "enabled"]
+
+    @admin.display(boolean=True, description="Key set")
+    def has_key(self, obj: Provider) -> bool:
+        return bool(obj.resolve_api_key())
+
+
+class RouteInline(admin.TabularInline):
+    model = Route
+    extra = 1
+    fields = ["provider", "upstream_model", "priority", "enabled"]
+
+
+@admin.register(Model)
+class ModelAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "title",
+        "enabled",
+        "input_price",
+        "output_price",
+        "cached_input_price",
+        "context_length",
+    ]
+    list_filter = ["enabled", "owned_by"]
+    list_editable = ["enabled"]
+    search_fields = ["id", "title"]
+    inlines = [RouteInline]
+
+
+@admin.register(Route)
+class RouteAdmin(admin.ModelAdmin):
+    list_display = ["model", "provider", "upstream_model", "priority", "enabled"]
+    list_filter = ["provider", "enabled"]
+    search_fields = ["model__id", "upstream_model"]

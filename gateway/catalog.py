@@ -1,0 +1,186 @@
+"""A per-process snapshot of the catalog, so requests never query it.
+
+The snapshot is rebuilt when it is older than CATALOG_CACHE_SECONDS and the shared
+version (in the Django cache, Redis in production) has moved, or at once in the
+process that saved a change. Prices here already carry the operator's markup.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+
+VERSION_KEY = "catalog:version"
+
+
+def apply_markup(price: int | None) -> int | None:
+    if price is None:
+        return None
+    return -(-price * (100 + settings.PRICE_MARKUP_PERCENT) // 100)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInfo:
+    id: int
+    name: str
+    kind: str
+    base_url: str
+    api_key: str
+    timeout_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    provider: ProviderInfo
+    upstream_model: str
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    title: str
+    aliases: tuple[str, ...]
+    owned_by: str
+    context_length: int
+    max_output_tokens: int
+    input_price: int | None
+    output_price: int | None
+    cached_input_price: int | None
+    enabled: bool
+    price_version: str
+    routes: tuple[RouteInfo, ...] = field(default=())
+
+    @property
+    def is_priced(self) -> bool:
+        return self.input_price is not None and self.output_price is not None
+
+    @property
+    def cached_price(self) -> int:
+        if self.cached_input_price is not None:
+            return self.cached_input_price
+        return self.input_price or 0
+
+
+class Catalog:
+    """Models by id, alias and title (case-insensitive), with their routes."""
+
+    def __init__(self, models: list[ModelInfo]) -> None:
+        self.models = {m.id: m for m in models}
+        self._names: dict[str, ModelInfo] = {}
+        for m in models:
+            for name in (m.title, *m.aliases):
+                if name:
+                    self._names.setdefault(name.casefold(), m)
+        for m in models:
+            self._names[m.id.casefold()] = m
+
+    def resolve(self, name: str) -> ModelInfo | None:
+        """The enabled model called `name` (id, alias or display title), if any."""
+        model = self.models.get(name) or self._names.get(name.strip().casefold())
+        if model is None or not model.enabled:
+            return None
+        return model
+
+    def enabled(self) -> list[ModelInfo]:
+        return [m for m in self.models.values() if m.enabled]
+
+    def all(self) -> list[ModelInfo]:
+        return list(self.models.values())
+
+
+def build_catalog() -> Catalog:
+    from gateway.models import Model, Route
+
+    routes: dict[str, list[RouteInfo]] = {}
+    for route in Route.objects.filter(enabled=True, provider__enabled=True).select_related(
+        "provider"
+    ):
+        p = route.provider
+        info = ProviderInfo(
+            id=p.pk,
+            name=p.name,
+            kind=p.kind,
+            base_url=p.base_url.rstrip("/"),
+            api_key=p.resolve_api_key(),
+            timeout_seconds=p.timeout_seconds,
+        )
+        routes.setdefault(route.model_id, []).append(
+            RouteInfo(provider=info, upstream_model=route.upstream_model, priority=route.priority)
+        )
+    models = []
+    for m in Model.objects.all():
+        models.append(
+            ModelInfo(
+                id=m.id,
+                title=m.title,
+                aliases=tuple(m.aliases or ()),
+                owned_by=m.owned_by,
+                context_length=m.context_length,
+                max_output_tokens=m.max_output_tokens,
+                input_price=apply_markup(m.input_price),
+                output_price=apply_markup(m.output_price),
+                cached_input_price=apply_markup(m.cached_input_price),
+                enabled=m.enabled,
+                price_version=m.updated_at.strftime("%Y%m%d%H%M%S") if m.updated_at else "",
+                routes=tuple(sorted(routes.get(m.id, []), key=lambda r: r.priority)),
+            )
+        )
+    return Catalog(models)
+
+
+class _Snapshot:
+    def __init__(self) -> None:
+        self.catalog: Catalog | None = None
+        self.version: Any = None
+        self.checked_at = 0.0
+
+
+_snapshot = _Snapshot()
+
+
+def get_catalog() -> Catalog:
+    """The current snapshot (sync: call through sync_to_async from async code)."""
+    now = time.monotonic()
+    if (
+        _snapshot.catalog is not None
+        and now - _snapshot.checked_at < settings.CATALOG_CACHE_SECONDS
+    ):
+        return _snapshot.catalog
+    version = cache.get(VERSION_KEY)
+    if _snapshot.catalog is None or version != _snapshot.version:
+        _snapshot.catalog = build_catalog()
+        _snapshot.version = version
+    _snapshot.checked_at = now
+    return _snapshot.catalog
+
+
+def catalog_is_fresh() -> bool:
+    return (
+        _snapshot.catalog is not None
+        and time.monotonic() - _snapshot.checked_at < settings.CATALOG_CACHE_SECONDS
+    )
+
+
+def invalidate_catalog() -> None:
+    """Drop this process's snapshot and tell the others (through the shared cache)."""
+    _snapshot.catalog = None
+    try:
+        cache.set(VERSION_KEY, time.time_ns(), timeout=None)
+    except Exception:
+        _snapshot.version = None
+
+
+def _reset() -> None:
+    _snapshot.catalog = None
+    _snapshot.version = None
+    _snapshot.checked_at = 0.0
+
+
+from gateway.state import on_reset  # noqa: E402 - state imports this module lazily
+
+on_reset(_reset)

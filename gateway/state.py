@@ -1,0 +1,20 @@
+"""Per-process state that tests (and admin changes) need to reset in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+_resetters: list[Callable[[], None]] = []
+
+
+def on_reset(func: Callable[[], None]) -> Callable[[], None]:
+    _resetters.append(func)
+    return func
+
+
+def reset_process_state() -> None:
+    """Forget cached keys, the catalog snapshot, rate-limit storage and cooldowns."""
+    from gateway import auth, catalog, ratelimit, routing  # noqa: F401 - registers resetters
+
+    for reset in _resetters:
+        reset()

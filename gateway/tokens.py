@@ -1,0 +1,81 @@
+"""Offline token counting with tiktoken's o200k_base, shipped in gateway/data/.
+
+The encoding file is loaded from the repository, never downloaded. Counts follow
+OpenAI's chat accounting (a few tokens of framing per message); for other vendors'
+tokenizers they are an estimate, which is why reservations add a margin.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import orjson
+import tiktoken
+from tiktoken.load import load_tiktoken_bpe
+
+ENCODING_FILE = Path(__file__).parent / "data" / "o200k_base.tiktoken"
+ENCODING_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_REPLY = 3
+TOKENS_PER_IMAGE = 1_105
+
+
+@functools.cache
+def encoding() -> tiktoken.Encoding:
+    ranks = load_tiktoken_bpe(str(ENCODING_FILE), expected_hash=ENCODING_SHA256)
+    return tiktoken.Encoding(
+        name="o200k_base",
+        pat_str="|".join(
+            [
+                r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+                r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+                r"""\p{N}{1,3}""",
+                r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+                r"""\s*[\r\n]+""",
+                r"""\s+(?!\S)""",
+                r"""\s+""",
+            ]
+        ),
+        mergeable_ranks=ranks,
+        special_tokens={"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
+    )
+
+
+def count_text(text: str) -> int:
+    if not text:
+        return 0
+    return len(encoding().encode_ordinary(text))
+
+
+def _count_content(content: Any) -> int:
+    if content is None:
+        return 0
+    if isinstance(content, str):
+        return count_text(content)
+    total = 0
+    for part in content:
+        kind = part.get("type")
+        if kind == "text":
+            total += count_text(part.get("text", ""))
+        elif kind in {"image_url", "input_image", "image"}:
+            total += TOKENS_PER_IMAGE
+        else:
+            total += count_text(orjson.dumps(part).decode())
+    return total
+
+
+def count_prompt(messages: list[dict[str, Any]], tools: list[Any] | None = None) -> int:
+    """Tokens the prompt will take, by OpenAI's chat accounting."""
+    total = TOKENS_PER_REPLY
+    for message in messages:
+        total += TOKENS_PER_MESSAGE + count_text(message.get("role", ""))
+        total += _count_content(message.get("content"))
+        if message.get("name"):
+            total += 1 + count_text(message["name"])
+        if message.get("tool_calls"):
+            total += count_text(orjson.dumps(message["tool_calls"]).decode())
+    if tools:
+        total += count_text(orjson.dumps(tools).decode())
+    return total

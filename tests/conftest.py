@@ -1,0 +1,151 @@
+"""Shared fixtures: users, accounts with credit, keys, and a live ASGI server.
+
+In CI (CI=true or REQUIRE_SERVICES=1) the suite refuses to run unless it is on
+PostgreSQL with Redis and Chromium available: a missing service is a failure,
+never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from django.conf import settings
+
+REQUIRE_SERVICES = os.environ.get("CI") == "true" or os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not REQUIRE_SERVICES:
+        return
+    problems = []
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        problems.append("DATABASE_URL must point at PostgreSQL in CI")
+    if not settings.REDIS_URL:
+        problems.append("REDIS_URL must be set in CI")
+    else:
+        import redis
+
+        try:
+            redis.Redis.from_url(settings.REDIS_URL).ping()
+        except redis.RedisError as exc:
+            problems.append(f"Redis is not reachable: {exc}")
+    if not shutil.which("chromium"):
+        problems.append("chromium is not installed")
+    if problems:
+        raise pytest.UsageError("; ".join(problems))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state() -> Iterator[None]:
+    """Per-process caches (catalog, keys, limits, cooldowns) start empty in every test."""
+    from django.core.cache import cache
+
+    from gateway import state
+
+    state.reset_process_state()
+    cache.clear()
+    yield
+    state.reset_process_state()
+
+
+@dataclass
+class Customer:
+    user: object
+    account: object
+    api_key: object
+    secret: str
+
+
+@pytest.fixture
+def make_customer(db):
+    from accounts.models import ApiKey, User
+    from billing.ledger import account_for, credit_account
+
+    counter = {"n": 0}
+
+    def make(credit_micro_usd: int = 10_000_000, **key_fields: object) -> Customer:
+        counter["n"] += 1
+        user = User.objects.create_user(f"customer{counter['n']}@example.com", "pw-123-secret")
+        account = account_for(user)
+        extra = credit_micro_usd - account.balance_micro_usd
+        if extra:
+            credit_account(
+                account=account,
+                amount=extra,
+                kind="adjustment",
+                idempotency_key=f"test-credit:{user.pk}",
+                memo="test credit",
+            )
+        key, secret = ApiKey.objects.mint(user=user, name="test", **key_fields)
+        account.refresh_from_db()
+        return Customer(user=user, account=account, api_key=key, secret=secret)
+
+    return make
+
+
+@pytest.fixture
+def customer(make_customer) -> Customer:
+    return make_customer()
+
+
+@pytest.fixture
+def demo_catalog(db) -> None:
+    from django.core.management import call_command
+
+    call_command("synccatalog", "--demo-only", verbosity=0)
+
+
+class LiveServer:
+    """The real ASGI application under uvicorn, in a thread of this process."""
+
+    def __init__(self) -> None:
+        import uvicorn
+
+        from console.asgi import application
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            application,
+            host="127.0.0.1",
+            port=self.port,
+            lifespan="off",
+            log_level="warning",
+            timeout_graceful_shutdown=2,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_server_url() -> Iterator[str]:
+    """Base URL of a live server; tests using it also need `transactional_db`."""
+    server = LiveServer()
+    server.start()
+    yield server.url
+    server.stop()
