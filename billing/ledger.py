@@ -88,6 +88,7 @@ def credit_account(
                 balance_micro_usd=F("balance_micro_usd") + amount
             )
             if amount < 0:
+                Account.objects.disable_unlimited_below_floor(account.pk)
                 account.refresh_from_db(fields=["balance_micro_usd", "held_micro_usd"])
                 if account.balance_micro_usd < 0:
                     LedgerEntry.objects.filter(pk=entry.pk).update(flagged=True)
@@ -177,6 +178,7 @@ def settle(*, reservation: Reservation, cost: int, usage: dict[str, Any]) -> Usa
             if released:
                 changes["held_micro_usd"] = F("held_micro_usd") - reservation.amount
             Account.objects.filter(pk=reservation.account_id).update(**changes)
+            Account.objects.disable_unlimited_below_floor(reservation.account_id)
     except IntegrityError:
         existing = UsageRecord.objects.filter(request_id=request_id).first()
         if existing is None:

@@ -1,14 +1,29 @@
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import F, Q, Sum
+from django.db.models import Count, F, Max, Q, Sum
+from django.db.models.functions import TruncDate
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
+from django.utils.crypto import get_random_string
 
 from billing.money import format_usd
+
+
+class AccountQuerySet(models.QuerySet["Account"]):
+    def disable_unlimited_below_floor(self, account_id: int) -> int:
+        """Turn unlimited mode off when the balance fell below the floor (one UPDATE)."""
+        return self.filter(
+            pk=account_id,
+            unlimited=True,
+            balance_micro_usd__lt=settings.UNLIMITED_MODE_FLOOR_MICRO_USD,
+        ).update(unlimited=False)
 
 
 class Account(models.Model):
@@ -21,6 +36,8 @@ class Account(models.Model):
         default=False, help_text="Lifts rate limits; credits still apply."
     )
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = AccountQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -36,6 +53,106 @@ class Account(models.Model):
 
     def ledger_sum(self) -> int:
         return self.entries.aggregate(total=Sum("amount_micro_usd"))["total"] or 0
+
+    @property
+    def is_low(self) -> bool:
+        return self.available_micro_usd < settings.LOW_BALANCE_WARNING_MICRO_USD
+
+    @property
+    def can_enable_unlimited(self) -> bool:
+        return self.balance_micro_usd >= settings.UNLIMITED_MODE_FLOOR_MICRO_USD
+
+    def set_unlimited(self, enabled: bool) -> bool:
+        """Switch unlimited mode; it only turns on while the balance is at the floor or above."""
+        rows = Account.objects.filter(pk=self.pk)
+        if enabled:
+            rows = rows.filter(balance_micro_usd__gte=settings.UNLIMITED_MODE_FLOOR_MICRO_USD)
+        changed = bool(rows.update(unlimited=enabled))
+        self.refresh_from_db(fields=["balance_micro_usd", "held_micro_usd", "unlimited"])
+        return changed
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """One line of an account's history: a ledger entry, or a day of usage rolled up."""
+
+    at: datetime
+    kind: str
+    label: str
+    memo: str
+    amount_micro_usd: int
+    count: int = 1
+    flagged: bool = False
+
+    @property
+    def is_usage_day(self) -> bool:
+        return self.kind == LedgerEntry.Kind.USAGE
+
+
+@dataclass(frozen=True, slots=True)
+class DaySpend:
+    day: date
+    spent_micro_usd: int
+    requests: int
+
+
+class LedgerEntryQuerySet(models.QuerySet["LedgerEntry"]):
+    def usage_by_day(self) -> models.QuerySet[Any]:
+        """Usage debits summed per UTC day, newest first."""
+        return (
+            self.filter(kind=LedgerEntry.Kind.USAGE)
+            .annotate(day=TruncDate("created_at"))
+            .values("day")
+            .annotate(total=Sum("amount_micro_usd"), requests=Count("id"), last=Max("created_at"))
+            .order_by("-day")
+        )
+
+    def history(self) -> list[HistoryRow]:
+        """Every credit and debit, newest first, with usage rolled up to one row per day."""
+        rows = [
+            HistoryRow(
+                at=entry.created_at,
+                kind=entry.kind,
+                label=entry.get_kind_display(),
+                memo=entry.memo,
+                amount_micro_usd=entry.amount_micro_usd,
+                flagged=entry.flagged,
+            )
+            for entry in self.exclude(kind=LedgerEntry.Kind.USAGE).only(
+                "created_at", "kind", "memo", "amount_micro_usd", "flagged"
+            )
+        ]
+        for day in self.usage_by_day():
+            rows.append(
+                HistoryRow(
+                    at=day["last"],
+                    kind=LedgerEntry.Kind.USAGE,
+                    label="Usage",
+                    memo=f"{day['requests']} request{pluralize(day['requests'])}",
+                    amount_micro_usd=day["total"],
+                    count=day["requests"],
+                )
+            )
+        rows.sort(key=lambda row: row.at, reverse=True)
+        return rows
+
+    def daily_spend(self, *, days: int, today: date | None = None) -> list[DaySpend]:
+        """Usage per day for the last `days` days (oldest first), zero-filled for charts."""
+        today = today or timezone.now().date()
+        start = today - timedelta(days=days - 1)
+        found = {row["day"]: row for row in self.filter(created_at__date__gte=start).usage_by_day()}
+        spend = []
+        for offset in range(days):
+            day = start + timedelta(days=offset)
+            row = found.get(day)
+            spend.append(
+                DaySpend(
+                    day=day,
+                    spent_micro_usd=-row["total"] if row else 0,
+                    requests=row["requests"] if row else 0,
+                )
+            )
+        return spend
 
 
 class LedgerEntry(models.Model):
@@ -56,6 +173,8 @@ class LedgerEntry(models.Model):
     memo = models.CharField(max_length=300, blank=True)
     flagged = models.BooleanField(default=False, help_text="Took the balance below zero.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = LedgerEntryQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -164,3 +283,172 @@ class UsageRecord(models.Model):
 
 def available_expression() -> Any:
     return F("balance_micro_usd") - F("held_micro_usd")
+
+
+class CreditPackageQuerySet(models.QuerySet["CreditPackage"]):
+    def active(self) -> CreditPackageQuerySet:
+        return self.filter(active=True).order_by("order", "price_micro_usd")
+
+
+class CreditPackage(models.Model):
+    """Credit sold through Stripe Checkout: pay `price`, receive `credit + bonus`."""
+
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=80)
+    price_micro_usd = models.BigIntegerField(
+        help_text="What the customer pays, in micro-USD (whole cents: 5000000 = $5.00)."
+    )
+    credit_micro_usd = models.BigIntegerField(help_text="Credit granted, in micro-USD.")
+    bonus_micro_usd = models.BigIntegerField(default=0, help_text="Extra credit, in micro-USD.")
+    active = models.BooleanField(default=True)
+    order = models.PositiveSmallIntegerField(default=0)
+
+    objects = CreditPackageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["order", "price_micro_usd"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(price_micro_usd__gte=500_000), name="package_price_at_least_50_cents"
+            ),
+            models.CheckConstraint(
+                condition=Q(credit_micro_usd__gt=0, bonus_micro_usd__gte=0),
+                name="package_credit_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({format_usd(self.price_micro_usd)})"
+
+    def clean(self) -> None:
+        if self.price_micro_usd is not None and self.price_micro_usd % 10_000:
+            raise ValidationError({"price_micro_usd": "Stripe charges whole cents."})
+
+    @property
+    def total_credit_micro_usd(self) -> int:
+        return self.credit_micro_usd + self.bonus_micro_usd
+
+    @property
+    def price_cents(self) -> int:
+        return self.price_micro_usd // 10_000
+
+
+class PurchaseQuerySet(models.QuerySet["Purchase"]):
+    def for_user(self, user: Any) -> PurchaseQuerySet:
+        return self.filter(account__user=user)
+
+
+class Purchase(models.Model):
+    """One Stripe Checkout Session: what was offered, and whether the webhook paid it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for payment"
+        PAID = "paid", "Paid"
+        REFUNDED = "refunded", "Refunded"
+
+    account = models.ForeignKey(Account, models.PROTECT, related_name="purchases")
+    package = models.ForeignKey(CreditPackage, models.SET_NULL, null=True, related_name="+")
+    stripe_session_id = models.CharField(max_length=255, unique=True)
+    payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    price_micro_usd = models.BigIntegerField()
+    credit_micro_usd = models.BigIntegerField()
+    refunded_credit_micro_usd = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PurchaseQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_session_id} {format_usd(self.price_micro_usd)} {self.status}"
+
+    @property
+    def is_paid(self) -> bool:
+        return self.status != self.Status.PENDING
+
+
+class StripeEvent(models.Model):
+    """A webhook event we acted on; its unique id makes every delivery after the first a no-op."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    outcome = models.CharField(max_length=200, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type}"
+
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def new_redemption_code() -> str:
+    """Like `K7QM-3XPA-9WRT`: no 0/O or 1/I to misread."""
+    return "-".join(get_random_string(4, CODE_ALPHABET) for _ in range(3))
+
+
+class RedemptionCodeQuerySet(models.QuerySet["RedemptionCode"]):
+    def redeemable(self, now: datetime | None = None) -> RedemptionCodeQuerySet:
+        """Codes with uses left that have not expired (the filter of the redeeming UPDATE)."""
+        now = now or timezone.now()
+        return self.filter(active=True, uses__lt=F("max_uses")).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        )
+
+
+class RedemptionCode(models.Model):
+    """A code the operator hands out; each account can redeem it once, up to `max_uses` in all."""
+
+    code = models.CharField(max_length=40, unique=True, default=new_redemption_code)
+    amount_micro_usd = models.BigIntegerField(help_text="Credit per redemption, in micro-USD.")
+    max_uses = models.PositiveIntegerField(default=1)
+    uses = models.PositiveIntegerField(default=0, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    active = models.BooleanField(default=True)
+    memo = models.CharField(max_length=200, blank=True, help_text="For the operator only.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = RedemptionCodeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(uses__lte=F("max_uses")), name="redemption_uses_lte_max"
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_micro_usd__gt=0), name="redemption_amount_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.code = normalize_code(self.code)
+        super().save(*args, **kwargs)
+
+
+def normalize_code(code: str) -> str:
+    return "".join(code.split()).upper()
+
+
+class Redemption(models.Model):
+    code = models.ForeignKey(RedemptionCode, models.PROTECT, related_name="redemptions")
+    account = models.ForeignKey(Account, models.PROTECT, related_name="redemptions")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["code", "account"], name="one_redemption_per_account")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} by {self.account}"
