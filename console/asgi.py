@@ -1,8 +1,15 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels (the web chat)."""
+"""ASGI entry point.
+
+/v1 (and the probes) go to a Django handler with no middleware: the API
+authenticates by key and needs no sessions, CSRF, messages or htmx, and every
+middleware would run on each call. Everything else goes through the full stack,
+and websockets (the web chat) through Channels.
+"""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -12,10 +19,26 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
+LEAN_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")
+
+
+class LeanASGIHandler(ASGIHandler):
+    """Django's ASGI handler with an empty middleware chain."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        self._middleware_chain = convert_exception_to_response(self._get_response_async)
+
+
+lean_app = LeanASGIHandler()
+site_app = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
@@ -23,3 +46,10 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+
+async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "http" and scope["path"].startswith(LEAN_PREFIXES):
+        await lean_app(scope, receive, send)
+    else:
+        await site_app(scope, receive, send)

@@ -153,7 +153,10 @@ ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED = True
 ACCOUNT_LOGIN_BY_CODE_ENABLED = True
 ACCOUNT_PASSWORD_RESET_BY_CODE_ENABLED = True
 ACCOUNT_CHANGE_EMAIL = True
-ACCOUNT_RATE_LIMITS = {} if envbool("ACCOUNT_RATE_LIMITS_DISABLED", "false") else None
+# allauth's defaults (sign-up, login, failed logins, code entry) apply unless disabled.
+ACCOUNT_RATE_LIMITS: dict | bool = (
+    False if envbool("ACCOUNT_RATE_LIMITS_DISABLED", "false") else {}
+)
 ACCOUNT_LOGOUT_ON_GET = False
 SOCIALACCOUNT_ADAPTER = "accounts.adapter.SocialAccountAdapter"
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
@@ -231,7 +234,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        # API clients' 4xx are answered with a clear error; logging each one is noise.
+        "django.request": {"level": "ERROR"},
+    },
 }
 
 # --- Gateway and money -----------------------------------------------------------

@@ -1,0 +1,107 @@
+"""What every provider adapter implements, and the error it raises.
+
+An adapter turns one OpenAI-shaped chat request into its upstream's protocol and
+the upstream's answer back into OpenAI shapes:
+- `complete()` returns a `chat.completion` dict whose `usage` is filled in;
+- `stream()` yields `chat.completion.chunk` dicts as they arrive and ends with one
+  chunk whose `choices` is empty and whose `usage` carries the counts (when the
+  upstream reported them).
+
+Errors are ProviderError. `retryable=True` (connection error, timeout, 5xx, 429)
+lets the router try the next route, if nothing has reached the client yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from gateway.catalog import ProviderInfo
+
+
+class ProviderError(Exception):
+    """An upstream failure; `status` is what the client sees if no fallback is left."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 502,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.body = body
+
+
+def error_from_response(response: httpx.Response, provider: ProviderInfo) -> ProviderError:
+    """A ProviderError for a non-2xx upstream answer (the body must have been read)."""
+    status = response.status_code
+    retryable = status == 429 or status >= 500
+    retry_after = None
+    if "retry-after" in response.headers:
+        try:
+            retry_after = float(response.headers["retry-after"])
+        except ValueError:
+            retry_after = None
+    body = None
+    message = f"{provider.name} answered HTTP {status}"
+    try:
+        parsed = response.json()
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        body = parsed
+        error = parsed.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            message = f"{provider.name}: {error['message']}"
+        elif isinstance(error, str):
+            message = f"{provider.name}: {error}"
+    return ProviderError(
+        message,
+        status=status if 400 <= status < 500 and status != 429 else 502,
+        retryable=retryable,
+        retry_after=retry_after,
+        body=body,
+    )
+
+
+def transport_error(exc: httpx.HTTPError, provider: ProviderInfo) -> ProviderError:
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "could not be reached"
+    return ProviderError(f"{provider.name} {kind}: {type(exc).__name__}", retryable=True)
+
+
+class Adapter:
+    """Base class: one instance per call, holding the provider and the shared client."""
+
+    def __init__(self, provider: ProviderInfo, client: httpx.AsyncClient) -> None:
+        self.provider = provider
+        self.client = client
+
+    def timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(
+            self.provider.timeout_seconds, connect=min(5.0, self.provider.timeout_seconds)
+        )
+
+    async def complete(self, body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stream(self, body: dict[str, Any], upstream_model: str) -> AsyncIterator[dict[str, Any]]:
+        raise NotImplementedError
+
+
+def usage_dict(prompt: int, completion: int, cached: int = 0) -> dict[str, Any]:
+    """OpenAI's usage object."""
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }

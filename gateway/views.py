@@ -1,0 +1,241 @@
+"""The /v1 endpoints. Async end to end; served without session/CSRF middleware."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from billing.models import UsageRecord
+from gateway import engine, routing
+from gateway.auth import KeyInfo, authenticate
+from gateway.catalog import ModelInfo
+from gateway.errors import GatewayError
+from gateway.validation import parse_json, too_large
+
+log = logging.getLogger(__name__)
+
+View = Callable[..., Awaitable[HttpResponse]]
+
+
+def json_response(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    response = HttpResponse(orjson.dumps(payload), status=status, content_type="application/json")
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable[[View], View]:
+    """Method check, key authentication (attached as `request.api_key`), the request id,
+    and errors as the OpenAI error object: never an HTML page, never a bare 500."""
+
+    def decorator(view: View) -> View:
+        @csrf_exempt
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            request_id = engine.new_request_id()
+            request.request_id = request_id  # type: ignore[attr-defined]
+            base = {"x-request-id": request_id}
+            try:
+                if request.method not in methods:
+                    raise GatewayError(
+                        405,
+                        f"Method {request.method} is not allowed here; use {', '.join(methods)}.",
+                        code="method_not_allowed",
+                        headers={"Allow": ", ".join(methods)},
+                    )
+                if key_required:
+                    request.api_key = await authenticate(  # type: ignore[attr-defined]
+                        request.headers.get("Authorization")
+                    )
+                response = await view(request, *args, **kwargs)
+            except GatewayError as exc:
+                return exc.response(base)
+            except Exception:
+                log.exception("unhandled error in %s (%s)", request.path, request_id)
+                return GatewayError(
+                    500,
+                    f"The gateway failed to handle this request (request id {request_id}).",
+                    code="internal_error",
+                ).response(base)
+            for name, value in base.items():
+                response[name] = value
+            return response
+
+        return wrapper
+
+    return decorator
+
+
+def _read_body(request: HttpRequest) -> bytes:
+    from django.conf import settings
+
+    limit = settings.MAX_REQUEST_BYTES
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(int(declared), limit)
+    try:
+        raw = request.body
+    except RequestDataTooBig as exc:
+        raise too_large(int(declared) if declared.isdigit() else limit + 1, limit) from exc
+    if len(raw) > limit:
+        raise too_large(len(raw), limit)
+    return raw
+
+
+@api_view(("POST",))
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    """POST /v1/chat/completions: OpenAI's chat API, streamed or not, billed once."""
+    body = parse_json(_read_body(request))
+    call = await engine.prepare(
+        key=request.api_key,  # type: ignore[attr-defined]
+        body=body,
+        request_id=request.request_id,  # type: ignore[attr-defined]
+        max_cost_header=request.headers.get("X-Max-Cost-Micro-Usd"),
+        fallback=request.headers.get("X-Fallback", "on").strip().lower() != "off",
+    )
+    try:
+        if not call.stream:
+            result, record = await engine.complete(call)
+            return json_response(
+                result,
+                headers={**call.headers, "X-Request-Cost-Micro-Usd": str(record.cost_micro_usd)},
+            )
+        first, chunks = await engine.open_stream(call)
+    except GatewayError as exc:
+        exc.headers = {**call.headers, **exc.headers}
+        raise
+    response = StreamingHttpResponse(
+        engine.relay(call, first, chunks), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    for name, value in call.headers.items():
+        response[name] = value
+    return response
+
+
+def _model_object(model: ModelInfo) -> dict[str, Any]:
+    return {
+        "id": model.id,
+        "object": "model",
+        "created": 0,
+        "owned_by": model.owned_by or "switchboard",
+    }
+
+
+@api_view(("GET",))
+async def models(request: HttpRequest) -> HttpResponse:
+    """GET /v1/models: the models this key may call, as OpenAI lists them."""
+    key: KeyInfo = request.api_key  # type: ignore[attr-defined]
+    catalog = await engine.current_catalog()
+    data = [
+        _model_object(m)
+        for m in sorted(catalog.enabled(), key=lambda m: m.id)
+        if m.is_priced and m.routes and key.allows_model(m.id)
+    ]
+    return json_response({"object": "list", "data": data})
+
+
+@api_view(("GET",))
+async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
+    """GET /v1/models/<id>: one model, as OpenAI's SDK retrieves it."""
+    key: KeyInfo = request.api_key  # type: ignore[attr-defined]
+    catalog = await engine.current_catalog()
+    model = catalog.resolve(model_id)
+    if model is None or not model.is_priced or not key.allows_model(model.id):
+        raise engine._model_not_found(model_id, catalog, key)
+    return json_response(_model_object(model))
+
+
+def catalog_entry(model: ModelInfo) -> dict[str, Any]:
+    """A model's public record: prices (after markup), limits, providers, availability."""
+    healthy = [r for r in model.routes if routing.cooling_for(r.provider.id) == 0]
+
+    def price(micro: int | None) -> dict[str, Any] | None:
+        return None if micro is None else {"micro_usd": micro, "usd": micro / 1_000_000}
+
+    return {
+        "id": model.id,
+        "title": model.title or model.id,
+        "aliases": list(model.aliases),
+        "owned_by": model.owned_by,
+        "context_length": model.context_length,
+        "max_output_tokens": model.max_output_tokens,
+        "pricing": {
+            "unit": "per_million_tokens",
+            "input": price(model.input_price),
+            "output": price(model.output_price),
+            "cached_input": price(model.cached_input_price),
+        },
+        "providers": [r.provider.name for r in model.routes],
+        "enabled": model.enabled,
+        "priced": model.is_priced,
+        "available": model.enabled and model.is_priced and bool(healthy),
+    }
+
+
+@api_view(("GET",), key_required=False)
+async def catalog(request: HttpRequest) -> HttpResponse:
+    """GET /v1/catalog: public prices and availability; ?show_all=true adds disabled models."""
+    show_all = request.GET.get("show_all", "").lower() in {"1", "true", "yes"}
+    snapshot = await engine.current_catalog()
+    models = snapshot.all() if show_all else snapshot.enabled()
+    data = [catalog_entry(m) for m in sorted(models, key=lambda m: m.id)]
+    return json_response({"object": "list", "data": data})
+
+
+def _generation(request_id: str, user_id: int) -> dict[str, Any] | None:
+    record = (
+        UsageRecord.objects.filter(request_id=request_id, account__user_id=user_id)
+        .select_related("api_key")
+        .first()
+    )
+    if record is None:
+        return None
+    return {
+        "id": record.request_id,
+        "object": "generation",
+        "created": int(record.created_at.timestamp()),
+        "model": record.model,
+        "provider": record.provider,
+        "upstream_model": record.upstream_model,
+        "stream": record.stream,
+        "status": record.status,
+        "error": record.error or None,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "cached_tokens": record.cached_tokens,
+        "total_tokens": record.total_tokens,
+        "cost_micro_usd": record.cost_micro_usd,
+        "cost": record.cost_micro_usd / 1_000_000,
+        "latency_ms": record.latency_ms,
+        "time_to_first_token_ms": record.ttft_ms,
+        "attempts": record.attempts,
+        "api_key": record.api_key.name if record.api_key else None,
+        "price_version": record.price_version,
+    }
+
+
+_generation_async = sync_to_async(_generation, thread_sensitive=False)
+
+
+@api_view(("GET",))
+async def generation(request: HttpRequest, request_id: str) -> HttpResponse:
+    """GET /v1/generation/<request id>: tokens and cost of a past request, owner only."""
+    key: KeyInfo = request.api_key  # type: ignore[attr-defined]
+    found = await _generation_async(request_id, key.user_id)
+    if found is None:
+        raise GatewayError(
+            404, f"No generation '{request_id}' for this account.", code="generation_not_found"
+        )
+    return json_response(found)
