@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import pytest
 from django.conf import settings
 
+from tests.fakes.upstream import FakeUpstream
+
 REQUIRE_SERVICES = os.environ.get("CI") == "true" or os.environ.get("REQUIRE_SERVICES") == "1"
 
 
@@ -149,6 +151,22 @@ def live_server_url() -> Iterator[str]:
     server.start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_upstream_server() -> Iterator[FakeUpstream]:
+    """The fake OpenAI/Anthropic/Gemini upstream (tests/fakes/upstream.py), one per run."""
+    server = FakeUpstream()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_upstream(fake_upstream_server: FakeUpstream) -> FakeUpstream:
+    """The fake upstream with no scripts and no recorded requests."""
+    fake_upstream_server.reset()
+    return fake_upstream_server
 
 
 CHROMIUM_ARGS = [

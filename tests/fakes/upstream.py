@@ -1,0 +1,794 @@
+"""A fake LLM upstream: a real HTTP server on 127.0.0.1 speaking three protocols.
+
+`FakeUpstream` runs uvicorn with a small raw ASGI app in a daemon thread and answers:
+
+- OpenAI: `POST /v1/chat/completions` (JSON, or SSE `data: {chunk}` … `data: [DONE]`
+  with a final usage chunk when `stream_options.include_usage` is set);
+- Anthropic Messages: `POST /v1/messages` (JSON, or the message_start /
+  content_block_* / message_delta / message_stop events); it requires `x-api-key`,
+  `anthropic-version`, `max_tokens`, and only user/assistant roles in `messages`;
+- Gemini: `POST /v1beta/models/{model}:generateContent` and
+  `:streamGenerateContent?alt=sse`; it requires `x-goog-api-key`.
+
+Use the fixtures from tests/conftest.py: `fake_upstream` (reset for each test) is a
+FakeUpstream whose `url` is e.g. `http://127.0.0.1:41234`, so an OpenAI or Anthropic
+provider's base_url is `fake.url + "/v1"` and a Gemini one's `fake.url + "/v1beta"`.
+
+Scripting, per upstream model name (the body's `model`, or the model in the Gemini
+path), one behaviour consumed per request, `Ok()` once the queue is empty:
+
+    fake.script("model-a", Fail(500), Ok(text="second try"))
+    fake.script("model-b", Stall(2.0), Cut(after_chunks=3))
+
+- `Ok(text=None, tool_calls=None, delay=0.0, usage=True, prompt_tokens=None,
+  completion_tokens=None, cached_tokens=0, cache_creation_tokens=0,
+  reasoning_tokens=0, finish_reason=None)`: a normal answer. `text=None` means
+  `default_text(model)` (no text when tool_calls are given); `tool_calls` is a list of
+  (name, arguments JSON); `delay` is slept before every streamed event but the first
+  (once, before the answer, when not streaming); `usage=False` reports no usage at all;
+  `finish_reason` is OpenAI's word ("stop", "length", "tool_calls", "content_filter"),
+  translated for each protocol, and any other word is sent verbatim.
+- `Fail(status=500, retry_after=None, message=...)`: the protocol's error object with
+  that status (and a Retry-After header when given).
+- `Stall(seconds, after_chunks=None)`: sends nothing for `seconds` (with
+  `after_chunks=N`: the headers and N stream events first), then answers normally.
+- `Cut(after_chunks=1)`: sends N stream events, then drops the connection without the
+  closing events (not streaming: half of the JSON body, then drops it).
+- `ErrorEvent(after_chunks=1, message=...)`: sends N stream events, then the
+  protocol's in-stream error event and ends the stream (not streaming: a 500).
+
+Token counts are deterministic: the text is streamed in pieces (`pieces(text)`: words
+with their trailing spaces), one piece per event and one token each; a tool call costs
+one token plus one per 8-character fragment of its arguments. Prompt tokens are
+`prompt_tokens_for(...)`: characters of all text in the messages and system // 4 + 1.
+`cached_tokens` and `cache_creation_tokens` are parts of `prompt_tokens` (Anthropic's
+input_tokens is what is left); `reasoning_tokens` are part of `completion_tokens`.
+With `response_format` json_object/json_schema (OpenAI) or `responseMimeType`
+application/json (Gemini) the text is `{"answer": <text>}`.
+
+Records: `fake.requests` (RecordedRequest: protocol, path, query, headers with
+lower-case names, json, model), `fake.requests_for(model)`, `fake.disconnects` (requests
+the client abandoned before the answer was complete, e.g. a stream it stopped reading),
+`fake.wait_for_disconnects(n)` (they are noticed asynchronously), and `fake.reset()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import uvicorn
+
+# --- behaviours --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ok:
+    text: str | None = None
+    tool_calls: Sequence[tuple[str, str]] | None = None
+    delay: float = 0.0
+    usage: bool = True
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int = 0
+    cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Fail:
+    status: int = 500
+    retry_after: float | None = None
+    message: str = "the fake upstream failed on purpose"
+
+
+@dataclass(frozen=True)
+class Stall:
+    seconds: float
+    after_chunks: int | None = None
+
+
+@dataclass(frozen=True)
+class Cut:
+    after_chunks: int = 1
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    after_chunks: int = 1
+    message: str = "the fake upstream broke mid-stream"
+
+
+Behaviour = Ok | Fail | Stall | Cut | ErrorEvent
+
+
+@dataclass
+class RecordedRequest:
+    protocol: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    json: Any
+    model: str | None
+
+
+# --- deterministic answers ---------------------------------------------------------
+
+
+def default_text(model: str) -> str:
+    return f"Hello from {model}. This answer is deterministic."
+
+
+def pieces(text: str) -> list[str]:
+    """The streamed pieces ("tokens") of a text: words with their trailing spaces."""
+    return re.findall(r"\S+\s*|\s+", text)
+
+
+def fragments(arguments: str) -> list[str]:
+    """How a tool call's arguments JSON is streamed: 8-character fragments."""
+    return [arguments[i : i + 8] for i in range(0, len(arguments), 8)]
+
+
+def _text_chars(value: Any) -> int:
+    if isinstance(value, dict):
+        return sum(
+            len(v) if isinstance(v, str) and k in ("text", "content") else _text_chars(v)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return sum(_text_chars(v) for v in value)
+    return 0
+
+
+def prompt_tokens_for(*parts: Any) -> int:
+    """Prompt tokens for messages (and a system prompt): text characters // 4 + 1."""
+    chars = sum(len(p) if isinstance(p, str) else _text_chars(p) for p in parts)
+    return chars // 4 + 1
+
+
+@dataclass
+class Answer:
+    model: str
+    text: str
+    tool_calls: list[tuple[str, str]]
+    finish: str
+    usage: bool
+    prompt: int
+    completion: int
+    cached: int
+    cache_creation: int
+    reasoning: int
+    delay: float
+    serial: int
+
+    @property
+    def pieces(self) -> list[str]:
+        return pieces(self.text)
+
+
+@dataclass
+class _Call:
+    model: str
+    stream: bool
+    prompt: int
+    json_mode: bool = False
+    include_usage: bool = False
+
+
+def _answer(call: _Call, ok: Ok, serial: int) -> Answer:
+    calls = list(ok.tool_calls or [])
+    text = ok.text if ok.text is not None else ("" if calls else default_text(call.model))
+    if call.json_mode:
+        text = orjson.dumps({"answer": text}).decode()
+    completion = len(pieces(text)) + sum(1 + len(fragments(args)) for _, args in calls)
+    return Answer(
+        model=call.model,
+        text=text,
+        tool_calls=calls,
+        finish=ok.finish_reason or ("tool_calls" if calls else "stop"),
+        usage=ok.usage,
+        prompt=ok.prompt_tokens if ok.prompt_tokens is not None else call.prompt,
+        completion=ok.completion_tokens if ok.completion_tokens is not None else completion,
+        cached=ok.cached_tokens,
+        cache_creation=ok.cache_creation_tokens,
+        reasoning=ok.reasoning_tokens,
+        delay=ok.delay,
+        serial=serial,
+    )
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# --- protocols ---------------------------------------------------------------------
+
+
+class OpenAIProtocol:
+    name = "openai"
+
+    def parse(self, path: str, query: str, headers: dict[str, str], body: Any) -> _Call:
+        auth = headers.get("authorization")
+        if auth is not None and not auth.removeprefix("Bearer ").strip():
+            raise _Reject(401, "Incorrect API key provided")
+        if not isinstance(body, dict) or not body.get("model") or "messages" not in body:
+            raise _Reject(400, "model and messages are required")
+        fmt = (body.get("response_format") or {}).get("type")
+        return _Call(
+            model=body["model"],
+            stream=bool(body.get("stream")),
+            prompt=prompt_tokens_for(body["messages"]),
+            json_mode=fmt in ("json_object", "json_schema"),
+            include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+        )
+
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+    def error_event(self, message: str) -> bytes:
+        return b"data: " + orjson.dumps(self.error(500, message)) + b"\n\n"
+
+    def _usage(self, a: Answer) -> dict[str, Any]:
+        return {
+            "prompt_tokens": a.prompt,
+            "completion_tokens": a.completion,
+            "total_tokens": a.prompt + a.completion,
+            "prompt_tokens_details": {"cached_tokens": a.cached},
+            "completion_tokens_details": {"reasoning_tokens": a.reasoning},
+        }
+
+    def _call_id(self, index: int) -> str:
+        return f"call_fake_{index}"
+
+    def completion(self, a: Answer) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": a.text or None}
+        if a.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": self._call_id(i),
+                    "type": "function",
+                    "function": {"name": name, "arguments": args},
+                }
+                for i, (name, args) in enumerate(a.tool_calls)
+            ]
+        result: dict[str, Any] = {
+            "id": f"chatcmpl-fake-{a.serial}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": a.model,
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": a.finish}
+            ],
+        }
+        if a.usage:
+            result["usage"] = self._usage(a)
+        return result
+
+    def events(self, a: Answer, call: _Call) -> list[bytes]:
+        base = {
+            "id": f"chatcmpl-fake-{a.serial}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": a.model,
+            "system_fingerprint": None,
+        }
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            result = {**base, "choices": [choice]}
+            if call.include_usage:
+                result["usage"] = None
+            return result
+
+        chunks = [chunk({"role": "assistant", "content": ""})]
+        chunks += [chunk({"content": piece}) for piece in a.pieces]
+        for i, (name, args) in enumerate(a.tool_calls):
+            function = {"name": name, "arguments": ""}
+            chunks.append(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": i,
+                                "id": self._call_id(i),
+                                "type": "function",
+                                "function": function,
+                            }
+                        ]
+                    }
+                )
+            )
+            chunks += [
+                chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]})
+                for part in fragments(args)
+            ]
+        chunks.append(chunk({}, a.finish))
+        if call.include_usage and a.usage:
+            chunks.append({**base, "choices": [], "usage": self._usage(a)})
+        return [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
+
+
+class AnthropicProtocol:
+    name = "anthropic"
+    stop_reasons = {
+        "stop": "end_turn",
+        "length": "max_tokens",
+        "tool_calls": "tool_use",
+        "content_filter": "refusal",
+    }
+    error_types = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "request_too_large",
+        429: "rate_limit_error",
+        529: "overloaded_error",
+    }
+
+    def parse(self, path: str, query: str, headers: dict[str, str], body: Any) -> _Call:
+        if not headers.get("x-api-key"):
+            raise _Reject(401, "x-api-key header is required")
+        if not headers.get("anthropic-version"):
+            raise _Reject(400, "anthropic-version: header is required")
+        if not isinstance(body, dict) or not body.get("model"):
+            raise _Reject(400, "model: Field required")
+        if not isinstance(body.get("max_tokens"), int):
+            raise _Reject(400, "max_tokens: Field required")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise _Reject(400, "messages: Field required")
+        if any(m.get("role") not in ("user", "assistant") for m in messages):
+            raise _Reject(400, "messages: roles must be user or assistant")
+        return _Call(
+            model=body["model"],
+            stream=bool(body.get("stream")),
+            prompt=prompt_tokens_for(messages, body.get("system") or ""),
+        )
+
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        kind = self.error_types.get(status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": message}}
+
+    def _event(self, data: dict[str, Any]) -> bytes:
+        return f"event: {data['type']}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def error_event(self, message: str) -> bytes:
+        return self._event(self.error(529, message))
+
+    def _usage(self, a: Answer) -> dict[str, Any]:
+        return {
+            "input_tokens": a.prompt - a.cached - a.cache_creation,
+            "cache_creation_input_tokens": a.cache_creation,
+            "cache_read_input_tokens": a.cached,
+            "output_tokens": a.completion,
+        }
+
+    def _message(self, a: Answer, content: list[dict[str, Any]], done: bool) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "id": f"msg_fake_{a.serial}",
+            "type": "message",
+            "role": "assistant",
+            "model": a.model,
+            "content": content,
+            "stop_reason": self.stop_reasons.get(a.finish, a.finish) if done else None,
+            "stop_sequence": None,
+        }
+        if a.usage:
+            message["usage"] = self._usage(a) if done else {**self._usage(a), "output_tokens": 1}
+        return message
+
+    def completion(self, a: Answer) -> dict[str, Any]:
+        content: list[dict[str, Any]] = [{"type": "text", "text": a.text}] if a.text else []
+        content += [
+            {"type": "tool_use", "id": f"toolu_fake_{i}", "name": name, "input": orjson.loads(args)}
+            for i, (name, args) in enumerate(a.tool_calls)
+        ]
+        return self._message(a, content, done=True)
+
+    def events(self, a: Answer, call: _Call) -> list[bytes]:
+        events: list[dict[str, Any]] = [
+            {"type": "message_start", "message": self._message(a, [], done=False)},
+            {"type": "ping"},
+        ]
+        index = 0
+        if a.text:
+            events.append(
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                }
+            )
+            events += [
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": p},
+                }
+                for p in a.pieces
+            ]
+            events.append({"type": "content_block_stop", "index": 0})
+            index = 1
+        for i, (name, args) in enumerate(a.tool_calls, start=index):
+            block = {"type": "tool_use", "id": f"toolu_fake_{i - index}", "name": name, "input": {}}
+            events.append({"type": "content_block_start", "index": i, "content_block": block})
+            events += [
+                {
+                    "type": "content_block_delta",
+                    "index": i,
+                    "delta": {"type": "input_json_delta", "partial_json": part},
+                }
+                for part in fragments(args)
+            ]
+            events.append({"type": "content_block_stop", "index": i})
+        delta: dict[str, Any] = {
+            "type": "message_delta",
+            "delta": {
+                "stop_reason": self.stop_reasons.get(a.finish, a.finish),
+                "stop_sequence": None,
+            },
+        }
+        if a.usage:
+            delta["usage"] = {"output_tokens": a.completion}
+        events += [delta, {"type": "message_stop"}]
+        return [self._event(e) for e in events]
+
+
+class GeminiProtocol:
+    name = "gemini"
+    finish_reasons = {
+        "stop": "STOP",
+        "length": "MAX_TOKENS",
+        "tool_calls": "STOP",
+        "content_filter": "SAFETY",
+    }
+    statuses = {
+        400: "INVALID_ARGUMENT",
+        401: "UNAUTHENTICATED",
+        403: "PERMISSION_DENIED",
+        404: "NOT_FOUND",
+        429: "RESOURCE_EXHAUSTED",
+        500: "INTERNAL",
+        503: "UNAVAILABLE",
+        504: "DEADLINE_EXCEEDED",
+    }
+    path = re.compile(
+        r"^/v1beta/models/(?P<model>[^:]+):(?P<method>generateContent|streamGenerateContent)$"
+    )
+
+    def parse(self, path: str, query: str, headers: dict[str, str], body: Any) -> _Call:
+        match = self.path.match(path)
+        assert match is not None
+        if not headers.get("x-goog-api-key"):
+            raise _Reject(403, "Method doesn't allow unregistered callers. Please use an API key.")
+        contents = body.get("contents") if isinstance(body, dict) else None
+        if not isinstance(contents, list) or not contents:
+            raise _Reject(400, "* GenerateContentRequest.contents: contents is not specified")
+        if any(c.get("role", "user") not in ("user", "model") for c in contents):
+            raise _Reject(400, "Please use a valid role: user, model.")
+        config = body.get("generationConfig") or {}
+        return _Call(
+            model=match["model"],
+            stream=match["method"] == "streamGenerateContent",
+            prompt=prompt_tokens_for(contents, body.get("systemInstruction") or {}),
+            json_mode=config.get("responseMimeType") == "application/json",
+        )
+
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        return {
+            "error": {
+                "code": status,
+                "message": message,
+                "status": self.statuses.get(status, "UNKNOWN"),
+            }
+        }
+
+    def error_event(self, message: str) -> bytes:
+        return b"data: " + orjson.dumps(self.error(500, message)) + b"\r\n\r\n"
+
+    def _usage(self, a: Answer) -> dict[str, Any]:
+        usage = {
+            "promptTokenCount": a.prompt,
+            "candidatesTokenCount": a.completion - a.reasoning,
+            "totalTokenCount": a.prompt + a.completion,
+        }
+        if a.cached:
+            usage["cachedContentTokenCount"] = a.cached
+        if a.reasoning:
+            usage["thoughtsTokenCount"] = a.reasoning
+        return usage
+
+    def _response(self, a: Answer, parts: list[dict[str, Any]], done: bool) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+        if done:
+            candidate["finishReason"] = self.finish_reasons.get(a.finish, a.finish)
+        response: dict[str, Any] = {"candidates": [candidate]}
+        if a.usage:
+            partial = {"promptTokenCount": a.prompt, "totalTokenCount": a.prompt}
+            response["usageMetadata"] = self._usage(a) if done else partial
+        response |= {"modelVersion": a.model, "responseId": f"fake-{a.serial}"}
+        return response
+
+    def _parts(self, a: Answer) -> list[dict[str, Any]]:
+        return [
+            {"functionCall": {"name": name, "args": orjson.loads(args)}}
+            for name, args in a.tool_calls
+        ]
+
+    def completion(self, a: Answer) -> dict[str, Any]:
+        parts = ([{"text": a.text}] if a.text else []) + self._parts(a)
+        return self._response(a, parts, done=True)
+
+    def events(self, a: Answer, call: _Call) -> list[bytes]:
+        steps = [[{"text": p}] for p in a.pieces] + [[part] for part in self._parts(a)]
+        steps = steps or [[{"text": ""}]]
+        responses = [
+            self._response(a, parts, done=i == len(steps) - 1) for i, parts in enumerate(steps)
+        ]
+        return [b"data: " + orjson.dumps(r) + b"\r\n\r\n" for r in responses]
+
+
+PROTOCOLS = {
+    "openai": OpenAIProtocol(),
+    "anthropic": AnthropicProtocol(),
+    "gemini": GeminiProtocol(),
+}
+Protocol = OpenAIProtocol | AnthropicProtocol | GeminiProtocol
+
+
+def _protocol_for(method: str, path: str) -> Protocol | None:
+    if method != "POST":
+        return None
+    if path == "/v1/chat/completions":
+        return PROTOCOLS["openai"]
+    if path == "/v1/messages":
+        return PROTOCOLS["anthropic"]
+    if GeminiProtocol.path.match(path):
+        return PROTOCOLS["gemini"]
+    return None
+
+
+# --- the server --------------------------------------------------------------------
+
+
+class _CutConnection(Exception):
+    """Raised after the response started: uvicorn then drops the connection."""
+
+
+class _HideCuts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], _CutConnection))
+
+
+_hide_cuts = _HideCuts()
+
+
+class _Exchange:
+    """One request's response side, with a watcher that notices the client leaving."""
+
+    def __init__(self, receive: Callable[[], Any], send: Callable[[dict[str, Any]], Any]) -> None:
+        self._send = send
+        self.gone = asyncio.Event()
+        self._watcher = asyncio.create_task(self._watch(receive))
+
+    async def _watch(self, receive: Callable[[], Any]) -> None:
+        # The body has been read: the next message can only be http.disconnect.
+        await receive()
+        self.gone.set()
+
+    async def pause(self, seconds: float) -> bool:
+        """Wait `seconds`; True if the client left meanwhile."""
+        if seconds > 0:
+            try:
+                await asyncio.wait_for(self.gone.wait(), seconds)
+            except TimeoutError:
+                return False
+        return self.gone.is_set()
+
+    async def start(
+        self, status: int, content_type: str, extra: dict[str, str] | None = None
+    ) -> None:
+        headers = [(b"content-type", content_type.encode())]
+        headers += [(k.encode(), v.encode()) for k, v in (extra or {}).items()]
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def write(self, data: bytes, more: bool = True) -> None:
+        await self._send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def json(
+        self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None
+    ) -> None:
+        data = orjson.dumps(payload)
+        await self.start(
+            status, "application/json", {"content-length": str(len(data)), **(extra or {})}
+        )
+        await self.write(data, more=False)
+
+    def close(self) -> None:
+        self._watcher.cancel()
+
+
+class FakeUpstream:
+    """The fake upstream server; see the module docstring for how to script it."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.requests: list[RecordedRequest] = []
+        self.disconnects = 0
+        self._scripts: dict[str, deque[Behaviour]] = {}
+        self._lock = threading.Lock()
+        self._serial = itertools.count(1)
+        self._generation = 0
+        config = uvicorn.Config(
+            self._app,
+            host="127.0.0.1",
+            port=0,
+            interface="asgi3",
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+        )
+        logging.getLogger("uvicorn.error").addFilter(_hide_cuts)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="fake-upstream", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the fake upstream did not start")
+            time.sleep(0.01)
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def script(self, model: str, *behaviours: Behaviour) -> None:
+        """Queue behaviours for requests naming `model`, one consumed per request."""
+        with self._lock:
+            self._scripts.setdefault(model, deque()).extend(behaviours)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._scripts.clear()
+            self.requests = []
+            self.disconnects = 0
+            self._generation += 1
+
+    def requests_for(self, model: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.model == model]
+
+    def wait_for_disconnects(self, count: int = 1, timeout: float = 5.0) -> bool:
+        """Wait (bounded) until at least `count` abandoned requests have been noticed."""
+        deadline = time.monotonic() + timeout
+        while self.disconnects < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.disconnects >= count
+
+    def _next(self, model: str) -> Behaviour:
+        with self._lock:
+            queue = self._scripts.get(model)
+            return queue.popleft() if queue else Ok()
+
+    def _abandoned(self, generation: int) -> None:
+        with self._lock:
+            if generation == self._generation:
+                self.disconnects += 1
+
+    async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        exchange = _Exchange(receive, send)
+        try:
+            await self._respond(scope, body, exchange)
+        finally:
+            exchange.close()
+
+    async def _respond(self, scope: dict[str, Any], raw: bytes, exchange: _Exchange) -> None:
+        generation = self._generation
+        path, query = scope["path"], scope["query_string"].decode()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = None
+        protocol = _protocol_for(scope["method"], path)
+        if protocol is None:
+            await exchange.json(404, {"error": {"message": f"no route for {path}"}})
+            return
+        try:
+            call = protocol.parse(path, query, headers, body)
+        except _Reject as reject:
+            model = body.get("model") if isinstance(body, dict) else None
+            self.requests.append(RecordedRequest(protocol.name, path, query, headers, body, model))
+            await exchange.json(reject.status, protocol.error(reject.status, reject.message))
+            return
+        self.requests.append(RecordedRequest(protocol.name, path, query, headers, body, call.model))
+        behaviour = self._next(call.model)
+        if isinstance(behaviour, Fail) or (isinstance(behaviour, ErrorEvent) and not call.stream):
+            status = behaviour.status if isinstance(behaviour, Fail) else 500
+            extra = {}
+            if isinstance(behaviour, Fail) and behaviour.retry_after is not None:
+                extra["retry-after"] = f"{behaviour.retry_after:g}"
+            await exchange.json(status, protocol.error(status, behaviour.message), extra)
+            return
+        answer = _answer(call, behaviour if isinstance(behaviour, Ok) else Ok(), next(self._serial))
+        if call.stream:
+            finished = await self._stream(exchange, protocol, call, answer, behaviour)
+        else:
+            finished = await self._complete(exchange, protocol, answer, behaviour)
+        if not finished:
+            self._abandoned(generation)
+
+    async def _complete(
+        self, exchange: _Exchange, protocol: Protocol, answer: Answer, behaviour: Behaviour
+    ) -> bool:
+        wait = behaviour.seconds if isinstance(behaviour, Stall) else answer.delay
+        if await exchange.pause(wait):
+            return False
+        data = orjson.dumps(protocol.completion(answer))
+        if isinstance(behaviour, Cut):
+            await exchange.start(200, "application/json", {"content-length": str(len(data))})
+            await exchange.write(data[: len(data) // 2])
+            raise _CutConnection
+        await exchange.start(200, "application/json", {"content-length": str(len(data))})
+        await exchange.write(data, more=False)
+        return True
+
+    async def _stream(
+        self,
+        exchange: _Exchange,
+        protocol: Protocol,
+        call: _Call,
+        answer: Answer,
+        behaviour: Behaviour,
+    ) -> bool:
+        stall = behaviour if isinstance(behaviour, Stall) else None
+        if stall is not None and stall.after_chunks is None and await exchange.pause(stall.seconds):
+            return False
+        events = protocol.events(answer, call)
+        await exchange.start(200, "text/event-stream", {"cache-control": "no-cache"})
+        for index in range(len(events) + 1):
+            if isinstance(behaviour, Cut) and index == behaviour.after_chunks:
+                raise _CutConnection
+            if isinstance(behaviour, ErrorEvent) and index == behaviour.after_chunks:
+                await exchange.write(protocol.error_event(behaviour.message), more=False)
+                return True
+            if index == len(events):
+                break
+            if (
+                stall is not None
+                and index == stall.after_chunks
+                and await exchange.pause(stall.seconds)
+            ):
+                return False
+            if await exchange.pause(answer.delay if index else 0):
+                return False
+            await exchange.write(events[index])
+        await exchange.write(b"", more=False)
+        return True
