@@ -2,12 +2,51 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.authentication import get_authentication_records
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from django.http import HttpRequest, HttpResponse
+
+from accounts.models import SignIn
+
+MFA_LABELS = {"webauthn": "passkey", "totp": "authenticator app", "recovery_codes": "recovery code"}
+PROVIDER_LABELS = {"github": "GitHub"}
+
+
+def describe_sign_in(records: list[dict[str, Any]]) -> str:
+    """A short human label for how this session was authenticated ("Password + passkey")."""
+    labels: list[str] = []
+    for record in records:
+        method = record.get("method")
+        if method == "password":
+            label = "password"
+        elif method == "code":
+            label = "e-mail code"
+        elif method == "socialaccount":
+            provider = str(record.get("provider", "social account"))
+            label = PROVIDER_LABELS.get(provider, provider)
+        elif method == "mfa":
+            label = MFA_LABELS.get(str(record.get("type")), "second factor")
+        else:
+            label = str(method).replace("_", " ")
+        if label not in labels:
+            labels.append(label)
+    text = " + ".join(labels) or "sign-up"
+    return text[0].upper() + text[1:]
 
 
 class AccountAdapter(DefaultAccountAdapter):
-    pass
+    def post_login(self, request: HttpRequest, user: Any, **kwargs: Any) -> HttpResponse:
+        response = super().post_login(request, user, **kwargs)
+        SignIn.objects.create(
+            user=user,
+            method=describe_sign_in(get_authentication_records(request))[:60],
+            ip_address=self.get_client_ip(request),
+            user_agent=request.headers.get("User-Agent", "")[:300],
+        )
+        return response
 
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):

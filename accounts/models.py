@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 KEY_PREFIX = "sk-sb-"
@@ -56,6 +57,27 @@ class User(AbstractBaseUser, PermissionsMixin):
     def get_short_name(self) -> str:
         return self.name or self.email.split("@")[0]
 
+    def close(self) -> None:
+        """Delete the account for the customer while keeping the books.
+
+        Keys are revoked, every way to sign in is removed and the e-mail address is
+        freed; the row stays because the ledger (append-only) points at it.
+        """
+        from allauth.account.models import EmailAddress
+        from allauth.mfa.models import Authenticator
+        from allauth.socialaccount.models import SocialAccount
+
+        for key in self.api_keys.filter(revoked_at__isnull=True):
+            key.revoke()
+        EmailAddress.objects.filter(user=self).delete()
+        SocialAccount.objects.filter(user=self).delete()
+        Authenticator.objects.filter(user=self).delete()
+        self.email = f"deleted-{self.pk}@deleted.invalid"
+        self.name = ""
+        self.is_active = False
+        self.set_unusable_password()
+        self.save(update_fields=["email", "name", "is_active", "password"])
+
 
 def hash_secret(secret: str) -> str:
     """HMAC of the whole key with SECRET_KEY: a database dump alone reveals no key."""
@@ -69,6 +91,17 @@ class SpendPeriod(models.TextChoices):
     TOTAL = "total", "in total"
 
 
+def period_starts(now: Any = None) -> dict[str, Any]:
+    """Start of the current day, week and month (UTC calendar periods)."""
+    now = now or timezone.now()
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return {
+        SpendPeriod.DAY: day,
+        SpendPeriod.WEEK: day - timedelta(days=day.weekday()),
+        SpendPeriod.MONTH: day.replace(day=1),
+    }
+
+
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
     def active(self) -> ApiKeyQuerySet:
         now = timezone.now()
@@ -78,6 +111,17 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
 
     def for_user(self, user: User) -> ApiKeyQuerySet:
         return self.filter(user=user)
+
+    def with_period_spend(self, now: Any = None) -> ApiKeyQuerySet:
+        """Annotate `period_spend_micro_usd`: usage cost since each key's period began."""
+        in_period = models.Q(spend_cap_period=SpendPeriod.TOTAL)
+        for period, start in period_starts(now).items():
+            in_period |= models.Q(spend_cap_period=period, usage__created_at__gte=start)
+        return self.annotate(
+            period_spend_micro_usd=Coalesce(
+                models.Sum("usage__cost_micro_usd", filter=in_period), 0
+            )
+        )
 
     def mint(self, *, user: User, name: str = "default", **fields: Any) -> tuple[ApiKey, str]:
         """Create a key; returns the row and the secret, which is never stored."""
@@ -164,15 +208,7 @@ class ApiKey(models.Model):
 
     def period_start(self, now: Any = None) -> Any:
         """Start of the current spend-cap period (UTC calendar periods)."""
-        now = now or timezone.now()
-        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        if self.spend_cap_period == SpendPeriod.DAY:
-            return day
-        if self.spend_cap_period == SpendPeriod.WEEK:
-            return day - timedelta(days=day.weekday())
-        if self.spend_cap_period == SpendPeriod.MONTH:
-            return day.replace(day=1)
-        return self.created_at
+        return period_starts(now).get(self.spend_cap_period, self.created_at)
 
 
 def parse_secret(secret: str) -> str | None:
@@ -180,3 +216,27 @@ def parse_secret(secret: str) -> str | None:
     if not secret.startswith(KEY_PREFIX) or len(secret) < len(KEY_PREFIX) + LOOKUP_LENGTH + 8:
         return None
     return secret[len(KEY_PREFIX) : len(KEY_PREFIX) + LOOKUP_LENGTH]
+
+
+class SignInQuerySet(models.QuerySet["SignIn"]):
+    def for_user(self, user: User) -> SignInQuerySet:
+        return self.filter(user=user)
+
+
+class SignIn(models.Model):
+    """One successful sign-in, for the customer's own history on the account page."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="sign_ins")
+    method = models.CharField(max_length=60)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = SignInQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} via {self.method} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -1,24 +1,91 @@
 from __future__ import annotations
 
+from allauth.account.models import EmailAddress
+from allauth.mfa.models import Authenticator
+from allauth.socialaccount.models import SocialAccount
+from django.contrib import messages
+from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.models import ApiKey
+from accounts.forms import ApiKeyForm, CloseAccountForm
+from accounts.models import ApiKey, SignIn
 from billing.ledger import account_for
+from gateway.catalog import get_catalog
+
+SIGN_IN_HISTORY = 10
+
+
+def model_choices() -> list[tuple[str, str]]:
+    """The catalog's enabled models, as choices for a key's allowlist."""
+    models = sorted(get_catalog().enabled(), key=lambda m: m.id)
+    return [(m.id, f"{m.title} ({m.id})" if m.title and m.title != m.id else m.id) for m in models]
+
+
+def api_base_url(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/v1")
+
+
+def user_api_keys(request: HttpRequest):  # type: ignore[no-untyped-def]
+    return ApiKey.objects.for_user(request.user).filter(kind=ApiKey.Kind.API).with_period_spend()
 
 
 @require_GET
 @login_required
 def profile(request: HttpRequest) -> TemplateResponse:
-    return TemplateResponse(
-        request, "accounts/profile.html", {"account": account_for(request.user)}
-    )
+    user = request.user
+    context = {
+        "account": account_for(user),
+        "emails": EmailAddress.objects.filter(user=user).order_by("-primary", "email"),
+        "passkeys": Authenticator.objects.filter(user=user, type=Authenticator.Type.WEBAUTHN),
+        "github_accounts": SocialAccount.objects.filter(user=user, provider="github"),
+        "sign_ins": SignIn.objects.for_user(user)[:SIGN_IN_HISTORY],
+    }
+    return TemplateResponse(request, "accounts/profile.html", context)
 
 
 @require_GET
 @login_required
 def keys(request: HttpRequest) -> TemplateResponse:
-    api_keys = ApiKey.objects.for_user(request.user).filter(kind=ApiKey.Kind.API)
-    return TemplateResponse(request, "accounts/keys.html", {"api_keys": api_keys})
+    context = {"api_keys": user_api_keys(request), "form": ApiKeyForm(models=model_choices())}
+    return TemplateResponse(request, "accounts/keys.html", context)
+
+
+@require_POST
+@login_required
+def key_create(request: HttpRequest) -> TemplateResponse:
+    form = ApiKeyForm(request.POST, models=model_choices())
+    if not form.is_valid():
+        context = {"api_keys": user_api_keys(request), "form": form}
+        return TemplateResponse(request, "accounts/keys.html", context, status=400)
+    key, secret = ApiKey.objects.mint(user=request.user, **form.key_fields())
+    context = {"key": key, "secret": secret, "base_url": api_base_url(request), "model": "demo"}
+    return TemplateResponse(request, "accounts/key_created.html", context, status=201)
+
+
+@require_POST
+@login_required
+def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = get_object_or_404(user_api_keys(request), pk=key_id)
+    key.revoke()
+    if request.htmx:
+        return TemplateResponse(request, "accounts/_key_row.html", {"key": key})
+    messages.success(request, f"The key “{key.name}” was revoked.")
+    return redirect("accounts:keys")
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def close_account(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    form = CloseAccountForm(request.POST or None, email=user.email)
+    if request.method == "POST" and form.is_valid():
+        user.close()
+        logout(request)
+        messages.success(request, "Your account was deleted and its keys revoked.")
+        return redirect("home")
+    status = 400 if form.is_bound else 200
+    return TemplateResponse(request, "accounts/close.html", {"form": form}, status=status)

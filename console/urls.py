@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts.urls import api_urlpatterns
 from console import views
 
 urlpatterns = [
@@ -13,6 +14,7 @@ urlpatterns = [
     path("v1/", include("gateway.urls")),
     path("accounts/", include("allauth.urls")),
     path("account/", include("accounts.urls")),
+    path("api/v1/", include((api_urlpatterns, "api"))),
     path("billing/", include("billing.urls")),
     path("admin/", admin.site.urls),
 ]

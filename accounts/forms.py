@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.utils import timezone
+
+from accounts.models import SpendPeriod
+
+MICRO = 1_000_000
+
+
+class ApiKeyForm(forms.Form):
+    """The settings of a new key, from the Keys page or the account API (JSON)."""
+
+    name = forms.CharField(max_length=100, help_text="Something to recognise it by, e.g. “laptop”.")
+    expires_on = forms.DateField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="The key stops working at the end of this day (UTC). Leave empty for never.",
+    )
+    allowed_models = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Tick none to allow every model.",
+    )
+    rpm_limit = forms.IntegerField(
+        label="Requests per minute", required=False, min_value=1, help_text="Empty: no limit."
+    )
+    tpm_limit = forms.IntegerField(
+        label="Tokens per minute", required=False, min_value=1, help_text="Empty: no limit."
+    )
+    spend_cap_usd = forms.DecimalField(
+        label="Spend cap (USD)",
+        required=False,
+        min_value=Decimal("0"),
+        max_digits=12,
+        decimal_places=2,
+        help_text="Empty: limited only by your balance.",
+    )
+    spend_cap_period = forms.ChoiceField(
+        label="Cap period", choices=SpendPeriod.choices, initial=SpendPeriod.MONTH, required=False
+    )
+    can_manage = forms.BooleanField(
+        label="May manage keys through the account API",
+        required=False,
+        help_text="Lets programs holding this key create and revoke your keys.",
+    )
+
+    def __init__(self, *args: Any, models: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["allowed_models"].choices = models
+
+    def clean_expires_on(self) -> Any:
+        expires_on = self.cleaned_data["expires_on"]
+        if expires_on is not None and expires_on < timezone.now().date():
+            raise forms.ValidationError("Pick today or a later date.")
+        return expires_on
+
+    def key_fields(self) -> dict[str, Any]:
+        """Keyword arguments for `ApiKey.objects.mint`."""
+        data = self.cleaned_data
+        expires_at = None
+        if data["expires_on"] is not None:
+            midnight = datetime.combine(data["expires_on"] + timedelta(days=1), time.min)
+            expires_at = midnight.replace(tzinfo=UTC)
+        cap = data["spend_cap_usd"]
+        return {
+            "name": data["name"],
+            "expires_at": expires_at,
+            "allowed_models": list(data["allowed_models"]),
+            "rpm_limit": data["rpm_limit"],
+            "tpm_limit": data["tpm_limit"],
+            "spend_cap_micro_usd": None if cap is None else int(cap * MICRO),
+            "spend_cap_period": data["spend_cap_period"] or SpendPeriod.MONTH,
+            "can_manage": data["can_manage"],
+        }
+
+
+class CloseAccountForm(forms.Form):
+    confirm = forms.CharField(
+        label="Type your e-mail address to confirm",
+        widget=forms.EmailInput(attrs={"autocomplete": "off"}),
+    )
+
+    def __init__(self, *args: Any, email: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def clean_confirm(self) -> str:
+        confirm = self.cleaned_data["confirm"].strip()
+        if confirm.lower() != self.email.lower():
+            raise forms.ValidationError("That is not the e-mail address of this account.")
+        return confirm
