@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from gateway import views
+from gateway import estimate, views
 
 urlpatterns = [
     path("chat/completions", views.chat_completions, name="v1-chat-completions"),
@@ -10,4 +10,5 @@ urlpatterns = [
     path("models/<path:model_id>", views.model_detail, name="v1-model"),
     path("catalog", views.catalog, name="v1-catalog"),
     path("generation/<str:request_id>", views.generation, name="v1-generation"),
+    path("estimate", estimate.estimate, name="v1-estimate"),
 ]

@@ -1,0 +1,100 @@
+"""`/v1/estimate`: what a request would cost, before making it. Public, like the prices.
+
+GET takes token counts; POST takes the chat body (messages, tools, max_tokens) and
+counts the prompt itself with the same tokenizer the gateway reserves with. Without
+an output budget the estimate is the worst case: the model's output cap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from billing.money import micro_to_usd, token_cost
+from gateway import engine
+from gateway.catalog import ModelInfo
+from gateway.errors import GatewayError, invalid
+from gateway.tokens import count_prompt
+from gateway.validation import parse_json
+from gateway.views import _read_body, api_view, json_response
+
+MAX_TOKENS = 100_000_000
+
+
+@api_view(("GET", "POST"), key_required=False)
+async def estimate(request: HttpRequest) -> HttpResponse:
+    """Cost in micro-USD (and USD) of `input_tokens` in and `output_tokens` out on a model."""
+    if request.method == "POST":
+        body = parse_json(_read_body(request))
+        name = body.get("model")
+        input_tokens = _prompt_tokens(body)
+        output = body.get("max_completion_tokens", body.get("max_tokens"))
+        output_param = "max_tokens"
+    else:
+        name = request.GET.get("model")
+        input_tokens = _tokens(request.GET.get("input_tokens", "0"), "input_tokens")
+        output = request.GET.get("output_tokens")
+        output_param = "output_tokens"
+    model = await _priced_model(name)
+    output_tokens = model.max_output_tokens if output is None else _tokens(output, output_param)
+    cost = token_cost(
+        prompt_tokens=input_tokens,
+        completion_tokens=output_tokens,
+        cached_tokens=0,
+        input_price=model.input_price or 0,
+        output_price=model.output_price or 0,
+        cached_price=model.cached_price,
+    )
+    payload = {
+        "object": "estimate",
+        "model": model.id,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "input_price_micro_usd_per_mtok": model.input_price,
+        "output_price_micro_usd_per_mtok": model.output_price,
+        "cost_micro_usd": cost,
+        "cost_usd": float(micro_to_usd(cost)),
+    }
+    return json_response(payload)
+
+
+def _tokens(value: Any, param: str) -> int:
+    if isinstance(value, bool):
+        raise invalid(f"`{param}` must be a whole number of tokens.", param=param)
+    try:
+        tokens = int(value)
+    except (TypeError, ValueError):
+        raise invalid(f"`{param}` must be a whole number of tokens.", param=param) from None
+    if not 0 <= tokens <= MAX_TOKENS:
+        raise invalid(f"`{param}` must be between 0 and {MAX_TOKENS}.", param=param)
+    return tokens
+
+
+def _prompt_tokens(body: dict[str, Any]) -> int:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise invalid("`messages` must be a list of message objects.", param="messages")
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise invalid("`tools` must be a list.", param="tools")
+    try:
+        return count_prompt(messages, tools)
+    except (AttributeError, TypeError) as exc:
+        raise invalid("`messages` has a malformed message.", param="messages") from exc
+
+
+async def _priced_model(name: Any) -> ModelInfo:
+    if not isinstance(name, str) or not name.strip():
+        raise invalid("`model` is required.", param="model")
+    catalog = await engine.current_catalog()
+    model = catalog.resolve(name)
+    if model is None or not model.is_priced:
+        available = ", ".join(sorted(m.id for m in catalog.enabled() if m.is_priced)[:20])
+        raise GatewayError(
+            404,
+            f"The model `{name}` does not exist or is not available. Available: {available}",
+            code="model_not_found",
+            param="model",
+        )
+    return model
