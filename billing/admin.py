@@ -10,7 +10,17 @@ from django.urls import path, reverse
 from django.utils.crypto import get_random_string
 
 from billing.ledger import credit_account
-from billing.models import Account, Hold, LedgerEntry, UsageRecord
+from billing.models import (
+    Account,
+    CreditPackage,
+    Hold,
+    LedgerEntry,
+    Purchase,
+    Redemption,
+    RedemptionCode,
+    StripeEvent,
+    UsageRecord,
+)
 from billing.money import format_usd, usd_to_micro
 
 
@@ -138,6 +148,80 @@ class UsageRecordAdmin(admin.ModelAdmin):
     list_filter = ["status", "source", "provider", "stream"]
     search_fields = ["request_id", "account__user__email", "model"]
     date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(CreditPackage)
+class CreditPackageAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "price", "credit", "bonus", "active", "order"]
+    list_editable = ["active", "order"]
+    prepopulated_fields = {"slug": ["name"]}
+    ordering = ["order", "price_micro_usd"]
+
+    @admin.display(description="Price", ordering="price_micro_usd")
+    def price(self, obj: CreditPackage) -> str:
+        return format_usd(obj.price_micro_usd)
+
+    @admin.display(description="Credit", ordering="credit_micro_usd")
+    def credit(self, obj: CreditPackage) -> str:
+        return format_usd(obj.credit_micro_usd)
+
+    @admin.display(description="Bonus", ordering="bonus_micro_usd")
+    def bonus(self, obj: CreditPackage) -> str:
+        return format_usd(obj.bonus_micro_usd)
+
+
+class RedemptionInline(admin.TabularInline):
+    model = Redemption
+    extra = 0
+    can_delete = False
+    fields = ["account", "created_at"]
+    readonly_fields = fields
+    max_num = 0
+
+
+@admin.register(RedemptionCode)
+class RedemptionCodeAdmin(admin.ModelAdmin):
+    list_display = ["code", "amount", "uses", "max_uses", "expires_at", "active", "memo"]
+    list_filter = ["active"]
+    search_fields = ["code", "memo"]
+    readonly_fields = ["uses", "created_at"]
+    fields = ["code", "amount_micro_usd", "max_uses", "uses", "expires_at", "active", "memo"]
+    inlines = [RedemptionInline]
+
+    @admin.display(description="Amount", ordering="amount_micro_usd")
+    def amount(self, obj: RedemptionCode) -> str:
+        return format_usd(obj.amount_micro_usd)
+
+
+@admin.register(Purchase)
+class PurchaseAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "account", "package", "price", "status", "paid_at"]
+    list_filter = ["status"]
+    search_fields = ["stripe_session_id", "payment_intent_id", "account__user__email"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Price", ordering="price_micro_usd")
+    def price(self, obj: Purchase) -> str:
+        return format_usd(obj.price_micro_usd)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(admin.ModelAdmin):
+    list_display = ["received_at", "event_id", "type", "outcome"]
+    list_filter = ["type"]
+    search_fields = ["event_id"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

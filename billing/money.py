@@ -45,3 +45,10 @@ def token_cost(
     total = (prompt_tokens - cached) * input_price + completion_tokens * output_price
     total += cached * cached_price
     return -(-total // PER_MTOK)
+
+
+def format_rate(micro: int) -> str:
+    """A price per million tokens: always cents, more digits only where they exist ($0.075)."""
+    usd = micro_to_usd(micro)
+    whole, _, fraction = f"{abs(usd):,.6f}".rstrip("0").partition(".")
+    return f"{'-' if usd < 0 else ''}${whole}.{fraction.ljust(2, '0')}"

@@ -7,6 +7,13 @@ from billing import views
 app_name = "billing"
 urlpatterns = [
     path("", views.index, name="index"),
+    path("balance/", views.balance, name="balance"),
+    path("checkout/", views.checkout, name="checkout"),
+    path("checkout/success/", views.checkout_success, name="checkout_success"),
+    path("checkout/status/", views.purchase_status, name="purchase_status"),
+    path("redeem/", views.redeem, name="redeem"),
+    path("unlimited/", views.unlimited, name="unlimited"),
+    path("stripe/webhook", views.stripe_webhook, name="stripe_webhook"),
     path("pricing/", views.pricing, name="pricing"),
     path("usage/", views.usage, name="usage"),
 ]

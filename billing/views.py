@@ -1,28 +1,232 @@
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest
-from django.template.response import TemplateResponse
-from django.views.decorators.http import require_GET
+import logging
 
+import stripe
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+    JsonResponse,
+)
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
+
+from billing.charts import spend_chart
+from billing.checkout import handle_event, purchases_enabled, start_checkout
 from billing.ledger import account_for
-from billing.models import UsageRecord
+from billing.models import Account, CreditPackage, LedgerEntry, Purchase, UsageRecord
+from billing.pricing import DEFAULT_SORT, SORTS, pricing_rows
+from billing.redemption import RedemptionError, redeem_code
+
+log = logging.getLogger(__name__)
+
+HISTORY_PAGE_SIZE = 20
+CHART_DAYS = 30
+
+
+class RedeemForm(forms.Form):
+    code = forms.CharField(max_length=40, label="Redemption code")
+
+
+def _balance_context(account: Account) -> dict[str, object]:
+    return {
+        "account": account,
+        "floor": settings.UNLIMITED_MODE_FLOOR_MICRO_USD,
+        "low_balance": settings.LOW_BALANCE_WARNING_MICRO_USD,
+    }
 
 
 @require_GET
 @login_required
 def index(request: HttpRequest) -> TemplateResponse:
     account = account_for(request.user)
-    entries = account.entries.all()[:50]
-    return TemplateResponse(request, "billing/index.html", {"account": account, "entries": entries})
+    entries = LedgerEntry.objects.filter(account=account)
+    context = {
+        **_balance_context(account),
+        "history": Paginator(entries.history(), HISTORY_PAGE_SIZE).get_page(
+            request.GET.get("page")
+        ),
+        "packages": CreditPackage.objects.active(),
+        "purchases_enabled": purchases_enabled(),
+        "redeem_form": RedeemForm(),
+        "chart": spend_chart(entries.daily_spend(days=CHART_DAYS)),
+        "cancelled": request.GET.get("checkout") == "cancelled",
+    }
+    template = "billing/index.html"
+    if request.htmx and request.htmx.target == "history":  # type: ignore[attr-defined]
+        template = "billing/_history.html"
+    return TemplateResponse(request, template, context)
+
+
+@require_GET
+@login_required
+def balance(request: HttpRequest) -> TemplateResponse:
+    return TemplateResponse(
+        request, "billing/_balance.html", _balance_context(account_for(request.user))
+    )
+
+
+@require_POST
+@login_required
+def checkout(request: HttpRequest) -> HttpResponse:
+    """Start a Stripe Checkout Session for a package and send the browser to it."""
+    package = get_object_or_404(CreditPackage.objects.active(), pk=request.POST.get("package"))
+    if not purchases_enabled():
+        messages.error(request, "Card purchases are turned off on this server.")
+        return _redirect(request, reverse("billing:index"))
+    success = request.build_absolute_uri(reverse("billing:checkout_success"))
+    cancel = request.build_absolute_uri(reverse("billing:index")) + "?checkout=cancelled"
+    try:
+        _, url = start_checkout(
+            account=account_for(request.user),
+            package=package,
+            success_url=f"{success}?session_id={{CHECKOUT_SESSION_ID}}",
+            cancel_url=cancel,
+        )
+    except stripe.StripeError:
+        log.exception("Stripe refused to create a Checkout Session")
+        messages.error(request, "We could not reach the payment provider. Please try again.")
+        return _redirect(request, reverse("billing:index"))
+    return _redirect(request, url)
+
+
+def _redirect(request: HttpRequest, url: str) -> HttpResponse:
+    if request.htmx:  # type: ignore[attr-defined]
+        return HttpResponseClientRedirect(url)
+    return HttpResponseRedirect(url, status=303)
+
+
+def _purchase(request: HttpRequest) -> Purchase:
+    purchase = (
+        Purchase.objects.for_user(request.user)
+        .select_related("package", "account")
+        .filter(stripe_session_id=request.GET.get("session_id", ""))
+        .first()
+    )
+    if purchase is None:
+        raise Http404("No such purchase")
+    return purchase
+
+
+@require_GET
+@login_required
+def checkout_success(request: HttpRequest) -> TemplateResponse:
+    """Back from Stripe: wait (polling) until the webhook has credited the purchase."""
+    return TemplateResponse(request, "billing/success.html", {"purchase": _purchase(request)})
+
+
+@require_GET
+@login_required
+def purchase_status(request: HttpRequest) -> TemplateResponse:
+    return TemplateResponse(
+        request, "billing/_purchase_status.html", {"purchase": _purchase(request)}
+    )
+
+
+@require_POST
+@login_required
+def redeem(request: HttpRequest) -> HttpResponse:
+    form = RedeemForm(request.POST)
+    redeemed = None
+    if form.is_valid():
+        try:
+            redeemed = redeem_code(
+                account=account_for(request.user), code=form.cleaned_data["code"]
+            )
+        except RedemptionError as exc:
+            form.add_error("code", str(exc))
+    if not request.htmx:  # type: ignore[attr-defined]
+        if redeemed is not None:
+            messages.success(request, f"Code redeemed: {redeemed.memo}.")
+        else:
+            messages.error(request, " ".join(form.errors.get("code", ["Enter a code."])))
+        return HttpResponseRedirect(reverse("billing:index"), status=303)
+    response = TemplateResponse(
+        request,
+        "billing/_redeem.html",
+        {"redeem_form": RedeemForm() if redeemed else form, "redeemed": redeemed},
+    )
+    if redeemed is not None:
+        trigger_client_event(response, "balance-changed")
+    return response
+
+
+@require_POST
+@login_required
+def unlimited(request: HttpRequest) -> HttpResponse:
+    """Switch unlimited mode (no rate limits, credits still apply) on or off."""
+    account = account_for(request.user)
+    wanted = request.POST.get("enabled") == "on"
+    changed = account.set_unlimited(wanted)
+    if not request.htmx:  # type: ignore[attr-defined]
+        if wanted and not changed:
+            messages.error(request, "Unlimited mode needs a higher balance.")
+        return HttpResponseRedirect(reverse("billing:index"), status=303)
+    return TemplateResponse(
+        request,
+        "billing/_unlimited.html",
+        {**_balance_context(account), "refused": wanted and not changed},
+    )
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    """Stripe's events, signature verified; each event id is acted on once."""
+    if not settings.STRIPE_WEBHOOK_SECRET:
+        return HttpResponseBadRequest("Stripe webhooks are not configured.")
+    try:
+        event = stripe.Webhook.construct_event(
+            request.body, request.headers.get("Stripe-Signature"), settings.STRIPE_WEBHOOK_SECRET
+        )
+    except (ValueError, stripe.SignatureVerificationError):
+        return HttpResponseBadRequest("Invalid payload or signature.")
+    outcome = handle_event(event.to_dict())
+    log.info("Stripe event %s (%s): %s", event.id, event.type, outcome)
+    return JsonResponse({"received": True, "outcome": outcome})
 
 
 @require_GET
 def pricing(request: HttpRequest) -> TemplateResponse:
+    """Public prices of every enabled model, after markup; the numbers /v1/catalog gives."""
     from gateway.catalog import get_catalog
 
-    models = sorted(get_catalog().enabled(), key=lambda m: m.id)
-    return TemplateResponse(request, "billing/pricing.html", {"models": models})
+    sort = request.GET.get("sort", DEFAULT_SORT)
+    if sort not in SORTS:
+        sort = DEFAULT_SORT
+    descending = request.GET.get("dir") == "desc"
+    query = request.GET.get("q", "").strip()[:100]
+    rows = pricing_rows(get_catalog().enabled(), query=query, sort=sort, descending=descending)
+    context = {
+        "rows": rows,
+        "query": query,
+        "sort": sort,
+        "descending": descending,
+        "markup": settings.PRICE_MARKUP_PERCENT,
+        "columns": [
+            ("model", "Model", False),
+            ("input", "Input / 1M tokens", True),
+            ("output", "Output / 1M tokens", True),
+            ("context", "Context", True),
+            ("providers", "Providers", True),
+        ],
+    }
+    template = "billing/pricing.html"
+    if request.htmx and request.htmx.target == "pricing-table":  # type: ignore[attr-defined]
+        template = "billing/_pricing_table.html"
+    return TemplateResponse(request, template, context)
 
 
 @require_GET

@@ -1,0 +1,171 @@
+"""Stripe Checkout: sessions are made on the server, credit comes only from the webhook.
+
+The success URL never grants anything: a purchase is credited when Stripe's signed
+`checkout.session.completed` (or `…async_payment_succeeded`) event arrives. Every
+event is recorded by its id in the transaction that acts on it, so a replay or a
+second delivery racing the first changes nothing; the ledger keys (`stripe:checkout:
+<session>` for credit, `stripe:<event>` for refunds) make the same true again at the
+level of money.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import stripe
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing.ledger import credit_account
+from billing.models import Account, CreditPackage, LedgerEntry, Purchase, StripeEvent
+from billing.money import format_usd
+
+CENT = 10_000  # micro-USD
+
+
+def purchases_enabled() -> bool:
+    """Card purchases need both the API key and the webhook secret."""
+    return bool(settings.STRIPE_SECRET_KEY and settings.STRIPE_WEBHOOK_SECRET)
+
+
+def start_checkout(
+    *, account: Account, package: CreditPackage, success_url: str, cancel_url: str
+) -> tuple[Purchase, str]:
+    """Create a Checkout Session for `package`; returns the pending purchase and Stripe's URL.
+
+    Raises stripe.StripeError when Stripe cannot be reached or refuses.
+    """
+    stripe.api_base = settings.STRIPE_API_BASE
+    metadata = {"account_id": str(account.pk), "package_id": str(package.pk)}
+    session = stripe.checkout.Session.create(
+        api_key=settings.STRIPE_SECRET_KEY,
+        mode="payment",
+        line_items=[
+            {
+                "price_data": {
+                    "currency": "usd",
+                    "unit_amount": package.price_cents,
+                    "product_data": {
+                        "name": f"{settings.SITE_NAME} credit: {package.name}",
+                        "description": f"{format_usd(package.total_credit_micro_usd)} of credit",
+                    },
+                },
+                "quantity": 1,
+            }
+        ],
+        metadata=metadata,
+        payment_intent_data={"metadata": metadata},
+        client_reference_id=str(account.pk),
+        customer_email=account.user.email,
+        success_url=success_url,
+        cancel_url=cancel_url,
+    )
+    purchase = Purchase.objects.create(
+        account=account,
+        package=package,
+        stripe_session_id=session.id,
+        price_micro_usd=package.price_micro_usd,
+        credit_micro_usd=package.total_credit_micro_usd,
+    )
+    return purchase, session.url
+
+
+def handle_event(event: dict[str, Any]) -> str:
+    """Act on one verified Stripe event, at most once per event id; returns what happened."""
+    handler = HANDLERS.get(event.get("type", ""))
+    if handler is None:
+        return "ignored"
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                record = StripeEvent.objects.create(event_id=event["id"], type=event["type"])
+        except IntegrityError:
+            return "duplicate"
+        outcome = handler(event["id"], event["data"]["object"])
+        StripeEvent.objects.filter(pk=record.pk).update(outcome=outcome[:200])
+    return outcome
+
+
+def _purchase_for_session(session: dict[str, Any]) -> Purchase | None:
+    """The purchase this session paid for; rebuilt from metadata if our row never got saved."""
+    purchase = Purchase.objects.select_for_update().filter(stripe_session_id=session["id"]).first()
+    if purchase is not None:
+        return purchase
+    metadata = session.get("metadata") or {}
+    account = Account.objects.filter(pk=_int(metadata.get("account_id"))).first()
+    package = CreditPackage.objects.filter(pk=_int(metadata.get("package_id"))).first()
+    if account is None or package is None:
+        return None
+    return Purchase.objects.create(
+        account=account,
+        package=package,
+        stripe_session_id=session["id"],
+        price_micro_usd=package.price_micro_usd,
+        credit_micro_usd=package.total_credit_micro_usd,
+    )
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _credit_session(event_id: str, session: dict[str, Any]) -> str:
+    if session.get("payment_status") not in {"paid", "no_payment_required"}:
+        return "awaiting payment"
+    purchase = _purchase_for_session(session)
+    if purchase is None:
+        return "not a Switchboard purchase"
+    name = purchase.package.name if purchase.package else "Credit"
+    entry = credit_account(
+        account=purchase.account,
+        amount=purchase.credit_micro_usd,
+        kind=LedgerEntry.Kind.PURCHASE,
+        idempotency_key=f"stripe:checkout:{purchase.stripe_session_id}",
+        memo=f"{name} package via Stripe ({format_usd(purchase.price_micro_usd)} paid)",
+    )
+    if purchase.status == Purchase.Status.PENDING:
+        purchase.status = Purchase.Status.PAID
+        purchase.paid_at = timezone.now()
+        purchase.payment_intent_id = session.get("payment_intent") or ""
+        purchase.save(update_fields=["status", "paid_at", "payment_intent_id"])
+    return "credited" if entry else "already credited"
+
+
+def _refund_charge(event_id: str, charge: dict[str, Any]) -> str:
+    """Take back the credit for the refunded share of a purchase (cumulative, so exact)."""
+    purchase = (
+        Purchase.objects.select_for_update()
+        .filter(payment_intent_id=charge.get("payment_intent") or "-")
+        .first()
+    )
+    if purchase is None or not charge.get("amount"):
+        return "no matching purchase"
+    share = min(charge.get("amount_refunded", 0), charge["amount"])
+    target = purchase.credit_micro_usd * share // charge["amount"]
+    debit = target - purchase.refunded_credit_micro_usd
+    if debit <= 0:
+        return "nothing more to refund"
+    credit_account(
+        account=purchase.account,
+        amount=-debit,
+        kind=LedgerEntry.Kind.REFUND,
+        idempotency_key=f"stripe:{event_id}",
+        memo=f"Stripe refund of {format_usd(share * CENT)}",
+    )
+    purchase.refunded_credit_micro_usd = target
+    if share == charge["amount"]:
+        purchase.status = Purchase.Status.REFUNDED
+    purchase.save(update_fields=["refunded_credit_micro_usd", "status"])
+    return f"debited {debit}"
+
+
+HANDLERS: dict[str, Callable[[str, dict[str, Any]], str]] = {
+    "checkout.session.completed": _credit_session,
+    "checkout.session.async_payment_succeeded": _credit_session,
+    "charge.refunded": _refund_charge,
+}
