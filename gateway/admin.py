@@ -7,6 +7,7 @@ from gateway.models import Model, Provider, Route
 
 
 class ProviderForm(forms.ModelForm):
+    base_url = forms.URLField(max_length=500, required=False, assume_scheme="https")
     api_key = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),

@@ -295,6 +295,9 @@ async def complete(call: Call) -> tuple[dict[str, Any], UsageRecord]:
     except asyncio.CancelledError:
         await _finish_shielded(call, None, UsageRecord.Status.CANCELLED, "client disconnected")
         raise
+    except Exception as exc:
+        await finish(call, usage=None, status=UsageRecord.Status.ERROR, error=repr(exc))
+        raise
     assert last is not None
     error = _upstream_failed(call, last)
     await finish(call, usage=None, status=UsageRecord.Status.ERROR, error=error.message)
@@ -333,6 +336,9 @@ async def open_stream(call: Call) -> tuple[dict[str, Any], AsyncIterator[dict[st
         raise
     except asyncio.CancelledError:
         await _finish_shielded(call, None, UsageRecord.Status.CANCELLED, "client disconnected")
+        raise
+    except Exception as exc:
+        await finish(call, usage=None, status=UsageRecord.Status.ERROR, error=repr(exc))
         raise
     assert last is not None
     error = _upstream_failed(call, last)

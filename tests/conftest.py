@@ -145,12 +145,18 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live_server_url() -> Iterator[str]:
+def live_server_url(django_db_setup: None) -> Iterator[str]:
     """Base URL of a live server; tests using it also need `transactional_db`."""
+    from django.db import connections
+
     server = LiveServer()
     server.start()
     yield server.url
     server.stop()
+    # The server's worker threads borrowed pooled connections; give the test database back.
+    for connection in connections.all():
+        if getattr(connection, "pool", None) is not None:
+            connection.close_pool()
 
 
 @pytest.fixture(scope="session")
