@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.authentication import get_authentication_records
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from accounts.models import SignIn
@@ -37,12 +40,30 @@ def describe_sign_in(records: list[dict[str, Any]]) -> str:
     return text[0].upper() + text[1:]
 
 
+@dataclass(frozen=True)
+class SiteInfo:
+    """What allauth's e-mails call `current_site`, from SITE_NAME and SITE_URL."""
+
+    name: str
+    domain: str
+
+
+def this_site() -> SiteInfo:
+    return SiteInfo(name=settings.SITE_NAME, domain=urlsplit(settings.SITE_URL).netloc)
+
+
 class AccountAdapter(DefaultAccountAdapter):
+    def send_mail(self, template_prefix: str, email: str, context: dict[str, Any]) -> None:
+        super().send_mail(template_prefix, email, {"current_site": this_site(), **context})
+
+    def format_email_subject(self, subject: str) -> str:
+        return f"[{settings.SITE_NAME}] {subject}"
+
     def post_login(self, request: HttpRequest, user: Any, **kwargs: Any) -> HttpResponse:
         response = super().post_login(request, user, **kwargs)
         SignIn.objects.create(
             user=user,
-            method=describe_sign_in(get_authentication_records(request))[:60],
+            method=describe_sign_in(get_authentication_records(request, user))[:60],
             ip_address=self.get_client_ip(request),
             user_agent=request.headers.get("User-Agent", "")[:300],
         )
