@@ -1,0 +1,413 @@
+"""Anthropic's Messages API (`POST {base_url}/messages`, base_url like https://api.anthropic.com/v1).
+
+Request mapping: system and developer messages become `system`; tool results become
+`tool_result` blocks in a user turn and assistant tool calls `tool_use` blocks;
+consecutive turns of one role are merged; image parts become image blocks (base64 for
+data URLs, url sources otherwise). `max_tokens` is required upstream: the request's
+max_completion_tokens / max_tokens, else DEFAULT_MAX_TOKENS. `temperature` is clamped
+to Anthropic's 0..1. Anthropic has no JSON mode, so `response_format` json_object /
+json_schema is best effort: an instruction (with the schema) appended to `system`.
+
+Usage: prompt_tokens = input_tokens + cache_read_input_tokens +
+cache_creation_input_tokens (each token once), cached_tokens = cache_read_input_tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from gateway.providers.base import (
+    Adapter,
+    ProviderError,
+    error_from_response,
+    transport_error,
+    usage_dict,
+)
+from gateway.providers.sse import sse_events
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+RETRYABLE_STREAM_ERRORS = {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
+
+
+def _invalid(message: str) -> ProviderError:
+    return ProviderError(message, status=400)
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(
+        part.get("text", "") for part in content or [] if part.get("type") in ("text", "refusal")
+    )
+
+
+def _image_block(url: str) -> dict[str, Any]:
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        media_type = header[5:].split(";")[0]
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data},
+        }
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _content_blocks(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks: list[dict[str, Any]] = []
+    for part in content or []:
+        kind = part.get("type")
+        if kind in ("text", "refusal"):
+            text = part.get("text") or part.get("refusal") or ""
+            if text:
+                block = {"type": "text", "text": text}
+                if part.get("cache_control"):
+                    block["cache_control"] = part["cache_control"]
+                blocks.append(block)
+        elif kind == "image_url":
+            blocks.append(_image_block(part["image_url"]["url"]))
+        else:
+            raise _invalid(f"Anthropic models do not accept '{kind}' content parts.")
+    return blocks
+
+
+def _tool_use(call: dict[str, Any]) -> dict[str, Any]:
+    arguments = call["function"].get("arguments") or "{}"
+    try:
+        parsed = orjson.loads(arguments)
+    except orjson.JSONDecodeError as exc:
+        raise _invalid("A tool call's arguments are not valid JSON.") from exc
+    return {
+        "type": "tool_use",
+        "id": call["id"],
+        "name": call["function"]["name"],
+        "input": parsed if isinstance(parsed, dict) else {"value": parsed},
+    }
+
+
+def convert_messages(messages: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """OpenAI messages → (system texts, Messages API turns with merged roles)."""
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        role = message["role"]
+        if role in ("system", "developer"):
+            system.append(_text_of(message.get("content")))
+            continue
+        if role == "user":
+            blocks = _content_blocks(message.get("content"))
+        elif role == "assistant":
+            blocks = _content_blocks(message.get("content"))
+            blocks += [_tool_use(call) for call in message.get("tool_calls") or []]
+        elif role == "tool":
+            role = "user"
+            blocks = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": message["tool_call_id"],
+                    "content": _text_of(message.get("content")),
+                }
+            ]
+        else:
+            raise _invalid(f"Anthropic models do not accept '{role}' messages; use tools.")
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return system, turns
+
+
+def _json_instruction(response_format: dict[str, Any] | None) -> str | None:
+    kind = (response_format or {}).get("type")
+    if kind == "json_object":
+        return "Answer with one JSON object and nothing else: no prose, no code fences."
+    if kind == "json_schema":
+        schema = (response_format or {}).get("json_schema", {}).get("schema", {})
+        return (
+            "Answer with one JSON object that matches this JSON schema, and nothing else "
+            f"(no prose, no code fences):\n{orjson.dumps(schema).decode()}"
+        )
+    return None
+
+
+def _tool_choice(body: dict[str, Any]) -> dict[str, Any] | None:
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        result: dict[str, Any] = {"type": "tool", "name": choice["function"]["name"]}
+    elif choice == "required":
+        result = {"type": "any"}
+    elif choice == "none":
+        result = {"type": "none"}
+    elif choice == "auto" or body.get("parallel_tool_calls") is False:
+        result = {"type": "auto"}
+    else:
+        return None
+    if body.get("parallel_tool_calls") is False and result["type"] != "none":
+        result["disable_parallel_tool_use"] = True
+    return result
+
+
+def messages_request(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
+    """The Messages API request for an OpenAI chat-completions body."""
+    system, turns = convert_messages(body["messages"])
+    if not turns:
+        raise _invalid("Anthropic models need at least one user or assistant message.")
+    instruction = _json_instruction(body.get("response_format"))
+    if instruction:
+        system.append(instruction)
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
+    payload: dict[str, Any] = {"model": upstream_model, "max_tokens": limit, "messages": turns}
+    if any(system):
+        payload["system"] = "\n\n".join(text for text in system if text)
+    if body.get("temperature") is not None:
+        payload["temperature"] = min(float(body["temperature"]), 1.0)
+    for name, upstream_name in (("top_p", "top_p"), ("top_k", "top_k")):
+        if body.get(name) is not None:
+            payload[upstream_name] = body[name]
+    stop = body.get("stop")
+    if stop:
+        payload["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if body.get("tools"):
+        payload["tools"] = [
+            {
+                "name": tool["function"]["name"],
+                "description": tool["function"].get("description", ""),
+                "input_schema": tool["function"].get("parameters")
+                or {"type": "object", "properties": {}},
+            }
+            for tool in body["tools"]
+        ]
+        choice = _tool_choice(body)
+        if choice:
+            payload["tool_choice"] = choice
+    if body.get("user"):
+        payload["metadata"] = {"user_id": str(body["user"])}
+    return payload
+
+
+def anthropic_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI usage from Anthropic's: cache reads and writes counted once, in the prompt."""
+    cache_read = usage.get("cache_read_input_tokens") or 0
+    cache_write = usage.get("cache_creation_input_tokens") or 0
+    prompt = (usage.get("input_tokens") or 0) + cache_read + cache_write
+    return usage_dict(prompt, usage.get("output_tokens") or 0, cache_read)
+
+
+def chat_completion(result: dict[str, Any], upstream_model: str) -> dict[str, Any]:
+    """A chat.completion from a Messages API answer."""
+    content = result.get("content") or []
+    text = "".join(block.get("text", "") for block in content if block.get("type") == "text")
+    tool_calls = [
+        {
+            "id": block["id"],
+            "type": "function",
+            "function": {
+                "name": block["name"],
+                "arguments": orjson.dumps(block.get("input") or {}).decode(),
+            },
+        }
+        for block in content
+        if block.get("type") == "tool_use"
+    ]
+    message: dict[str, Any] = {"role": "assistant", "content": text or (None if tool_calls else "")}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    completion: dict[str, Any] = {
+        "id": result.get("id", ""),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": result.get("model") or upstream_model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": FINISH_REASONS.get(result.get("stop_reason") or "", "stop"),
+            }
+        ],
+    }
+    if isinstance(result.get("usage"), dict):
+        completion["usage"] = anthropic_usage(result["usage"])
+    return completion
+
+
+class _StreamState:
+    """Turns Messages API stream events into chat.completion.chunk dicts."""
+
+    def __init__(self, provider_name: str, upstream_model: str) -> None:
+        self.provider_name = provider_name
+        self.id = ""
+        self.model = upstream_model
+        self.created = int(time.time())
+        self.usage: dict[str, Any] = {}
+        self.finish = "stop"
+        self.role_sent = False
+        self.tool_index: dict[int, int] = {}
+
+    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        if not self.role_sent:
+            # The role rides on the first real delta, so an early error can still fall back.
+            delta = {"role": "assistant", **delta}
+            self.role_sent = True
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+
+    def usage_chunk(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "usage": anthropic_usage(self.usage),
+        }
+
+    def on_event(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = event.get("type")
+        if kind == "message_start":
+            message = event.get("message") or {}
+            self.id = message.get("id", "")
+            self.model = message.get("model") or self.model
+            self.usage.update(message.get("usage") or {})
+        elif kind == "content_block_start":
+            return self._block_start(event)
+        elif kind == "content_block_delta":
+            return self._block_delta(event)
+        elif kind == "message_delta":
+            reason = (event.get("delta") or {}).get("stop_reason")
+            if reason:
+                self.finish = FINISH_REASONS.get(reason, "stop")
+            self.usage.update(
+                {k: v for k, v in (event.get("usage") or {}).items() if v is not None}
+            )
+        elif kind == "error":
+            error = event.get("error") or {}
+            raise ProviderError(
+                f"{self.provider_name}: {error.get('message', 'stream error')}",
+                retryable=error.get("type") in RETRYABLE_STREAM_ERRORS,
+                body=event,
+            )
+        return []
+
+    def _block_start(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        block = event.get("content_block") or {}
+        if block.get("type") == "text" and block.get("text"):
+            return [self.chunk({"content": block["text"]})]
+        if block.get("type") == "tool_use":
+            index = self.tool_index[event["index"]] = len(self.tool_index)
+            call = {
+                "index": index,
+                "id": block["id"],
+                "type": "function",
+                "function": {"name": block["name"], "arguments": ""},
+            }
+            return [self.chunk({"tool_calls": [call]})]
+        return []
+
+    def _block_delta(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        delta = event.get("delta") or {}
+        if delta.get("type") == "text_delta" and delta.get("text"):
+            return [self.chunk({"content": delta["text"]})]
+        if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
+            index = self.tool_index.get(event["index"])
+            if index is not None:
+                arguments = {"index": index, "function": {"arguments": delta["partial_json"]}}
+                return [self.chunk({"tool_calls": [arguments]})]
+        return []
+
+    def closing(self) -> list[dict[str, Any]]:
+        chunks = [self.chunk({}, self.finish)]
+        if self.usage:
+            chunks.append(self.usage_chunk())
+        return chunks
+
+
+class AnthropicAdapter(Adapter):
+    def _headers(self) -> dict[str, str]:
+        return {
+            "content-type": "application/json",
+            "x-api-key": self.provider.api_key,
+            "anthropic-version": API_VERSION,
+        }
+
+    def _url(self) -> str:
+        return f"{self.provider.base_url}/messages"
+
+    async def complete(self, body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
+        payload = messages_request(body, upstream_model)
+        try:
+            response = await self.client.post(
+                self._url(),
+                content=orjson.dumps(payload),
+                headers=self._headers(),
+                timeout=self.timeout(),
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, self.provider) from exc
+        if response.status_code != 200:
+            raise error_from_response(response, self.provider)
+        try:
+            result = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise ProviderError(f"{self.provider.name} sent invalid JSON", retryable=True) from exc
+        if not isinstance(result, dict) or not isinstance(result.get("content"), list):
+            raise ProviderError(f"{self.provider.name} sent no content", retryable=True)
+        return chat_completion(result, upstream_model)
+
+    async def stream(
+        self, body: dict[str, Any], upstream_model: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        payload = {**messages_request(body, upstream_model), "stream": True}
+        state = _StreamState(self.provider.name, upstream_model)
+        try:
+            async with self.client.stream(
+                "POST",
+                self._url(),
+                content=orjson.dumps(payload),
+                headers=self._headers(),
+                timeout=self.timeout(),
+            ) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise error_from_response(response, self.provider)
+                async for _event, data in sse_events(response):
+                    try:
+                        event = orjson.loads(data)
+                    except orjson.JSONDecodeError as exc:
+                        raise ProviderError(
+                            f"{self.provider.name} sent an invalid stream event", retryable=True
+                        ) from exc
+                    if not isinstance(event, dict):
+                        continue
+                    if event.get("type") == "message_stop":
+                        for chunk in state.closing():
+                            yield chunk
+                        return
+                    for chunk in state.on_event(event):
+                        yield chunk
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, self.provider) from exc
+        raise ProviderError(f"{self.provider.name} ended the stream early", retryable=True)
