@@ -1,0 +1,66 @@
+"""Billing fixtures: Stripe configured against the fake API, webhook posting, packages."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.billing.fake_stripe import SECRET_KEY, WEBHOOK_SECRET, FakeStripe, signed
+
+# Playwright's sync API runs an event loop in the test thread; the ORM must still work.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+
+@pytest.fixture
+def fake_stripe(settings: Any) -> Iterator[FakeStripe]:
+    fake = FakeStripe().start()
+    settings.STRIPE_SECRET_KEY = SECRET_KEY
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    settings.STRIPE_API_BASE = fake.url
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def stripe_off(settings: Any) -> None:
+    settings.STRIPE_SECRET_KEY = ""
+    settings.STRIPE_WEBHOOK_SECRET = ""
+
+
+@pytest.fixture
+def starter(db) -> Any:
+    from billing.models import CreditPackage
+
+    return CreditPackage.objects.get(slug="starter")
+
+
+@pytest.fixture
+def plus(db) -> Any:
+    from billing.models import CreditPackage
+
+    return CreditPackage.objects.get(slug="plus")
+
+
+@pytest.fixture
+def post_webhook(client, fake_stripe) -> Callable[..., Any]:
+    """POST a signed event to the webhook, as Stripe delivers it."""
+
+    def post(payload: dict[str, Any], secret: str = WEBHOOK_SECRET) -> Any:
+        body, signature = signed(payload, secret)
+        return client.post(
+            "/billing/stripe/webhook",
+            data=body,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=signature,
+        )
+
+    return post
+
+
+@pytest.fixture
+def customer_client(client, customer) -> Any:
+    client.force_login(customer.user)
+    return client
