@@ -36,10 +36,13 @@ def owner_client(client, owner) -> Any:
     return client
 
 
-@pytest.fixture
-def async_unsafe(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Playwright's sync API runs an event loop in this thread; the ORM must still work."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+@pytest.fixture(scope="module")
+def async_unsafe(browser) -> Iterator[None]:
+    """Playwright's sync API keeps an event loop running in this thread while the
+    browser is open; the ORM (tests and database teardown) must still work then."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
 
 
 @pytest.fixture
