@@ -1,0 +1,53 @@
+"""A key created in the Keys page works with the openai SDK until it is revoked there."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+from playwright.sync_api import expect
+
+from accounts.models import ApiKey
+
+from .conftest import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def ask(base_url: str, secret: str) -> str:
+    client = openai.OpenAI(base_url=base_url, api_key=secret, max_retries=0, timeout=10)
+    reply = client.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "Hello!"}]
+    )
+    return reply.choices[0].message.content or ""
+
+
+def test_a_key_from_the_page_works_with_the_sdk_until_revoked_in_the_page(
+    page, live_server_url, owner, demo_catalog, settings
+):
+    settings.DEMO_TOKEN_DELAY_MS = 0
+    page.goto(f"{live_server_url}/accounts/login/")
+    page.get_by_label("Email").fill(owner.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign In", exact=True).click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Keys").click()
+
+    page.get_by_label("Name").fill("sdk test")
+    page.get_by_label("demo", exact=False).first.check()
+    page.get_by_role("button", name="Create key").click()
+    expect(page).to_have_title("Key created · Switchboard")
+    secret = page.get_by_label("Secret key").input_value()
+    base_url = page.locator("#base-url").inner_text()
+    assert base_url == f"{live_server_url}/v1"
+    assert ApiKey.objects.get(user=owner).allowed_models == ["demo"]
+
+    assert ask(base_url, secret)
+
+    page.get_by_role("link", name="Done: back to your keys").click()
+    page.evaluate("window.notReloaded = true")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Revoke sdk test").click()
+    expect(page.locator("tr.revoked")).to_contain_text("Revoked")
+    assert page.evaluate("window.notReloaded") is True
+
+    with pytest.raises(openai.AuthenticationError, match="revoked"):
+        ask(base_url, secret)
