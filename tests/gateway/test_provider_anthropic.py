@@ -377,3 +377,15 @@ async def test_an_error_event_before_any_content_comes_before_the_first_chunk(
         await anext(adapter.stream(chat(), MODEL))
 
     assert caught.value.retryable
+
+
+async def test_closing_the_stream_early_disconnects_from_the_upstream(
+    fake_upstream: FakeUpstream, adapter: AnthropicAdapter
+) -> None:
+    fake_upstream.script(MODEL, Ok(text="word " * 40, delay=0.05))
+
+    chunks = adapter.stream(chat(), MODEL)
+    await anext(chunks)
+    await chunks.aclose()  # type: ignore[attr-defined]
+
+    assert fake_upstream.wait_for_disconnects(1)

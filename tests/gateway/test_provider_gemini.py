@@ -341,3 +341,15 @@ async def test_an_error_in_the_stream_raises(
 
     assert caught.value.retryable
     assert "Internal error" in caught.value.message
+
+
+async def test_closing_the_stream_early_disconnects_from_the_upstream(
+    fake_upstream: FakeUpstream, adapter: GeminiAdapter
+) -> None:
+    fake_upstream.script(MODEL, Ok(text="word " * 40, delay=0.05))
+
+    chunks = adapter.stream(chat(), MODEL)
+    await anext(chunks)
+    await chunks.aclose()  # type: ignore[attr-defined]
+
+    assert fake_upstream.wait_for_disconnects(1)
