@@ -1,0 +1,426 @@
+"""The fake upstream's wire formats: how one deterministic Answer is said in OpenAI,
+Anthropic and Gemini terms (JSON bodies, stream events, error objects).
+
+See tests/fakes/upstream.py for the server and how to script it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+
+def pieces(text: str) -> list[str]:
+    """The streamed pieces ("tokens") of a text: words with their trailing spaces."""
+    return re.findall(r"\S+\s*|\s+", text)
+
+
+def fragments(arguments: str) -> list[str]:
+    """How a tool call's arguments JSON is streamed: 8-character fragments."""
+    return [arguments[i : i + 8] for i in range(0, len(arguments), 8)]
+
+
+def _text_chars(value: Any) -> int:
+    if isinstance(value, dict):
+        return sum(
+            len(v) if isinstance(v, str) and k in ("text", "content") else _text_chars(v)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return sum(_text_chars(v) for v in value)
+    return 0
+
+
+def prompt_tokens_for(*parts: Any) -> int:
+    """Prompt tokens for messages (and a system prompt): text characters // 4 + 1."""
+    chars = sum(len(p) if isinstance(p, str) else _text_chars(p) for p in parts)
+    return chars // 4 + 1
+
+
+@dataclass
+class Answer:
+    model: str
+    text: str
+    tool_calls: list[tuple[str, str]]
+    finish: str
+    usage: bool
+    prompt: int
+    completion: int
+    cached: int
+    cache_creation: int
+    reasoning: int
+    delay: float
+    serial: int
+
+    @property
+    def pieces(self) -> list[str]:
+        return pieces(self.text)
+
+
+@dataclass
+class Call:
+    model: str
+    stream: bool
+    prompt: int
+    json_mode: bool = False
+    include_usage: bool = False
+
+
+class Reject(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# --- protocols ---------------------------------------------------------------------
+
+
+class OpenAIProtocol:
+    name = "openai"
+
+    def parse(self, path: str, query: str, headers: dict[str, str], body: Any) -> Call:
+        auth = headers.get("authorization")
+        if auth is not None and not auth.removeprefix("Bearer ").strip():
+            raise Reject(401, "Incorrect API key provided")
+        if not isinstance(body, dict) or not body.get("model") or "messages" not in body:
+            raise Reject(400, "model and messages are required")
+        fmt = (body.get("response_format") or {}).get("type")
+        return Call(
+            model=body["model"],
+            stream=bool(body.get("stream")),
+            prompt=prompt_tokens_for(body["messages"]),
+            json_mode=fmt in ("json_object", "json_schema"),
+            include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+        )
+
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+    def error_event(self, message: str) -> bytes:
+        return b"data: " + orjson.dumps(self.error(500, message)) + b"\n\n"
+
+    def _usage(self, a: Answer) -> dict[str, Any]:
+        return {
+            "prompt_tokens": a.prompt,
+            "completion_tokens": a.completion,
+            "total_tokens": a.prompt + a.completion,
+            "prompt_tokens_details": {"cached_tokens": a.cached},
+            "completion_tokens_details": {"reasoning_tokens": a.reasoning},
+        }
+
+    def _call_id(self, index: int) -> str:
+        return f"call_fake_{index}"
+
+    def completion(self, a: Answer) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": a.text or None}
+        if a.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": self._call_id(i),
+                    "type": "function",
+                    "function": {"name": name, "arguments": args},
+                }
+                for i, (name, args) in enumerate(a.tool_calls)
+            ]
+        result: dict[str, Any] = {
+            "id": f"chatcmpl-fake-{a.serial}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": a.model,
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": a.finish}
+            ],
+        }
+        if a.usage:
+            result["usage"] = self._usage(a)
+        return result
+
+    def events(self, a: Answer, call: Call) -> list[bytes]:
+        base = {
+            "id": f"chatcmpl-fake-{a.serial}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": a.model,
+            "system_fingerprint": None,
+        }
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            result = {**base, "choices": [choice]}
+            if call.include_usage:
+                result["usage"] = None
+            return result
+
+        chunks = [chunk({"role": "assistant", "content": ""})]
+        chunks += [chunk({"content": piece}) for piece in a.pieces]
+        for i, (name, args) in enumerate(a.tool_calls):
+            function = {"name": name, "arguments": ""}
+            chunks.append(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": i,
+                                "id": self._call_id(i),
+                                "type": "function",
+                                "function": function,
+                            }
+                        ]
+                    }
+                )
+            )
+            chunks += [
+                chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]})
+                for part in fragments(args)
+            ]
+        chunks.append(chunk({}, a.finish))
+        if call.include_usage and a.usage:
+            chunks.append({**base, "choices": [], "usage": self._usage(a)})
+        return [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
+
+
+class AnthropicProtocol:
+    name = "anthropic"
+    stop_reasons = {
+        "stop": "end_turn",
+        "length": "max_tokens",
+        "tool_calls": "tool_use",
+        "content_filter": "refusal",
+    }
+    error_types = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "request_too_large",
+        429: "rate_limit_error",
+        529: "overloaded_error",
+    }
+
+    def parse(self, path: str, query: str, headers: dict[str, str], body: Any) -> Call:
+        if not headers.get("x-api-key"):
+            raise Reject(401, "x-api-key header is required")
+        if not headers.get("anthropic-version"):
+            raise Reject(400, "anthropic-version: header is required")
+        if not isinstance(body, dict) or not body.get("model"):
+            raise Reject(400, "model: Field required")
+        if not isinstance(body.get("max_tokens"), int):
+            raise Reject(400, "max_tokens: Field required")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise Reject(400, "messages: Field required")
+        if any(m.get("role") not in ("user", "assistant") for m in messages):
+            raise Reject(400, "messages: roles must be user or assistant")
+        return Call(
+            model=body["model"],
+            stream=bool(body.get("stream")),
+            prompt=prompt_tokens_for(messages, body.get("system") or ""),
+        )
+
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        kind = self.error_types.get(status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": message}}
+
+    def _event(self, data: dict[str, Any]) -> bytes:
+        return f"event: {data['type']}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def error_event(self, message: str) -> bytes:
+        return self._event(self.error(529, message))
+
+    def _usage(self, a: Answer) -> dict[str, Any]:
+        return {
+            "input_tokens": a.prompt - a.cached - a.cache_creation,
+            "cache_creation_input_tokens": a.cache_creation,
+            "cache_read_input_tokens": a.cached,
+            "output_tokens": a.completion,
+        }
+
+    def _message(self, a: Answer, content: list[dict[str, Any]], done: bool) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "id": f"msg_fake_{a.serial}",
+            "type": "message",
+            "role": "assistant",
+            "model": a.model,
+            "content": content,
+            "stop_reason": self.stop_reasons.get(a.finish, a.finish) if done else None,
+            "stop_sequence": None,
+        }
+        if a.usage:
+            message["usage"] = self._usage(a) if done else {**self._usage(a), "output_tokens": 1}
+        return message
+
+    def completion(self, a: Answer) -> dict[str, Any]:
+        content: list[dict[str, Any]] = [{"type": "text", "text": a.text}] if a.text else []
+        content += [
+            {"type": "tool_use", "id": f"toolu_fake_{i}", "name": name, "input": orjson.loads(args)}
+            for i, (name, args) in enumerate(a.tool_calls)
+        ]
+        return self._message(a, content, done=True)
+
+    def events(self, a: Answer, call: Call) -> list[bytes]:
+        events: list[dict[str, Any]] = [
+            {"type": "message_start", "message": self._message(a, [], done=False)},
+            {"type": "ping"},
+        ]
+        index = 0
+        if a.text:
+            events.append(
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                }
+            )
+            events += [
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": p},
+                }
+                for p in a.pieces
+            ]
+            events.append({"type": "content_block_stop", "index": 0})
+            index = 1
+        for i, (name, args) in enumerate(a.tool_calls, start=index):
+            block = {"type": "tool_use", "id": f"toolu_fake_{i - index}", "name": name, "input": {}}
+            events.append({"type": "content_block_start", "index": i, "content_block": block})
+            events += [
+                {
+                    "type": "content_block_delta",
+                    "index": i,
+                    "delta": {"type": "input_json_delta", "partial_json": part},
+                }
+                for part in fragments(args)
+            ]
+            events.append({"type": "content_block_stop", "index": i})
+        delta: dict[str, Any] = {
+            "type": "message_delta",
+            "delta": {
+                "stop_reason": self.stop_reasons.get(a.finish, a.finish),
+                "stop_sequence": None,
+            },
+        }
+        if a.usage:
+            delta["usage"] = {"output_tokens": a.completion}
+        events += [delta, {"type": "message_stop"}]
+        return [self._event(e) for e in events]
+
+
+class GeminiProtocol:
+    name = "gemini"
+    finish_reasons = {
+        "stop": "STOP",
+        "length": "MAX_TOKENS",
+        "tool_calls": "STOP",
+        "content_filter": "SAFETY",
+    }
+    statuses = {
+        400: "INVALID_ARGUMENT",
+        401: "UNAUTHENTICATED",
+        403: "PERMISSION_DENIED",
+        404: "NOT_FOUND",
+        429: "RESOURCE_EXHAUSTED",
+        500: "INTERNAL",
+        503: "UNAVAILABLE",
+        504: "DEADLINE_EXCEEDED",
+    }
+    path = re.compile(
+        r"^/v1beta/models/(?P<model>[^:]+):(?P<method>generateContent|streamGenerateContent)$"
+    )
+
+    def parse(self, path: str, query: str, headers: dict[str, str], body: Any) -> Call:
+        match = self.path.match(path)
+        assert match is not None
+        if not headers.get("x-goog-api-key"):
+            raise Reject(403, "Method doesn't allow unregistered callers. Please use an API key.")
+        contents = body.get("contents") if isinstance(body, dict) else None
+        if not isinstance(contents, list) or not contents:
+            raise Reject(400, "* GenerateContentRequest.contents: contents is not specified")
+        if any(c.get("role", "user") not in ("user", "model") for c in contents):
+            raise Reject(400, "Please use a valid role: user, model.")
+        config = body.get("generationConfig") or {}
+        return Call(
+            model=match["model"],
+            stream=match["method"] == "streamGenerateContent",
+            prompt=prompt_tokens_for(contents, body.get("systemInstruction") or {}),
+            json_mode=config.get("responseMimeType") == "application/json",
+        )
+
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        return {
+            "error": {
+                "code": status,
+                "message": message,
+                "status": self.statuses.get(status, "UNKNOWN"),
+            }
+        }
+
+    def error_event(self, message: str) -> bytes:
+        return b"data: " + orjson.dumps(self.error(500, message)) + b"\r\n\r\n"
+
+    def _usage(self, a: Answer) -> dict[str, Any]:
+        usage = {
+            "promptTokenCount": a.prompt,
+            "candidatesTokenCount": a.completion - a.reasoning,
+            "totalTokenCount": a.prompt + a.completion,
+        }
+        if a.cached:
+            usage["cachedContentTokenCount"] = a.cached
+        if a.reasoning:
+            usage["thoughtsTokenCount"] = a.reasoning
+        return usage
+
+    def _response(self, a: Answer, parts: list[dict[str, Any]], done: bool) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+        if done:
+            candidate["finishReason"] = self.finish_reasons.get(a.finish, a.finish)
+        response: dict[str, Any] = {"candidates": [candidate]}
+        if a.usage:
+            partial = {"promptTokenCount": a.prompt, "totalTokenCount": a.prompt}
+            response["usageMetadata"] = self._usage(a) if done else partial
+        response |= {"modelVersion": a.model, "responseId": f"fake-{a.serial}"}
+        return response
+
+    def _parts(self, a: Answer) -> list[dict[str, Any]]:
+        return [
+            {"functionCall": {"name": name, "args": orjson.loads(args)}}
+            for name, args in a.tool_calls
+        ]
+
+    def completion(self, a: Answer) -> dict[str, Any]:
+        parts = ([{"text": a.text}] if a.text else []) + self._parts(a)
+        return self._response(a, parts, done=True)
+
+    def events(self, a: Answer, call: Call) -> list[bytes]:
+        steps = [[{"text": p}] for p in a.pieces] + [[part] for part in self._parts(a)]
+        steps = steps or [[{"text": ""}]]
+        responses = [
+            self._response(a, parts, done=i == len(steps) - 1) for i, parts in enumerate(steps)
+        ]
+        return [b"data: " + orjson.dumps(r) + b"\r\n\r\n" for r in responses]
+
+
+PROTOCOLS = {
+    "openai": OpenAIProtocol(),
+    "anthropic": AnthropicProtocol(),
+    "gemini": GeminiProtocol(),
+}
+Protocol = OpenAIProtocol | AnthropicProtocol | GeminiProtocol
+
+
+def protocol_for(method: str, path: str) -> Protocol | None:
+    if method != "POST":
+        return None
+    if path == "/v1/chat/completions":
+        return PROTOCOLS["openai"]
+    if path == "/v1/messages":
+        return PROTOCOLS["anthropic"]
+    if GeminiProtocol.path.match(path):
+        return PROTOCOLS["gemini"]
+    return None
