@@ -179,9 +179,9 @@ def messages_request(body: dict[str, Any], upstream_model: str) -> dict[str, Any
         payload["system"] = "\n\n".join(text for text in system if text)
     if body.get("temperature") is not None:
         payload["temperature"] = min(float(body["temperature"]), 1.0)
-    for name, upstream_name in (("top_p", "top_p"), ("top_k", "top_k")):
+    for name in ("top_p", "top_k"):
         if body.get(name) is not None:
-            payload[upstream_name] = body[name]
+            payload[name] = body[name]
     stop = body.get("stop")
     if stop:
         payload["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)

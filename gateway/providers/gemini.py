@@ -209,10 +209,15 @@ def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
         ("top_p", "topP"),
         ("top_k", "topK"),
         ("seed", "seed"),
+    ):
+        if body.get(name) is not None:
+            config[upstream_name] = body[name]
+    # Several Gemini models answer 400 to any penalty, so only non-zero ones are sent.
+    for name, upstream_name in (
         ("presence_penalty", "presencePenalty"),
         ("frequency_penalty", "frequencyPenalty"),
     ):
-        if body.get(name) is not None:
+        if body.get(name):
             config[upstream_name] = body[name]
     stop = body.get("stop")
     if stop:

@@ -406,12 +406,12 @@ class GeminiProtocol:
         return [b"data: " + orjson.dumps(r) + b"\r\n\r\n" for r in responses]
 
 
-PROTOCOLS = {
+Protocol = OpenAIProtocol | AnthropicProtocol | GeminiProtocol
+PROTOCOLS: dict[str, Protocol] = {
     "openai": OpenAIProtocol(),
     "anthropic": AnthropicProtocol(),
     "gemini": GeminiProtocol(),
 }
-Protocol = OpenAIProtocol | AnthropicProtocol | GeminiProtocol
 
 
 def protocol_for(method: str, path: str) -> Protocol | None:

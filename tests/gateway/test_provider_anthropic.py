@@ -25,12 +25,13 @@ from tests.fakes.adapters import (
 from tests.fakes.upstream import Cut, ErrorEvent, Fail, FakeUpstream, Ok, Stall
 
 MODEL = "claude-test"
-WEATHER_TOOL = {
+WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}}
+WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",
         "description": "Weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        "parameters": WEATHER_SCHEMA,
     },
 }
 
@@ -138,7 +139,7 @@ def test_tool_choice_is_mapped(tool_choice: Any, expected: dict[str, Any]) -> No
         {
             "name": "get_weather",
             "description": "Weather for a city",
-            "input_schema": WEATHER_TOOL["function"]["parameters"],
+            "input_schema": WEATHER_SCHEMA,
         }
     ]
 
