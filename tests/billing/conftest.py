@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -31,14 +32,24 @@ def stripe_off(settings: Any) -> None:
 
 
 @pytest.fixture
-def starter(db) -> Any:
+def default_packages(db) -> None:
+    """The packages the data migration seeds (transactional tests flush them, so re-seed)."""
+    from django.apps import apps
+
+    importlib.import_module("billing.migrations.0003_default_credit_packages").seed_packages(
+        apps, None
+    )
+
+
+@pytest.fixture
+def starter(default_packages) -> Any:
     from billing.models import CreditPackage
 
     return CreditPackage.objects.get(slug="starter")
 
 
 @pytest.fixture
-def plus(db) -> Any:
+def plus(default_packages) -> Any:
     from billing.models import CreditPackage
 
     return CreditPackage.objects.get(slug="plus")
@@ -64,3 +75,24 @@ def post_webhook(client, fake_stripe) -> Callable[..., Any]:
 def customer_client(client, customer) -> Any:
     client.force_login(customer.user)
     return client
+
+
+@pytest.fixture
+def warm_catalog(db) -> Callable[[], None]:
+    """Build the catalog snapshot in this thread: /v1 views would otherwise build it on a
+    worker thread whose connection cannot see this test's uncommitted rows."""
+
+    def warm() -> None:
+        from gateway import state
+        from gateway.catalog import get_catalog
+
+        state.reset_process_state()
+        get_catalog()
+
+    return warm
+
+
+@pytest.fixture
+def demo_priced(demo_catalog, warm_catalog) -> None:
+    """The demo model ($1 in, $2 out per million tokens), in the catalog snapshot."""
+    warm_catalog()
