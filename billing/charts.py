@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from billing.models import DaySpend
 from billing.money import format_usd
 
-WIDTH = 600
-HEIGHT = 160
+WIDTH = 400
+HEIGHT = 140
 AXIS = 18  # room under the bars for day labels
+TOP = 6  # headroom above the tallest bar
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,8 @@ class Bar:
     label: str
     title: str
     show_label: bool
+    label_x: float
+    anchor: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +45,11 @@ def spend_chart(days: list[DaySpend]) -> SpendChart:
     """Bars scaled to the busiest day; every seventh day (and the last) gets a label."""
     peak = max((d.spent_micro_usd for d in days), default=0)
     plot = HEIGHT - AXIS
+    room = plot - TOP
     slot = WIDTH / max(len(days), 1)
     bars = []
     for index, day in enumerate(days):
-        height = round(plot * day.spent_micro_usd / peak, 1) if peak else 0
+        height = round(room * day.spent_micro_usd / peak, 1) if peak else 0
         if day.spent_micro_usd and height < 2:
             height = 2  # a cent's worth still shows
         bars.append(
@@ -60,6 +64,10 @@ def spend_chart(days: list[DaySpend]) -> SpendChart:
                     f"{day.requests} request{'s' if day.requests != 1 else ''}"
                 ),
                 show_label=(len(days) - 1 - index) % 7 == 0,
+                label_x=round(
+                    (index + 1) * slot if index == len(days) - 1 else (index + 0.5) * slot, 1
+                ),
+                anchor="end" if index == len(days) - 1 else "middle",
             )
         )
     return SpendChart(

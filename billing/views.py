@@ -215,6 +215,13 @@ def pricing(request: HttpRequest) -> TemplateResponse:
         "sort": sort,
         "descending": descending,
         "markup": settings.PRICE_MARKUP_PERCENT,
+        "sort_options": [
+            ("model", "Model name"),
+            ("input", "Input price"),
+            ("output", "Output price"),
+            ("context", "Context length"),
+            ("providers", "Providers"),
+        ],
         "columns": [
             ("model", "Model", False),
             ("input", "Input / 1M tokens", True),

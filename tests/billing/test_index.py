@@ -32,7 +32,7 @@ def test_the_billing_page_shows_the_balance_and_the_packages(
     assert '<p class="stat" data-testid="balance">$10.00</p>' in body
     for name in ("Starter", "Plus", "Pro", "Ultra"):
         assert f"Buy {name}</button>" in body
-    assert "includes $15.00 bonus" in body
+    assert "+$15.00 bonus" in body
     assert "Card purchases are off" not in body
     assert 'data-testid="low-balance"' not in body
 
@@ -121,8 +121,9 @@ def test_the_daily_spend_chart_draws_a_bar_per_day(customer_client, customer):
 
     assert len(chart.bars) == 30
     assert chart.total_micro_usd == 3_000_000
-    assert chart.bars[-1].height == chart.baseline
-    assert chart.bars[-4].height == chart.baseline / 2
+    assert chart.bars[-1].height == 2 * chart.bars[-4].height
+    assert chart.bars[-1].y == chart.baseline - chart.bars[-1].height
+    assert [bar.height for bar in chart.bars[:-4]] == [0] * 26
     assert '<svg class="spend-chart"' in response.content.decode()
 
 
