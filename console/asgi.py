@@ -23,6 +23,7 @@ from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from gateway.metrics import instrumented  # noqa: E402
 
 LEAN_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")
 
@@ -37,7 +38,7 @@ class LeanASGIHandler(ASGIHandler):
         self._middleware_chain = convert_exception_to_response(self._get_response_async)
 
 
-lean_app = LeanASGIHandler()
+lean_app = instrumented(LeanASGIHandler())
 site_app = ProtocolTypeRouter(
     {
         "http": django_asgi_app,

@@ -5,12 +5,14 @@ from django.urls import include, path
 
 from accounts.urls import api_urlpatterns
 from console import views
+from gateway.metrics import metrics_view
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("docs/quickstart/", views.quickstart, name="quickstart"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("v1/", include("gateway.urls")),
     path("accounts/", include("allauth.urls")),
     path("account/", include("accounts.urls")),

@@ -30,7 +30,7 @@ from billing.ledger import (
 )
 from billing.models import UsageRecord
 from billing.money import format_usd, token_cost
-from gateway import routing
+from gateway import metrics, routing
 from gateway.auth import KeyInfo
 from gateway.catalog import Catalog, ModelInfo, RouteInfo, catalog_is_fresh, get_catalog
 from gateway.errors import GatewayError, invalid
@@ -278,6 +278,7 @@ async def complete(call: Call) -> tuple[dict[str, Any], UsageRecord]:
                 result = await adapter.complete(_upstream_body(call), route.upstream_model)
             except ProviderError as exc:
                 last = exc
+                metrics.upstream_failed(route.provider.name)
                 if not exc.retryable:
                     break
                 routing.cool_down(route.provider.id, exc.retry_after)
@@ -327,6 +328,7 @@ async def open_stream(call: Call) -> tuple[dict[str, Any], AsyncIterator[dict[st
                 routing.recovered(route.provider.id)
                 call.ttft_ms = int((time.monotonic() - call.started) * 1000)
                 return first, chunks
+            metrics.upstream_failed(route.provider.name)
             await chunks.aclose()  # type: ignore[attr-defined]
             if not last.retryable:
                 break
@@ -381,6 +383,7 @@ async def relay(
         yield DONE
     except ProviderError as exc:
         status, error = UsageRecord.Status.ERROR, exc.message
+        metrics.upstream_failed(call.route.provider.name if call.route else "")
         problem = GatewayError(
             502, f"Upstream failed mid-stream: {exc.message}", code="upstream_error"
         )
@@ -494,7 +497,9 @@ async def finish(
 ) -> UsageRecord:
     """Settle the call: charge, release the hold, write the usage record."""
     try:
-        return await _settle_async(call, usage, status, error)
+        record = await _settle_async(call, usage, status, error)
     except Exception:
         log.exception("settlement failed for %s; the hold stays until the sweeper", call.request_id)
         raise
+    metrics.completion_settled(record)
+    return record
