@@ -16,7 +16,7 @@ from gateway import engine
 from gateway.catalog import ModelInfo
 from gateway.errors import GatewayError, invalid
 from gateway.tokens import count_prompt
-from gateway.validation import parse_json
+from gateway.validation import parse_json, requested_output_tokens
 from gateway.views import _read_body, api_view, json_response
 
 MAX_TOKENS = 100_000_000
@@ -29,7 +29,7 @@ async def estimate(request: HttpRequest) -> HttpResponse:
         body = parse_json(_read_body(request))
         name = body.get("model")
         input_tokens = _prompt_tokens(body)
-        output = body.get("max_completion_tokens", body.get("max_tokens"))
+        output = requested_output_tokens(body)
         output_param = "max_tokens"
     else:
         name = request.GET.get("model")
@@ -89,12 +89,20 @@ async def _priced_model(name: Any) -> ModelInfo:
         raise invalid("`model` is required.", param="model")
     catalog = await engine.current_catalog()
     model = catalog.resolve(name)
-    if model is None or not model.is_priced:
-        available = ", ".join(sorted(m.id for m in catalog.enabled() if m.is_priced)[:20])
+    if model is None:
+        ids = sorted(m.id for m in catalog.enabled() if m.is_priced)
+        shown = ", ".join(ids[:25]) + (f", … and {len(ids) - 25} more" if len(ids) > 25 else "")
         raise GatewayError(
             404,
-            f"The model `{name}` does not exist or is not available. Available: {available}",
+            f"The model '{name}' does not exist or is not available. "
+            f"Available models: {shown or 'none'}. See GET /v1/catalog.",
             code="model_not_found",
             param="model",
+        )
+    if not model.is_priced:
+        raise invalid(
+            f"Model '{model.id}' has no price configured, so it is not served.",
+            "model",
+            "model_not_priced",
         )
     return model

@@ -130,3 +130,27 @@ def test_the_live_server_answers_without_an_api_key(live_server_url, demo_catalo
 
     assert response.status_code == 200
     assert response.json()["cost_micro_usd"] == 30
+
+
+def test_a_model_without_a_price_is_400_model_not_priced(client, demo_priced, warm_catalog):
+    from gateway.models import Model
+
+    Model.objects.create(id="free-lunch", title="Free Lunch")
+    warm_catalog()
+
+    response = client.get("/v1/estimate?model=free-lunch&input_tokens=1&output_tokens=1")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "model_not_priced"
+
+
+def test_a_disabled_model_is_not_found(client, demo_priced, warm_catalog):
+    from gateway.models import Model
+
+    Model.objects.filter(id="demo").update(enabled=False)
+    warm_catalog()
+
+    response = client.get("/v1/estimate?model=demo&input_tokens=1&output_tokens=1")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found"
