@@ -218,6 +218,25 @@ def parse_secret(secret: str) -> str | None:
     return secret[len(KEY_PREFIX) : len(KEY_PREFIX) + LOOKUP_LENGTH]
 
 
+# Order matters: Edge and Opera also say "Chrome", Chrome also says "Safari".
+BROWSERS = [
+    ("Edg/", "Edge"),
+    ("OPR/", "Opera"),
+    ("Firefox/", "Firefox"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+]
+SYSTEMS = [
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("Android", "Android"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "macOS"),
+    ("CrOS", "ChromeOS"),
+    ("Linux", "Linux"),
+]
+
+
 class SignInQuerySet(models.QuerySet["SignIn"]):
     def for_user(self, user: User) -> SignInQuerySet:
         return self.filter(user=user)
@@ -240,3 +259,13 @@ class SignIn(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} via {self.method} at {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def device(self) -> str:
+        """A rough "Browser on system" reading of the user agent, for people, not logic."""
+        agent = self.user_agent
+        browser = next((name for token, name in BROWSERS if token in agent), "")
+        system = next((name for token, name in SYSTEMS if token in agent), "")
+        if not browser and not system:
+            return "Unknown"
+        return " on ".join(part for part in (browser, system) if part)

@@ -47,3 +47,13 @@ def test_it_hides_github_when_github_is_not_configured(owner_client, settings):
     body = owner_client.get("/account/").content.decode()
     assert "Connect GitHub" not in body
     assert "GitHub sign-in is not enabled" in body
+
+
+def test_sign_ins_name_the_browser_and_system_in_plain_words():
+    chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
+    iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Version/17.0 Safari/604.1"
+    edge = "Mozilla/5.0 (Windows NT 10.0; Win64) Chrome/131.0 Safari/537.36 Edg/131.0"
+    assert SignIn(user_agent=chrome).device == "Chrome on Linux"
+    assert SignIn(user_agent=iphone).device == "Safari on iPhone"
+    assert SignIn(user_agent=edge).device == "Edge on Windows"
+    assert SignIn(user_agent="curl/8.0").device == "Unknown"
