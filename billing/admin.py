@@ -181,7 +181,7 @@ class RedemptionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ["account", "created_at"]
-    readonly_fields = fields
+    readonly_fields = ["account", "created_at"]
     max_num = 0
 
 

@@ -62,6 +62,8 @@ def start_checkout(
         success_url=success_url,
         cancel_url=cancel_url,
     )
+    if not session.url:
+        raise stripe.APIError("Stripe returned a Checkout Session without a URL")
     purchase = Purchase.objects.create(
         account=account,
         package=package,
@@ -94,8 +96,11 @@ def _purchase_for_session(session: dict[str, Any]) -> Purchase | None:
     if purchase is not None:
         return purchase
     metadata = session.get("metadata") or {}
-    account = Account.objects.filter(pk=_int(metadata.get("account_id"))).first()
-    package = CreditPackage.objects.filter(pk=_int(metadata.get("package_id"))).first()
+    account_id, package_id = _int(metadata.get("account_id")), _int(metadata.get("package_id"))
+    if account_id is None or package_id is None:
+        return None
+    account = Account.objects.filter(pk=account_id).first()
+    package = CreditPackage.objects.filter(pk=package_id).first()
     if account is None or package is None:
         return None
     return Purchase.objects.create(

@@ -16,7 +16,6 @@ from django.http import (
     HttpResponseRedirect,
     JsonResponse,
 )
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -38,6 +37,10 @@ CHART_DAYS = 30
 
 class RedeemForm(forms.Form):
     code = forms.CharField(max_length=40, label="Redemption code")
+
+
+class BuyForm(forms.Form):
+    package = forms.ModelChoiceField(queryset=CreditPackage.objects.active())
 
 
 def _balance_context(account: Account) -> dict[str, object]:
@@ -82,7 +85,10 @@ def balance(request: HttpRequest) -> TemplateResponse:
 @login_required
 def checkout(request: HttpRequest) -> HttpResponse:
     """Start a Stripe Checkout Session for a package and send the browser to it."""
-    package = get_object_or_404(CreditPackage.objects.active(), pk=request.POST.get("package"))
+    form = BuyForm(request.POST)
+    if not form.is_valid():
+        raise Http404("No such package on sale")
+    package = form.cleaned_data["package"]
     if not purchases_enabled():
         messages.error(request, "Card purchases are turned off on this server.")
         return _redirect(request, reverse("billing:index"))
@@ -151,7 +157,7 @@ def redeem(request: HttpRequest) -> HttpResponse:
         if redeemed is not None:
             messages.success(request, f"Code redeemed: {redeemed.memo}.")
         else:
-            messages.error(request, " ".join(form.errors.get("code", ["Enter a code."])))
+            messages.error(request, " ".join(map(str, form["code"].errors)) or "Enter a code.")
         return HttpResponseRedirect(reverse("billing:index"), status=303)
     response = TemplateResponse(
         request,

@@ -25,6 +25,7 @@ MAX_TOKENS = 100_000_000
 @api_view(("GET", "POST"), key_required=False)
 async def estimate(request: HttpRequest) -> HttpResponse:
     """Cost in micro-USD (and USD) of `input_tokens` in and `output_tokens` out on a model."""
+    output: Any
     if request.method == "POST":
         body = parse_json(_read_body(request))
         name = body.get("model")

@@ -102,3 +102,10 @@ def test_checkout_needs_a_signed_in_user(client, fake_stripe, starter):
 
 def test_checkout_only_accepts_post(customer_client, fake_stripe):
     assert customer_client.get("/billing/checkout/").status_code == 405
+
+
+def test_a_package_id_that_is_not_a_number_is_not_found(customer_client, fake_stripe):
+    response = customer_client.post("/billing/checkout/", {"package": "starter"})
+
+    assert response.status_code == 404
+    assert fake_stripe.requests == []
