@@ -120,7 +120,9 @@ def keys(request: ApiRequest) -> JsonResponse | HttpResponse:
     form = ApiKeyForm(body, models=model_choices())
     if not form.is_valid():
         param, errors = next(iter(form.errors.items()))
-        return GatewayError(400, f"{param}: {' '.join(errors)}", param=param).response()
+        return GatewayError(
+            400, f"{param}: {' '.join(str(e) for e in errors)}", param=param
+        ).response()
     key, secret = ApiKey.objects.mint(user=request.owner, **form.key_fields())
     return JsonResponse({**key_as_dict(key), "key": secret}, status=201)
 

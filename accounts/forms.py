@@ -51,7 +51,9 @@ class ApiKeyForm(forms.Form):
 
     def __init__(self, *args: Any, models: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["allowed_models"].choices = models
+        allowed = self.fields["allowed_models"]
+        assert isinstance(allowed, forms.MultipleChoiceField)
+        allowed.choices = models
 
     def clean_expires_on(self) -> Any:
         expires_on = self.cleaned_data["expires_on"]

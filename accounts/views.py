@@ -10,13 +10,21 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.middleware import HtmxDetails
 
 from accounts.forms import ApiKeyForm, CloseAccountForm
-from accounts.models import ApiKey, SignIn
+from accounts.models import ApiKey, ApiKeyQuerySet, SignIn, User
 from billing.ledger import account_for
 from gateway.catalog import get_catalog
 
 SIGN_IN_HISTORY = 10
+
+
+class AuthenticatedRequest(HttpRequest):
+    """What `login_required` views see: a signed-in user and django-htmx's details."""
+
+    user: User
+    htmx: HtmxDetails
 
 
 def model_choices() -> list[tuple[str, str]]:
@@ -29,13 +37,13 @@ def api_base_url(request: HttpRequest) -> str:
     return request.build_absolute_uri("/v1")
 
 
-def user_api_keys(request: HttpRequest):  # type: ignore[no-untyped-def]
+def user_api_keys(request: AuthenticatedRequest) -> ApiKeyQuerySet:
     return ApiKey.objects.for_user(request.user).filter(kind=ApiKey.Kind.API).with_period_spend()
 
 
 @require_GET
 @login_required
-def profile(request: HttpRequest) -> TemplateResponse:
+def profile(request: AuthenticatedRequest) -> TemplateResponse:
     user = request.user
     context = {
         "account": account_for(user),
@@ -49,14 +57,14 @@ def profile(request: HttpRequest) -> TemplateResponse:
 
 @require_GET
 @login_required
-def keys(request: HttpRequest) -> TemplateResponse:
+def keys(request: AuthenticatedRequest) -> TemplateResponse:
     context = {"api_keys": user_api_keys(request), "form": ApiKeyForm(models=model_choices())}
     return TemplateResponse(request, "accounts/keys.html", context)
 
 
 @require_POST
 @login_required
-def key_create(request: HttpRequest) -> TemplateResponse:
+def key_create(request: AuthenticatedRequest) -> TemplateResponse:
     form = ApiKeyForm(request.POST, models=model_choices())
     if not form.is_valid():
         context = {"api_keys": user_api_keys(request), "form": form}
@@ -68,7 +76,7 @@ def key_create(request: HttpRequest) -> TemplateResponse:
 
 @require_POST
 @login_required
-def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+def key_revoke(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
     key = get_object_or_404(user_api_keys(request), pk=key_id)
     key.revoke()
     if request.htmx:
@@ -79,7 +87,7 @@ def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def close_account(request: HttpRequest) -> HttpResponse:
+def close_account(request: AuthenticatedRequest) -> HttpResponse:
     user = request.user
     form = CloseAccountForm(request.POST or None, email=user.email)
     if request.method == "POST" and form.is_valid():
