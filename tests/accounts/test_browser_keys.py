@@ -22,7 +22,7 @@ def ask(base_url: str, secret: str) -> str:
 
 
 def test_a_key_from_the_page_works_with_the_sdk_until_revoked_in_the_page(
-    page, live_server_url, owner, demo_catalog, settings
+    context, page, live_server_url, owner, demo_catalog, settings
 ):
     settings.DEMO_TOKEN_DELAY_MS = 0
     page.goto(f"{live_server_url}/accounts/login/")
@@ -39,6 +39,11 @@ def test_a_key_from_the_page_works_with_the_sdk_until_revoked_in_the_page(
     base_url = page.locator("#base-url").inner_text()
     assert base_url == f"{live_server_url}/v1"
     assert ApiKey.objects.get(user=owner).allowed_models == ["demo"]
+
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_role("button", name="Copy the key").click()
+    expect(page.get_by_role("status").filter(has_text="Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == secret
 
     assert ask(base_url, secret)
 

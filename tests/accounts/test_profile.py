@@ -57,3 +57,12 @@ def test_sign_ins_name_the_browser_and_system_in_plain_words():
     assert SignIn(user_agent=iphone).device == "Safari on iPhone"
     assert SignIn(user_agent=edge).device == "Edge on Windows"
     assert SignIn(user_agent="curl/8.0").device == "Unknown"
+
+
+def test_it_offers_to_connect_github_when_github_is_configured(owner_client, settings):
+    settings.SOCIALACCOUNT_PROVIDERS = {
+        "github": {"APPS": [{"client_id": "abc", "secret": "def", "key": ""}]}
+    }
+    body = owner_client.get("/account/").content.decode()
+    assert "Connect GitHub" in body
+    assert 'action="/accounts/github/login/?process=connect' in body
