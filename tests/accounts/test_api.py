@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from accounts.models import ApiKey
@@ -121,3 +122,9 @@ def test_it_refuses_the_wrong_methods(client, manager_secret):
     assert client.post("/api/v1/me", headers=bearer(manager_secret)).status_code == 405
     assert client.delete("/api/v1/keys", headers=bearer(manager_secret)).status_code == 405
     assert client.get("/api/v1/keys/1", headers=bearer(manager_secret)).status_code == 405
+
+
+def test_it_answers_through_the_asgi_server(live_server_url, owner, manager_secret):
+    response = httpx.get(f"{live_server_url}/api/v1/me", headers=bearer(manager_secret))
+    assert response.status_code == 200
+    assert response.json()["email"] == "owner@example.com"
