@@ -19,6 +19,37 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Production on this machine: N uvicorn workers (WEB_CONCURRENCY) sharing PostgreSQL
+# and Redis. Set SECRET_KEY, DATABASE_URL, REDIS_URL and ALLOWED_HOSTS first (README).
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WEB_CONCURRENCY ?= 2
+PROMETHEUS_MULTIPROC_DIR ?= /tmp/switchboard-prometheus-$(PORT)
+
+prod: export DEBUG = false
+prod: export PROMETHEUS_MULTIPROC_DIR := $(PROMETHEUS_MULTIPROC_DIR)
+prod: $(STAMP)
+	mkdir -p $(PROMETHEUS_MULTIPROC_DIR)
+	$(BIN)/python manage.py check --deploy --fail-level ERROR
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput
+	rm -rf $(PROMETHEUS_MULTIPROC_DIR) && mkdir -p $(PROMETHEUS_MULTIPROC_DIR)
+	$(BIN)/uvicorn console.asgi:application --host $(HOST) --port $(PORT) \
+		--workers $(WEB_CONCURRENCY) --loop uvloop --http httptools --lifespan off \
+		--proxy-headers --no-access-log --timeout-graceful-shutdown 30
+
+# Switchboard against LiteLLM proxy (installed from PyPI into its own venv) on this
+# machine; see BENCHMARKS.md. BENCH_ARGS passes options to bench/run.py.
+LITELLM_VENV := bench/.litellm-venv
+
+$(LITELLM_VENV)/bin/litellm:
+	$(PY) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(LITELLM_VENV)/bin/pip install --quiet 'litellm[proxy]'
+
+bench: $(STAMP) $(LITELLM_VENV)/bin/litellm
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
