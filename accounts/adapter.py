@@ -61,11 +61,11 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def post_login(self, request: HttpRequest, user: Any, **kwargs: Any) -> HttpResponse:
         response = super().post_login(request, user, **kwargs)
-        SignIn.objects.create(
+        SignIn.objects.record(
             user=user,
-            method=describe_sign_in(get_authentication_records(request, user))[:60],
+            method=describe_sign_in(get_authentication_records(request, user)),
             ip_address=self.get_client_ip(request),
-            user_agent=request.headers.get("User-Agent", "")[:300],
+            user_agent=request.headers.get("User-Agent", ""),
         )
         return response
 

@@ -237,9 +237,22 @@ SYSTEMS = [
 ]
 
 
+SIGN_INS_KEPT = 50
+
+
 class SignInQuerySet(models.QuerySet["SignIn"]):
     def for_user(self, user: User) -> SignInQuerySet:
         return self.filter(user=user)
+
+    def record(self, *, user: User, method: str, ip_address: str | None, user_agent: str) -> SignIn:
+        """Add a sign-in to the user's history, keeping only the newest SIGN_INS_KEPT."""
+        sign_in = self.create(
+            user=user, method=method[:60], ip_address=ip_address, user_agent=user_agent[:300]
+        )
+        stale = list(self.for_user(user).values_list("pk", flat=True)[SIGN_INS_KEPT:])
+        if stale:
+            self.filter(pk__in=stale).delete()
+        return sign_in
 
 
 class SignIn(models.Model):

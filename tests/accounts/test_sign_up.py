@@ -7,7 +7,7 @@ import re
 from django.core import mail
 
 from accounts.adapter import describe_sign_in
-from accounts.models import SignIn, User
+from accounts.models import SIGN_INS_KEPT, SignIn, User
 from billing.models import LedgerEntry
 
 from .conftest import PASSWORD
@@ -73,3 +73,13 @@ def test_sign_in_methods_read_naturally():
         describe_sign_in([{"method": "password"}, {"method": "mfa", "type": "totp"}])
         == "Password + authenticator app"
     )
+
+
+def test_the_history_keeps_only_the_newest_sign_ins(owner, outsider):
+    SignIn.objects.record(user=outsider, method="Password", ip_address=None, user_agent="")
+    for n in range(SIGN_INS_KEPT + 3):
+        SignIn.objects.record(user=owner, method=f"try {n}", ip_address=None, user_agent="")
+    kept = SignIn.objects.for_user(owner)
+    assert kept.count() == SIGN_INS_KEPT
+    assert kept.first().method == f"try {SIGN_INS_KEPT + 2}"
+    assert SignIn.objects.for_user(outsider).count() == 1
