@@ -13,13 +13,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import ApiKey, hash_secret, parse_secret
 from gateway.errors import GatewayError
 from gateway.state import on_reset
+from gateway.sync import db_sync_to_async
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,7 @@ def _load(prefix: str) -> KeyInfo | None:
     )
 
 
-_load_async = sync_to_async(_load, thread_sensitive=False)
+_load_async = db_sync_to_async(_load)
 
 
 def _invalid(message: str = "Incorrect API key provided.") -> GatewayError:

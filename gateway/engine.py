@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from accounts.models import ApiKey
@@ -38,6 +37,7 @@ from gateway.http import upstream_client
 from gateway.providers import get_adapter
 from gateway.providers.base import ProviderError, usage_dict
 from gateway.ratelimit import check_limits
+from gateway.sync import db_sync_to_async
 from gateway.tokens import count_prompt, count_text
 from gateway.validation import requested_output_tokens, validate_chat
 
@@ -48,8 +48,8 @@ PROMPT_SLACK_TOKENS = 16
 LARGE_PROMPT_BYTES = 64 * 1024
 LAST_USED_WRITE_SECONDS = 60
 
-_catalog_async = sync_to_async(get_catalog, thread_sensitive=False)
-_reserve_async = sync_to_async(reserve_credits, thread_sensitive=False)
+_catalog_async = db_sync_to_async(get_catalog)
+_reserve_async = db_sync_to_async(reserve_credits)
 _last_used_written: dict[int, float] = {}
 
 
@@ -489,7 +489,7 @@ def _settle_sync(call: Call, usage: dict[str, Any] | None, status: str, error: s
     return record
 
 
-_settle_async = sync_to_async(_settle_sync, thread_sensitive=False)
+_settle_async = db_sync_to_async(_settle_sync)
 
 
 async def finish(

@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -18,6 +17,7 @@ from gateway import engine, routing
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import ModelInfo
 from gateway.errors import GatewayError
+from gateway.sync import db_sync_to_async
 from gateway.validation import parse_json, too_large
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ def _generation(request_id: str, user_id: int) -> dict[str, Any] | None:
     }
 
 
-_generation_async = sync_to_async(_generation, thread_sensitive=False)
+_generation_async = db_sync_to_async(_generation)
 
 
 @api_view(("GET",))
