@@ -1,0 +1,290 @@
+"""Money under concurrency: parallel requests on a small balance never overspend it.
+
+Fifty requests race against a balance that covers exactly five worst-case holds, through
+the real ASGI app under uvicorn. The books must balance afterwards: no negative
+balance, nothing left held, one usage record per answered request, the ledger equal to
+the balance. Then the ledger's own guarantees: settling twice charges once, the
+sweeper releases expired holds once, credits are idempotent, entries are append-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from asgiref.sync import sync_to_async
+from django.db.models import Sum
+from django.utils import timezone
+
+from billing.ledger import credit_account, release_expired_holds, reserve_credits, settle
+from billing.models import Account, Hold, LedgerEntry, UsageRecord
+from billing.money import token_cost
+from gateway import engine
+from gateway.management.commands.synccatalog import DEMO_MODEL
+from gateway.providers.demo import demo_answer
+from gateway.tokens import count_prompt, encoding
+
+PARALLEL = 50
+AFFORDABLE = 5
+MAX_TOKENS = 40
+MESSAGES = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Explain why a balance must never be spent twice, please."},
+]
+
+
+def cost_at_demo_prices(prompt_tokens: int, completion_tokens: int) -> int:
+    return token_cost(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cached_tokens=0,
+        input_price=DEMO_MODEL["input_price"],
+        output_price=DEMO_MODEL["output_price"],
+        cached_price=DEMO_MODEL["cached_input_price"],
+    )
+
+
+def worst_case() -> int:
+    """The hold engine.prepare places for one request (no markup)."""
+    prompt = count_prompt(MESSAGES)
+    reserved_prompt = int(prompt * engine.PROMPT_MARGIN) + engine.PROMPT_SLACK_TOKENS
+    return cost_at_demo_prices(reserved_prompt, MAX_TOKENS)
+
+
+def real_cost() -> int:
+    """What one answered request costs: the demo is cut at max_tokens."""
+    return cost_at_demo_prices(count_prompt(MESSAGES), MAX_TOKENS)
+
+
+@pytest.fixture
+def fast_demo(settings: Any, demo_catalog: None) -> None:
+    settings.DEMO_TOKEN_DELAY_MS = 2
+    settings.PRICE_MARKUP_PERCENT = 0
+
+
+def test_the_race_is_set_up_so_exactly_five_requests_can_win() -> None:
+    answer = encoding().encode_ordinary(demo_answer({"messages": MESSAGES}))
+    assert len(answer) > MAX_TOKENS
+    worst, cost = worst_case(), real_cost()
+    assert 0 < cost < worst
+    # Five settled requests give back less than one more hold needs.
+    assert AFFORDABLE * (worst - cost) < worst
+
+
+def snapshot(account_id: int) -> dict[str, Any]:
+    account = Account.objects.get(pk=account_id)
+    usage = UsageRecord.objects.filter(account_id=account_id)
+    return {
+        "balance": account.balance_micro_usd,
+        "held": account.held_micro_usd,
+        "ledger": account.ledger_sum(),
+        "holds": Hold.objects.filter(account_id=account_id).count(),
+        "flagged": LedgerEntry.objects.filter(account_id=account_id, flagged=True).count(),
+        "usage": {r.request_id: r for r in usage},
+        "charged": usage.aggregate(total=Sum("cost_micro_usd"))["total"] or 0,
+    }
+
+
+async def watch_balance(account_id: int, done: asyncio.Event, seen: list[int]) -> None:
+    """Samples balance and available credit while the race runs (bounded)."""
+    read = sync_to_async(
+        lambda: Account.objects.values_list("balance_micro_usd", "held_micro_usd").get(
+            pk=account_id
+        )
+    )
+    for _ in range(2_000):
+        balance, held = await read()
+        seen.extend([balance, balance - held])
+        if done.is_set():
+            return
+        await asyncio.sleep(0.005)
+
+
+async def settled(account_id: int) -> dict[str, Any]:
+    """The books once every hold is gone (streams settle as their body ends)."""
+    state = await sync_to_async(snapshot)(account_id)
+    for _ in range(200):
+        if state["holds"] == 0:
+            break
+        await asyncio.sleep(0.025)
+        state = await sync_to_async(snapshot)(account_id)
+    return state
+
+
+def stream_usage(text: str) -> dict[str, Any]:
+    events = [line[len("data: ") :] for line in text.split("\n\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    usage = [orjson.loads(e)["usage"] for e in events[:-1] if orjson.loads(e).get("usage")]
+    assert len(usage) == 1
+    return usage[0]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_parallel_requests_never_spend_more_than_the_balance(
+    fast_demo: None, make_customer: Any, live_server_url: str, stream: bool
+) -> None:
+    worst = worst_case()
+    customer = await sync_to_async(make_customer)(credit_micro_usd=AFFORDABLE * worst)
+    start = customer.account.balance_micro_usd
+    payload: dict[str, Any] = {"model": "demo", "messages": MESSAGES, "max_tokens": MAX_TOKENS}
+    if stream:
+        payload.update(stream=True, stream_options={"include_usage": True})
+    done, seen = asyncio.Event(), []
+    watcher = asyncio.create_task(watch_balance(customer.account.pk, done, seen))
+    async with httpx.AsyncClient(
+        base_url=live_server_url,
+        headers={"Authorization": f"Bearer {customer.secret}"},
+        timeout=httpx.Timeout(30.0),
+        limits=httpx.Limits(max_connections=PARALLEL),
+    ) as client:
+        responses = await asyncio.gather(
+            *(client.post("/v1/chat/completions", json=payload) for _ in range(PARALLEL))
+        )
+    done.set()
+    await watcher
+
+    answered = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code != 200]
+    assert len(answered) == AFFORDABLE
+    for response in refused:
+        assert response.status_code == 402
+        assert response.json()["error"]["code"] == "insufficient_credits"
+    costs = {}
+    for response in answered:
+        if stream:
+            costs[response.headers["x-request-id"]] = stream_usage(response.text)["cost_micro_usd"]
+        else:
+            costs[response.headers["x-request-id"]] = int(
+                response.headers["X-Request-Cost-Micro-Usd"]
+            )
+
+    books = await settled(customer.account.pk)
+    assert min(seen) >= 0
+    assert books["balance"] >= 0
+    assert books["held"] == 0 and books["holds"] == 0
+    assert books["ledger"] == books["balance"]
+    assert books["flagged"] == 0
+    assert set(books["usage"]) == set(costs)
+    assert not {r.headers["x-request-id"] for r in refused} & set(books["usage"])
+    assert {rid: r.cost_micro_usd for rid, r in books["usage"].items()} == costs
+    assert all(record.stream is stream for record in books["usage"].values())
+    assert all(cost == real_cost() for cost in costs.values())
+    assert books["charged"] == start - books["balance"] == sum(costs.values())
+
+
+def reserve(customer: Any, amount: int, request_id: str) -> Any:
+    return reserve_credits(
+        account_id=customer.account.pk,
+        amount=amount,
+        request_id=request_id,
+        api_key=customer.api_key,
+    )
+
+
+USAGE = {"model": "demo", "prompt_tokens": 10, "completion_tokens": 20, "status": "ok"}
+
+
+@pytest.mark.django_db
+def test_settling_the_same_request_twice_charges_once(customer: Any) -> None:
+    start = customer.account.balance_micro_usd
+    reservation = reserve(customer, 1_000, "req_twice")
+
+    first = settle(reservation=reservation, cost=600, usage=USAGE)
+    second = settle(reservation=reservation, cost=600, usage=USAGE)
+
+    assert second.pk == first.pk
+    account = Account.objects.get(pk=customer.account.pk)
+    assert account.balance_micro_usd == start - 600
+    assert account.held_micro_usd == 0
+    assert account.ledger_sum() == account.balance_micro_usd
+    assert UsageRecord.objects.filter(request_id="req_twice").count() == 1
+    assert LedgerEntry.objects.filter(idempotency_key="usage:req_twice").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_settlement_never_charges_more_than_was_held(customer: Any) -> None:
+    start = customer.account.balance_micro_usd
+    record = settle(reservation=reserve(customer, 500, "req_capped"), cost=9_999, usage=USAGE)
+
+    assert record.cost_micro_usd == 500
+    assert Account.objects.get(pk=customer.account.pk).balance_micro_usd == start - 500
+
+
+@pytest.mark.django_db
+def test_a_hold_beyond_the_available_credit_is_refused(make_customer: Any) -> None:
+    from billing.ledger import InsufficientCredits
+
+    customer = make_customer(credit_micro_usd=1_000)
+    reserve(customer, 600, "req_first")
+    with pytest.raises(InsufficientCredits) as refused:
+        reserve(customer, 600, "req_second")
+
+    assert (refused.value.needed, refused.value.available) == (600, 400)
+    assert Hold.objects.filter(account_id=customer.account.pk).count() == 1
+
+
+@pytest.mark.django_db
+def test_the_sweeper_releases_an_expired_hold_once(customer: Any) -> None:
+    start = customer.account.balance_micro_usd
+    reserve(customer, 700, "req_dead_worker")
+    reserve(customer, 300, "req_still_running")
+    Hold.objects.filter(request_id="req_dead_worker").update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    assert release_expired_holds() == 1
+    assert release_expired_holds() == 0
+
+    account = Account.objects.get(pk=customer.account.pk)
+    assert account.balance_micro_usd == start
+    assert account.held_micro_usd == 300
+    assert list(Hold.objects.values_list("request_id", flat=True)) == ["req_still_running"]
+
+
+@pytest.mark.django_db
+def test_a_late_settlement_after_the_sweeper_charges_once_and_leaves_held_alone(
+    customer: Any,
+) -> None:
+    start = customer.account.balance_micro_usd
+    reservation = reserve(customer, 700, "req_late")
+    assert release_expired_holds(now=timezone.now() + timedelta(days=1)) == 1
+
+    settle(reservation=reservation, cost=400, usage=USAGE)
+    settle(reservation=reservation, cost=400, usage=USAGE)
+
+    account = Account.objects.get(pk=customer.account.pk)
+    assert account.held_micro_usd == 0
+    assert account.balance_micro_usd == start - 400 == account.ledger_sum()
+
+
+@pytest.mark.django_db
+def test_a_credit_with_a_used_idempotency_key_lands_once(customer: Any) -> None:
+    account = customer.account
+    start = account.balance_micro_usd
+
+    first = credit_account(
+        account=account, amount=5_000, kind=LedgerEntry.Kind.PURCHASE, idempotency_key="evt_1"
+    )
+    again = credit_account(
+        account=account, amount=5_000, kind=LedgerEntry.Kind.PURCHASE, idempotency_key="evt_1"
+    )
+
+    assert first is not None and again is None
+    account.refresh_from_db()
+    assert account.balance_micro_usd == start + 5_000 == account.ledger_sum()
+
+
+@pytest.mark.django_db
+def test_ledger_entries_are_append_only(customer: Any) -> None:
+    entry = customer.account.entries.first()
+    entry.amount_micro_usd += 1_000_000
+
+    with pytest.raises(ValueError, match="append-only"):
+        entry.save()
+
+    assert customer.account.ledger_sum() == customer.account.balance_micro_usd
