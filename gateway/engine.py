@@ -35,7 +35,7 @@ from gateway.catalog import Catalog, ModelInfo, RouteInfo, catalog_is_fresh, get
 from gateway.errors import GatewayError, invalid
 from gateway.http import upstream_client
 from gateway.providers import get_adapter
-from gateway.providers.base import ProviderError, usage_dict
+from gateway.providers.base import Adapter, ProviderError, usage_dict
 from gateway.ratelimit import check_limits
 from gateway.sync import db_sync_to_async
 from gateway.tokens import count_prompt, count_text
@@ -75,6 +75,7 @@ class Call:
     stream: bool
     include_usage: bool
     prompt_estimate: int
+    output_tokens: int
     reservation: Reservation
     source: str = UsageRecord.Source.API
     fallback: bool = True
@@ -191,7 +192,8 @@ async def prepare(
         prompt = await asyncio.to_thread(count_prompt, messages, tools)
     else:
         prompt = count_prompt(messages, tools)
-    output = _output_budget(body, model, prompt) * (body.get("n") or 1)
+    output_tokens = _output_budget(body, model, prompt)
+    output = output_tokens * (body.get("n") or 1)
     worst_case = token_cost(
         prompt_tokens=int(prompt * PROMPT_MARGIN) + PROMPT_SLACK_TOKENS,
         completion_tokens=output,
@@ -246,6 +248,7 @@ async def prepare(
         stream=bool(body.get("stream")),
         include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
         prompt_estimate=prompt,
+        output_tokens=output_tokens,
         reservation=reservation,
         source=source,
         fallback=fallback,
@@ -253,10 +256,12 @@ async def prepare(
     )
 
 
-def _upstream_body(call: Call) -> dict[str, Any]:
+def _upstream_body(call: Call, adapter: Adapter) -> dict[str, Any]:
     body = dict(call.body)
     for name in ("model", "stream", "stream_options"):
         body.pop(name, None)
+    if adapter.requires_max_tokens and requested_output_tokens(body) is None:
+        body["max_tokens"] = call.output_tokens
     return body
 
 
@@ -275,7 +280,7 @@ async def complete(call: Call) -> tuple[dict[str, Any], UsageRecord]:
             call.attempts += 1
             adapter = get_adapter(route.provider, upstream_client())
             try:
-                result = await adapter.complete(_upstream_body(call), route.upstream_model)
+                result = await adapter.complete(_upstream_body(call, adapter), route.upstream_model)
             except ProviderError as exc:
                 last = exc
                 metrics.upstream_failed(route.provider.name)
@@ -317,7 +322,7 @@ async def open_stream(call: Call) -> tuple[dict[str, Any], AsyncIterator[dict[st
             call.route = route
             call.attempts += 1
             adapter = get_adapter(route.provider, upstream_client())
-            chunks = adapter.stream(_upstream_body(call), route.upstream_model)
+            chunks = adapter.stream(_upstream_body(call, adapter), route.upstream_model)
             try:
                 first = await anext(chunks)
             except StopAsyncIteration:

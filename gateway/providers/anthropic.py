@@ -346,6 +346,8 @@ class _StreamState:
 
 
 class AnthropicAdapter(Adapter):
+    requires_max_tokens = True
+
     def _headers(self) -> dict[str, str]:
         return {
             "content-type": "application/json",

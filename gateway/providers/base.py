@@ -74,12 +74,29 @@ def error_from_response(response: httpx.Response, provider: ProviderInfo) -> Pro
 
 
 def transport_error(exc: httpx.HTTPError, provider: ProviderInfo) -> ProviderError:
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "could not be reached"
+    if isinstance(exc, httpx.TimeoutException):
+        kind = "timed out"
+    elif isinstance(exc, httpx.ConnectError):
+        kind = "could not be reached"
+    else:
+        kind = "broke the connection"
     return ProviderError(f"{provider.name} {kind}: {type(exc).__name__}", retryable=True)
+
+
+def stream_error(data: object, provider: ProviderInfo) -> ProviderError:
+    """An error event inside a stream (after HTTP 200)."""
+    message = data
+    if isinstance(data, dict):
+        message = data.get("message") or data
+    return ProviderError(f"{provider.name}: {message}", retryable=True)
 
 
 class Adapter:
     """Base class: one instance per call, holding the provider and the shared client."""
+
+    # The upstream refuses a request without an output limit (Anthropic): the engine
+    # then sends the output budget it reserved for.
+    requires_max_tokens = False
 
     def __init__(self, provider: ProviderInfo, client: httpx.AsyncClient) -> None:
         self.provider = provider

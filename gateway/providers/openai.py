@@ -8,7 +8,13 @@ from typing import Any
 import httpx
 import orjson
 
-from gateway.providers.base import Adapter, ProviderError, error_from_response, transport_error
+from gateway.providers.base import (
+    Adapter,
+    ProviderError,
+    error_from_response,
+    stream_error,
+    transport_error,
+)
 from gateway.providers.sse import sse_events
 
 
@@ -72,10 +78,12 @@ class OpenAIAdapter(Adapter):
                         raise ProviderError(
                             f"{self.provider.name} sent an invalid stream event", retryable=True
                         ) from exc
-                    if "error" in chunk:
+                    if not isinstance(chunk, dict):
                         raise ProviderError(
-                            f"{self.provider.name}: {chunk['error']}", retryable=True
+                            f"{self.provider.name} sent an invalid stream event", retryable=True
                         )
+                    if "error" in chunk:
+                        raise stream_error(chunk["error"], self.provider)
                     yield chunk
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.provider) from exc

@@ -495,3 +495,11 @@ def test_errors_reach_the_sdk_as_openai_errors(
     assert caught.value.body["code"] == code
     assert caught.value.response.headers["x-request-id"].startswith("req_")
     assert catalog.requests == []
+
+
+def test_anthropic_gets_the_reserved_output_budget_when_the_client_sets_none(client, catalog):
+    Model.objects.filter(id="claude-test").update(max_output_tokens=300)
+
+    client.chat.completions.create(model="claude-test", messages=MESSAGES)
+
+    assert catalog.requests[-1].json["max_tokens"] == 300
