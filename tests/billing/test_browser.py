@@ -93,6 +93,20 @@ def test_redeeming_a_code_updates_the_balance_in_place(browser, localhost_url, c
     context.close()
 
 
+def test_the_unlimited_switch_saves_in_place_and_keeps_focus(browser, localhost_url, customer):
+    context = signed_in_context(browser, customer.user, localhost_url, 1280, 900)
+    page = context.new_page()
+    page.goto(f"{localhost_url}/billing/")
+
+    page.get_by_role("switch", name="Lift the rate limits on all my keys").check()
+
+    expect(page.get_by_text("Your keys are not rate limited.")).to_be_visible()
+    expect(page.get_by_role("switch")).to_be_focused()
+    customer.account.refresh_from_db()
+    assert customer.account.unlimited
+    context.close()
+
+
 def seed_spend(account: Any) -> None:
     now = timezone.now()
     for days_ago, amount in [(0, 420_000), (1, 1_250_000), (2, 300_000), (5, 2_100_000)]:
