@@ -48,6 +48,8 @@ def test_a_key_from_the_page_works_with_the_sdk_until_revoked_in_the_page(
     assert ask(base_url, secret)
 
     page.get_by_role("link", name="Done: back to your keys").click()
+    row = page.locator("tr", has_text="sdk test")
+    expect(row.locator("[data-label='Last used']")).not_to_contain_text("never")
     page.evaluate("window.notReloaded = true")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Revoke sdk test").click()
