@@ -70,7 +70,12 @@ def key_create(request: AuthenticatedRequest) -> TemplateResponse:
         context = {"api_keys": user_api_keys(request), "form": form}
         return TemplateResponse(request, "accounts/keys.html", context, status=400)
     key, secret = ApiKey.objects.mint(user=request.user, **form.key_fields())
-    context = {"key": key, "secret": secret, "base_url": api_base_url(request), "model": "demo"}
+    context = {
+        "key": key,
+        "secret": secret,
+        "base_url": api_base_url(request),
+        "model": key.allowed_models[0] if key.allowed_models else "demo",
+    }
     return TemplateResponse(request, "accounts/key_created.html", context, status=201)
 
 
