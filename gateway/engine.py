@@ -104,7 +104,9 @@ class Call:
 
 
 def _model_not_found(name: str, catalog: Catalog, key: KeyInfo) -> GatewayError:
-    ids = sorted(m.id for m in catalog.enabled() if m.is_priced and key.allows_model(m.id))
+    ids = sorted(
+        m.id for m in catalog.enabled() if m.is_priced and m.routes and key.allows_model(m.id)
+    )
     shown = ", ".join(ids[:25]) + (f", … and {len(ids) - 25} more" if len(ids) > 25 else "")
     return GatewayError(
         404,
