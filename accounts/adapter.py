@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.authentication import get_authentication_records
+from allauth.mfa import app_settings as mfa_settings
+from allauth.mfa.adapter import DefaultMFAAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -72,3 +74,13 @@ class AccountAdapter(DefaultAccountAdapter):
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):
     pass
+
+
+class MFAAdapter(DefaultMFAAdapter):
+    """Authenticator apps and passkey prompts name SITE_NAME, not the Sites framework's."""
+
+    def get_totp_issuer(self) -> str:
+        return mfa_settings.TOTP_ISSUER or settings.SITE_NAME
+
+    def get_public_key_credential_rp_entity(self) -> dict[str, str]:
+        return {**super().get_public_key_credential_rp_entity(), "name": settings.SITE_NAME}

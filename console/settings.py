@@ -154,9 +154,7 @@ ACCOUNT_LOGIN_BY_CODE_ENABLED = True
 ACCOUNT_PASSWORD_RESET_BY_CODE_ENABLED = True
 ACCOUNT_CHANGE_EMAIL = True
 # allauth's defaults (sign-up, login, failed logins, code entry) apply unless disabled.
-ACCOUNT_RATE_LIMITS: dict | bool = (
-    False if envbool("ACCOUNT_RATE_LIMITS_DISABLED", "false") else {}
-)
+ACCOUNT_RATE_LIMITS: dict | bool = False if envbool("ACCOUNT_RATE_LIMITS_DISABLED", "false") else {}
 ACCOUNT_LOGOUT_ON_GET = False
 SOCIALACCOUNT_ADAPTER = "accounts.adapter.SocialAccountAdapter"
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
@@ -174,6 +172,7 @@ if GITHUB_URL:
     SOCIALACCOUNT_PROVIDERS["github"]["GITHUB_URL"] = GITHUB_URL
 if GITHUB_API_URL:
     SOCIALACCOUNT_PROVIDERS["github"]["GITHUB_API_URL"] = GITHUB_API_URL
+MFA_ADAPTER = "accounts.adapter.MFAAdapter"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_PASSKEY_LOGIN_ENABLED = True
 MFA_PASSKEY_SIGNUP_ENABLED = True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from allauth.core import context
+from allauth.mfa.adapter import get_adapter
 from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, generate_totp_secret, hotp_value
 
@@ -47,3 +49,14 @@ def test_a_wrong_code_is_refused(client, owner):
     assert response.status_code == 200
     assert 'role="alert"' in response.content.decode()
     assert not SignIn.objects.exists()
+
+
+def test_passkey_prompts_and_authenticator_apps_name_this_site(rf, db):
+    request = rf.get("/", HTTP_HOST="localhost:8000")
+    with context.request_context(request):
+        adapter = get_adapter()
+        assert adapter.get_public_key_credential_rp_entity() == {
+            "id": "localhost",
+            "name": "Switchboard",
+        }
+        assert adapter.get_totp_issuer() == "Switchboard"
