@@ -14,6 +14,5 @@ urlpatterns = [
     path("redeem/", views.redeem, name="redeem"),
     path("unlimited/", views.unlimited, name="unlimited"),
     path("stripe/webhook", views.stripe_webhook, name="stripe_webhook"),
-    path("pricing/", views.pricing, name="pricing"),
     path("usage/", views.usage, name="usage"),
 ]

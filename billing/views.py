@@ -26,7 +26,6 @@ from billing.charts import spend_chart
 from billing.checkout import handle_event, purchases_enabled, start_checkout
 from billing.ledger import account_for
 from billing.models import Account, CreditPackage, LedgerEntry, Purchase, UsageRecord
-from billing.pricing import DEFAULT_SORT, SORTS, pricing_rows
 from billing.redemption import RedemptionError, redeem_code
 
 log = logging.getLogger(__name__)
@@ -202,44 +201,6 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     outcome = handle_event(event.to_dict())
     log.info("Stripe event %s (%s): %s", event.id, event.type, outcome)
     return JsonResponse({"received": True, "outcome": outcome})
-
-
-@require_GET
-def pricing(request: HttpRequest) -> TemplateResponse:
-    """Public prices of every enabled model, after markup; the numbers /v1/catalog gives."""
-    from gateway.catalog import get_catalog
-
-    sort = request.GET.get("sort", DEFAULT_SORT)
-    if sort not in SORTS:
-        sort = DEFAULT_SORT
-    descending = request.GET.get("dir") == "desc"
-    query = request.GET.get("q", "").strip()[:100]
-    rows = pricing_rows(get_catalog().enabled(), query=query, sort=sort, descending=descending)
-    context = {
-        "rows": rows,
-        "query": query,
-        "sort": sort,
-        "descending": descending,
-        "markup": settings.PRICE_MARKUP_PERCENT,
-        "sort_options": [
-            ("model", "Model name"),
-            ("input", "Input price"),
-            ("output", "Output price"),
-            ("context", "Context length"),
-            ("providers", "Providers"),
-        ],
-        "columns": [
-            ("model", "Model", False),
-            ("input", "Input / 1M tokens", True),
-            ("output", "Output / 1M tokens", True),
-            ("context", "Context", True),
-            ("providers", "Providers", True),
-        ],
-    }
-    template = "billing/pricing.html"
-    if request.htmx and request.htmx.target == "pricing-table":  # type: ignore[attr-defined]
-        template = "billing/_pricing_table.html"
-    return TemplateResponse(request, template, context)
 
 
 @require_GET

@@ -9,6 +9,7 @@ from gateway.metrics import metrics_view
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("pricing/", views.pricing, name="pricing"),
     path("docs/quickstart/", views.quickstart, name="quickstart"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),

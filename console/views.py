@@ -8,6 +8,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET
 
+from console.pricing import DEFAULT_SORT, SORTS, pricing_rows
+from gateway.catalog import get_catalog
+
 
 @require_GET
 def home(request: HttpRequest) -> TemplateResponse:
@@ -49,3 +52,39 @@ async def readyz(request: HttpRequest) -> HttpResponse:
     return JsonResponse(
         {"status": "ok" if ok else "unavailable", **status}, status=200 if ok else 503
     )
+
+
+@require_GET
+def pricing(request: HttpRequest) -> TemplateResponse:
+    """Public prices of every enabled model, after markup; the numbers /v1/catalog gives."""
+    sort = request.GET.get("sort", DEFAULT_SORT)
+    if sort not in SORTS:
+        sort = DEFAULT_SORT
+    descending = request.GET.get("dir") == "desc"
+    query = request.GET.get("q", "").strip()[:100]
+    rows = pricing_rows(get_catalog().enabled(), query=query, sort=sort, descending=descending)
+    context = {
+        "rows": rows,
+        "query": query,
+        "sort": sort,
+        "descending": descending,
+        "markup": settings.PRICE_MARKUP_PERCENT,
+        "sort_options": [
+            ("model", "Model name"),
+            ("input", "Input price"),
+            ("output", "Output price"),
+            ("context", "Context length"),
+            ("providers", "Providers"),
+        ],
+        "columns": [
+            ("model", "Model", False),
+            ("input", "Input / 1M tokens", True),
+            ("output", "Output / 1M tokens", True),
+            ("context", "Context", True),
+            ("providers", "Providers", True),
+        ],
+    }
+    template = "console/pricing.html"
+    if request.htmx and request.htmx.target == "pricing-table":  # type: ignore[attr-defined]
+        template = "console/_pricing_table.html"
+    return TemplateResponse(request, template, context)

@@ -12,7 +12,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -131,6 +131,21 @@ def demo_catalog(db) -> None:
     from django.core.management import call_command
 
     call_command("synccatalog", "--demo-only", verbosity=0)
+
+
+@pytest.fixture
+def warm_catalog(db) -> Callable[[], None]:
+    """Build the catalog snapshot in this thread: /v1 views would otherwise build it on a
+    worker thread whose connection cannot see this test's uncommitted rows."""
+
+    def warm() -> None:
+        from gateway import state
+        from gateway.catalog import get_catalog
+
+        state.reset_process_state()
+        get_catalog()
+
+    return warm
 
 
 class _InFlight:

@@ -78,21 +78,6 @@ def customer_client(client, customer) -> Any:
 
 
 @pytest.fixture
-def warm_catalog(db) -> Callable[[], None]:
-    """Build the catalog snapshot in this thread: /v1 views would otherwise build it on a
-    worker thread whose connection cannot see this test's uncommitted rows."""
-
-    def warm() -> None:
-        from gateway import state
-        from gateway.catalog import get_catalog
-
-        state.reset_process_state()
-        get_catalog()
-
-    return warm
-
-
-@pytest.fixture
 def demo_priced(demo_catalog, warm_catalog) -> None:
     """The demo model ($1 in, $2 out per million tokens), in the catalog snapshot."""
     warm_catalog()

@@ -158,7 +158,7 @@ def test_billing_and_pricing_fit_desktop_and_phone_widths(
     page.locator(".packages").screenshot(path=SHOTS / f"billing-packages-{device}.png")
     page.locator("svg.spend-chart").screenshot(path=SHOTS / f"billing-chart-{device}.png")
 
-    page.goto(f"{localhost_url}/billing/pricing/")
+    page.goto(f"{localhost_url}/pricing/")
     expect(page.get_by_role("status").filter(has_text="4 models")).to_be_visible()
     page.get_by_label("Search models").fill("claude")
     expect(page.get_by_role("status").filter(has_text="1 model matching")).to_be_visible()

@@ -1,4 +1,4 @@
-"""GET /billing/pricing/: public prices after markup, searchable and sortable."""
+"""GET /pricing/: public prices after markup, searchable and sortable."""
 
 from __future__ import annotations
 
@@ -39,14 +39,14 @@ def ids(response) -> list[str]:
 
 
 def test_the_pricing_page_is_public_and_lists_enabled_models(client, catalog):
-    response = client.get("/billing/pricing/")
+    response = client.get("/pricing/")
 
     assert response.status_code == 200
     assert ids(response) == ["claude-big", "gpt-mini", "llama-small"]
 
 
 def test_prices_include_the_markup_and_match_the_catalog_api(client, catalog):
-    rows = {row.id: row for row in client.get("/billing/pricing/").context["rows"]}
+    rows = {row.id: row for row in client.get("/pricing/").context["rows"]}
     api = {entry["id"]: entry for entry in client.get("/v1/catalog").json()["data"]}
 
     assert rows["gpt-mini"].input_price == 165_000
@@ -59,7 +59,7 @@ def test_prices_include_the_markup_and_match_the_catalog_api(client, catalog):
 
 
 def test_the_table_shows_dollars_per_million_tokens_context_and_providers(client, catalog):
-    body = client.get("/billing/pricing/").content.decode()
+    body = client.get("/pricing/").content.decode()
 
     assert 'data-micro-usd="165000">$0.165</td>' in body
     assert 'data-micro-usd="3300000">$3.30</td>' in body
@@ -68,32 +68,32 @@ def test_the_table_shows_dollars_per_million_tokens_context_and_providers(client
 
 
 def test_search_matches_ids_titles_and_providers(client, catalog):
-    assert ids(client.get("/billing/pricing/?q=claude")) == ["claude-big"]
-    assert ids(client.get("/billing/pricing/?q=ALPHA")) == ["gpt-mini", "llama-small"]
-    assert ids(client.get("/billing/pricing/?q=nothing-like-it")) == []
+    assert ids(client.get("/pricing/?q=claude")) == ["claude-big"]
+    assert ids(client.get("/pricing/?q=ALPHA")) == ["gpt-mini", "llama-small"]
+    assert ids(client.get("/pricing/?q=nothing-like-it")) == []
 
 
 def test_sorting_by_price_context_and_providers(client, catalog):
-    assert ids(client.get("/billing/pricing/?sort=input")) == [
+    assert ids(client.get("/pricing/?sort=input")) == [
         "llama-small",
         "gpt-mini",
         "claude-big",
     ]
-    assert ids(client.get("/billing/pricing/?sort=output&dir=desc")) == [
+    assert ids(client.get("/pricing/?sort=output&dir=desc")) == [
         "claude-big",
         "gpt-mini",
         "llama-small",
     ]
-    assert ids(client.get("/billing/pricing/?sort=context")) == [
+    assert ids(client.get("/pricing/?sort=context")) == [
         "llama-small",
         "gpt-mini",
         "claude-big",
     ]
-    assert ids(client.get("/billing/pricing/?sort=providers&dir=desc"))[0] == "gpt-mini"
+    assert ids(client.get("/pricing/?sort=providers&dir=desc"))[0] == "gpt-mini"
 
 
 def test_an_unknown_sort_falls_back_to_the_model_name(client, catalog):
-    assert ids(client.get("/billing/pricing/?sort=drop-table")) == [
+    assert ids(client.get("/pricing/?sort=drop-table")) == [
         "claude-big",
         "gpt-mini",
         "llama-small",
@@ -101,7 +101,7 @@ def test_an_unknown_sort_falls_back_to_the_model_name(client, catalog):
 
 
 def test_the_current_sort_is_announced_on_its_column(client, catalog):
-    body = client.get("/billing/pricing/?sort=input&dir=desc").content.decode()
+    body = client.get("/pricing/?sort=input&dir=desc").content.decode()
 
     assert 'aria-sort="descending"' in body
     assert '<option value="input" selected>' in body
@@ -109,7 +109,7 @@ def test_the_current_sort_is_announced_on_its_column(client, catalog):
 
 def test_an_htmx_search_renders_only_the_table(client, catalog):
     response = client.get(
-        "/billing/pricing/?q=llama", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="pricing-table"
+        "/pricing/?q=llama", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="pricing-table"
     )
 
     body = response.content.decode()
