@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Count, F, Max, Q, Sum
+from django.db.models import Avg, Count, F, Max, Q, Sum
 from django.db.models.functions import TruncDate
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
@@ -219,6 +219,58 @@ class Hold(models.Model):
 class UsageQuerySet(models.QuerySet["UsageRecord"]):
     def for_user(self, user: Any) -> UsageQuerySet:
         return self.filter(account__user=user)
+
+    def since_days(self, days: int, today: date | None = None) -> UsageQuerySet:
+        """Records from the start of the UTC day `days - 1` days ago."""
+        today = today or timezone.now().date()
+        return self.filter(created_at__date__gte=today - timedelta(days=days - 1))
+
+    def summary(self) -> dict[str, Any]:
+        """Totals for a dashboard: requests, tokens, spend, errors, mean latency."""
+        totals = self.aggregate(
+            requests=Count("id"),
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
+            cached_tokens=Sum("cached_tokens"),
+            spent_micro_usd=Sum("cost_micro_usd"),
+            errors=Count("id", filter=~Q(status="ok")),
+            latency_ms=Avg("latency_ms"),
+            ttft_ms=Avg("ttft_ms"),
+        )
+        return {key: value or 0 for key, value in totals.items()}
+
+    def by_model(self) -> models.QuerySet[Any]:
+        """Requests, tokens and spend per model, biggest spend first."""
+        return (
+            self.values("model")
+            .annotate(
+                requests=Count("id"),
+                prompt_tokens=Sum("prompt_tokens"),
+                completion_tokens=Sum("completion_tokens"),
+                spent_micro_usd=Sum("cost_micro_usd"),
+            )
+            .order_by("-spent_micro_usd", "model")
+        )
+
+    def daily_spend(self, *, days: int, today: date | None = None) -> list[DaySpend]:
+        """Spend and requests per UTC day for the last `days` days, zero-filled, oldest first."""
+        today = today or timezone.now().date()
+        start = today - timedelta(days=days - 1)
+        found = {
+            row["day"]: row
+            for row in self.since_days(days, today)
+            .annotate(day=TruncDate("created_at"))
+            .values("day")
+            .annotate(spent=Sum("cost_micro_usd"), requests=Count("id"))
+        }
+        return [
+            DaySpend(
+                day=day,
+                spent_micro_usd=found[day]["spent"] if day in found else 0,
+                requests=found[day]["requests"] if day in found else 0,
+            )
+            for day in (start + timedelta(days=offset) for offset in range(days))
+        ]
 
     def spent_since(self, *, api_key_id: int, since: datetime) -> int:
         return (

@@ -15,4 +15,6 @@ urlpatterns = [
     path("unlimited/", views.unlimited, name="unlimited"),
     path("stripe/webhook", views.stripe_webhook, name="stripe_webhook"),
     path("usage/", views.usage, name="usage"),
+    path("usage.csv", views.usage_csv, name="usage_csv"),
+    path("usage/<str:request_id>/", views.usage_detail, name="usage_detail"),
 ]

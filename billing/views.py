@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import csv
 import logging
+from typing import Any
 
 import stripe
 from django import forms
@@ -27,6 +29,7 @@ from billing.checkout import handle_event, purchases_enabled, start_checkout
 from billing.ledger import account_for
 from billing.models import Account, CreditPackage, LedgerEntry, Purchase, UsageRecord
 from billing.redemption import RedemptionError, redeem_code
+from billing.usage import UsageFilterForm
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +206,101 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"received": True, "outcome": outcome})
 
 
+USAGE_PAGE_SIZE = 50
+CSV_LIMIT = 10_000
+
+
+def _usage_records(request: HttpRequest) -> tuple[UsageFilterForm, Any, int]:
+    form = UsageFilterForm(request.GET or None, user=request.user)
+    records, days = form.filtered(UsageRecord.objects.for_user(request.user))
+    return form, records, days
+
+
 @require_GET
 @login_required
 def usage(request: HttpRequest) -> TemplateResponse:
-    records = UsageRecord.objects.for_user(request.user).select_related("api_key")[:100]
-    return TemplateResponse(request, "billing/usage.html", {"records": records})
+    """Usage dashboard: totals, daily spend, spend per model and the request log."""
+    form, records, days = _usage_records(request)
+    page = Paginator(records.select_related("api_key"), USAGE_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    context = {
+        "form": form,
+        "page": page,
+        "query": _query_without_page(request),
+        "summary": records.summary(),
+        "models": records.by_model()[:20],
+        "chart": spend_chart(records.daily_spend(days=max(days, 7))),
+        "days": days,
+    }
+    template = "billing/usage.html"
+    if request.htmx and request.htmx.target == "usage-log":  # type: ignore[attr-defined]
+        template = "billing/_usage_log.html"
+    return TemplateResponse(request, template, context)
+
+
+def _query_without_page(request: HttpRequest) -> str:
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
+
+
+@require_GET
+@login_required
+def usage_detail(request: HttpRequest, request_id: str) -> TemplateResponse:
+    """One request's record: tokens, cost, route, timings (the owner's only)."""
+    record = (
+        UsageRecord.objects.for_user(request.user)
+        .select_related("api_key")
+        .filter(request_id=request_id)
+        .first()
+    )
+    if record is None:
+        raise Http404("No such request")
+    return TemplateResponse(request, "billing/usage_detail.html", {"record": record})
+
+
+@require_GET
+@login_required
+def usage_csv(request: HttpRequest) -> HttpResponse:
+    """The filtered request log as CSV, newest first (at most CSV_LIMIT rows)."""
+    _, records, days = _usage_records(request)
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="usage-last-{days}-days.csv"'
+    writer = csv.writer(response)
+    writer.writerow(
+        [
+            "time_utc",
+            "request_id",
+            "key",
+            "model",
+            "provider",
+            "status",
+            "stream",
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "cost_micro_usd",
+            "latency_ms",
+            "ttft_ms",
+        ]
+    )
+    for r in records.select_related("api_key")[:CSV_LIMIT]:
+        writer.writerow(
+            [
+                r.created_at.isoformat(),
+                r.request_id,
+                r.api_key.name if r.api_key else "",
+                r.model,
+                r.provider,
+                r.status,
+                r.stream,
+                r.prompt_tokens,
+                r.completion_tokens,
+                r.cached_tokens,
+                r.cost_micro_usd,
+                r.latency_ms,
+                r.ttft_ms or "",
+            ]
+        )
+    return response
