@@ -14,7 +14,8 @@ from gateway.catalog import get_catalog
 
 @require_GET
 def home(request: HttpRequest) -> TemplateResponse:
-    return TemplateResponse(request, "console/home.html", {})
+    models = [m for m in get_catalog().enabled() if m.is_priced and m.routes]
+    return TemplateResponse(request, "console/home.html", {"model_count": len(models)})
 
 
 @require_GET
