@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from billing.money import usd_to_micro
+from gateway.catalog import invalidate_catalog
 from gateway.models import Model, Provider, Route
 
 # genai-prices provider id → (our provider name, kind, base URL, env var with the key)
@@ -75,6 +76,8 @@ class Command(BaseCommand):
                 self.seed_demo()
             if not options["demo_only"]:
                 self.seed_vendors([v for v in options["vendors"].split(",") if v])
+        # Refreshed prices are queryset updates (no signal): tell every worker's snapshot.
+        invalidate_catalog()
 
     def seed_demo(self) -> None:
         provider, _ = Provider.objects.update_or_create(
@@ -129,9 +132,13 @@ class Command(BaseCommand):
                         **values,
                     )
                     created += 1
-                elif model.price_source.startswith("genai-prices"):
+                elif model.price_source == values["price_source"]:
                     Model.objects.filter(pk=model.pk).update(**values)
                     updated += 1
+                elif model.price_source.startswith("genai-prices"):
+                    # Another vendor's model of the same name (Claude on Vertex is listed
+                    # under google): its API cannot serve it, nor set its price.
+                    continue
                 Route.objects.get_or_create(
                     model=model, provider=provider, defaults={"upstream_model": info.id}
                 )
