@@ -35,7 +35,7 @@ class Command(BaseCommand):
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise CommandError(f"{path}: {exc}") from exc
         with transaction.atomic():
-            providers = {p["name"]: self.load_provider(p) for p in spec.get("provider", [])}
+            providers = {p.name: p for p in map(self.load_provider, spec.get("provider", []))}
             models = [self.load_model(m, providers) for m in spec.get("model", [])]
         self.stdout.write(
             f"Loaded {len(providers)} providers and {len(models)} models from {path}."
