@@ -85,6 +85,20 @@ def _load(prefix: str) -> KeyInfo | None:
 _load_async = db_sync_to_async(_load)
 
 
+async def key_info(prefix: str) -> KeyInfo | None:
+    """The key with this lookup prefix, from the per-process cache while it is fresh.
+
+    For callers that hold the key row rather than its secret (the web chat's key).
+    """
+    now = time.monotonic()
+    cached = _cache.get(prefix)
+    if cached is not None and now - cached[0] < settings.KEY_CACHE_SECONDS:
+        return cached[1]
+    info = await _load_async(prefix)
+    _cache[prefix] = (now, info)
+    return info
+
+
 def _invalid(message: str = "Incorrect API key provided.") -> GatewayError:
     return GatewayError(401, message, code="invalid_api_key", type="invalid_request_error")
 
@@ -97,13 +111,7 @@ async def authenticate(authorization: str | None) -> KeyInfo:
     prefix = parse_secret(secret)
     if prefix is None:
         raise _invalid()
-    now = time.monotonic()
-    cached = _cache.get(prefix)
-    if cached is not None and now - cached[0] < settings.KEY_CACHE_SECONDS:
-        info = cached[1]
-    else:
-        info = await _load_async(prefix)
-        _cache[prefix] = (now, info)
+    info = await key_info(prefix)
     if info is None or not hmac.compare_digest(info.hashed, hash_secret(secret)):
         raise _invalid()
     if info.revoked:

@@ -362,10 +362,16 @@ def sse(payload: dict[str, Any]) -> bytes:
 DONE = b"data: [DONE]\n\n"
 
 
-async def relay(
+async def stream_chunks(
     call: Call, first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]]
-) -> AsyncIterator[bytes]:
-    """Forward chunks as they arrive; settle exactly once however the stream ends."""
+) -> AsyncIterator[dict[str, Any]]:
+    """The stream as chunk dicts, for any caller (/v1 relay, the web chat).
+
+    Yields the upstream's chunks (with our id and model), then one usage chunk with
+    the cost, or a final `{"error": …}` event if the upstream fails mid-stream. Settles
+    exactly once however the stream ends; a caller that stops early must `aclose()`
+    this generator, and what was generated so far is charged as `cancelled`.
+    """
     text: list[str] = []
     upstream_usage: dict[str, Any] | None = None
     usage: dict[str, Any] | None = None
@@ -379,22 +385,20 @@ async def relay(
                 _collect_text(chunk, text)
                 chunk["id"] = call.completion_id
                 chunk["model"] = call.model.id
-                yield sse(chunk)
+                yield chunk
             try:
                 chunk = await anext(chunks)
             except StopAsyncIteration:
                 chunk = None
         usage = _normalise_usage(upstream_usage, call, "".join(text))
-        if call.include_usage:
-            yield sse(_usage_chunk(call, usage))
-        yield DONE
+        yield _usage_chunk(call, usage)
     except ProviderError as exc:
         status, error = UsageRecord.Status.ERROR, exc.message
         metrics.upstream_failed(call.route.provider.name if call.route else "")
         problem = GatewayError(
             502, f"Upstream failed mid-stream: {exc.message}", code="upstream_error"
         )
-        yield sse(problem.as_dict())
+        yield problem.as_dict()
     except (asyncio.CancelledError, GeneratorExit):
         status, error = UsageRecord.Status.CANCELLED, "client disconnected"
         raise
@@ -402,6 +406,23 @@ async def relay(
         await chunks.aclose()  # type: ignore[attr-defined]
         usage = usage or _normalise_usage(upstream_usage, call, "".join(text))
         await _finish_shielded(call, usage, status, error)
+
+
+async def relay(
+    call: Call, first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]]
+) -> AsyncIterator[bytes]:
+    """Forward chunks as SSE as they arrive; [DONE] goes out before the settlement."""
+    events = stream_chunks(call, first, chunks)
+    try:
+        async for event in events:
+            if event.get("usage"):
+                if call.include_usage:
+                    yield sse(event)
+                yield DONE
+            else:
+                yield sse(event)
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
 
 
 def _usage_chunk(call: Call, usage: dict[str, Any]) -> dict[str, Any]:
