@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from accounts import api, views
+from accounts import views
 
 app_name = "accounts"
 urlpatterns = [
@@ -11,11 +11,4 @@ urlpatterns = [
     path("keys/new/", views.key_create, name="key_create"),
     path("keys/<int:key_id>/revoke/", views.key_revoke, name="key_revoke"),
     path("delete/", views.close_account, name="close"),
-]
-
-# Mounted at /api/v1/ by console/urls.py under the "api" namespace.
-api_urlpatterns = [
-    path("me", api.me, name="me"),
-    path("keys", api.keys, name="keys"),
-    path("keys/<int:key_id>", api.key_detail, name="key"),
 ]

@@ -3,9 +3,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from accounts.urls import api_urlpatterns
 from console import views
 from gateway.metrics import metrics_view
+from gateway.urls import account_api_urlpatterns
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -17,7 +17,7 @@ urlpatterns = [
     path("v1/", include("gateway.urls")),
     path("accounts/", include("allauth.urls")),
     path("account/", include("accounts.urls")),
-    path("api/v1/", include((api_urlpatterns, "api"))),
+    path("api/v1/", include((account_api_urlpatterns, "api"))),
     path("billing/", include("billing.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from gateway import estimate, views
+from gateway import account_api, estimate, views
 
 urlpatterns = [
     path("chat/completions", views.chat_completions, name="v1-chat-completions"),
@@ -11,4 +11,11 @@ urlpatterns = [
     path("catalog", views.catalog, name="v1-catalog"),
     path("generation/<str:request_id>", views.generation, name="v1-generation"),
     path("estimate", estimate.estimate, name="v1-estimate"),
+]
+
+# The account API for programs, mounted at /api/v1/ by console/urls.py ("api" namespace).
+account_api_urlpatterns = [
+    path("me", account_api.me, name="me"),
+    path("keys", account_api.keys, name="keys"),
+    path("keys/<int:key_id>", account_api.key_detail, name="key"),
 ]
