@@ -9,16 +9,17 @@ reservation is one conditional UPDATE that succeeds only while
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Field, Model, Sum
 from django.utils import timezone
 
-from billing.models import Account, Hold, LedgerEntry, UsageRecord, available_expression
+from billing.models import Account, Hold, LedgerEntry, UsageRecord
 
 
 class InsufficientCredits(Exception):
@@ -110,26 +111,26 @@ def reserve_credits(
 ) -> Reservation:
     """Hold `amount` for a request, or raise InsufficientCredits / SpendCapExceeded."""
     key_id = api_key.pk if api_key is not None else None
-    with transaction.atomic():
+    now = timezone.now()
+    hold = Hold(
+        account_id=account_id,
+        api_key_id=key_id,
+        request_id=request_id,
+        amount_micro_usd=amount,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.HOLD_TTL_SECONDS),
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
         if api_key is not None and api_key.spend_cap_micro_usd is not None:
             _check_spend_cap(api_key, amount)
-        updated = (
-            Account.objects.filter(pk=account_id)
-            .annotate(available=available_expression())
-            .filter(available__gte=amount)
-            .update(held_micro_usd=F("held_micro_usd") + amount)
-        )
-        if not updated:
+        # The hold row first, the account row last: every request of an account updates
+        # that row, so its lock is held only from this UPDATE to the commit.
+        _insert(cursor, hold)
+        cursor.execute(_sql().reserve, [amount, account_id, amount])
+        if cursor.rowcount != 1:
             account = Account.objects.filter(pk=account_id).first()
             available = account.available_micro_usd if account else 0
             raise InsufficientCredits(needed=amount, available=max(available, 0))
-        Hold.objects.create(
-            account_id=account_id,
-            api_key_id=key_id,
-            request_id=request_id,
-            amount_micro_usd=amount,
-            expires_at=timezone.now() + timedelta(seconds=settings.HOLD_TTL_SECONDS),
-        )
     return Reservation(
         account_id=account_id, api_key_id=key_id, request_id=request_id, amount=amount
     )
@@ -154,11 +155,13 @@ def settle(*, reservation: Reservation, cost: int, usage: dict[str, Any]) -> Usa
     the same request twice returns the first record and charges nothing more.
     """
     request_id = reservation.request_id
+    sql = _sql()
     try:
-        with transaction.atomic():
-            released = Hold.objects.filter(request_id=request_id).delete()[0]
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql.release, [request_id])
+            released = cursor.rowcount > 0
             charge = min(cost, reservation.amount) if released else cost
-            record = UsageRecord.objects.create(
+            record = UsageRecord(
                 request_id=request_id,
                 account_id=reservation.account_id,
                 api_key_id=reservation.api_key_id,
@@ -166,25 +169,93 @@ def settle(*, reservation: Reservation, cost: int, usage: dict[str, Any]) -> Usa
                 reserved_micro_usd=reservation.amount,
                 **usage,
             )
+            _insert(cursor, record)
             if charge:
-                LedgerEntry.objects.create(
+                entry = LedgerEntry(
                     account_id=reservation.account_id,
                     kind=LedgerEntry.Kind.USAGE,
                     amount_micro_usd=-charge,
                     idempotency_key=f"usage:{request_id}",
                     memo=f"{usage.get('model', '')} {request_id}"[:300],
                 )
-            changes: dict[str, Any] = {"balance_micro_usd": F("balance_micro_usd") - charge}
-            if released:
-                changes["held_micro_usd"] = F("held_micro_usd") - reservation.amount
-            Account.objects.filter(pk=reservation.account_id).update(**changes)
-            Account.objects.disable_unlimited_below_floor(reservation.account_id)
+                _insert(cursor, entry)
+            # Last, as in reserve_credits: the account row is the contended one. Unlimited
+            # mode ends in the same statement when the balance falls below the floor.
+            cursor.execute(
+                sql.settle,
+                [
+                    charge,
+                    reservation.amount if released else 0,
+                    charge,
+                    settings.UNLIMITED_MODE_FLOOR_MICRO_USD,
+                    False,
+                    reservation.account_id,
+                ],
+            )
     except IntegrityError:
         existing = UsageRecord.objects.filter(request_id=request_id).first()
         if existing is None:
             raise
         return existing
     return record
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    reserve: str
+    release: str
+    settle: str
+
+
+@functools.cache
+def _statements(vendor: str) -> _Statements:
+    quote = connection.ops.quote_name
+    account, hold = quote(Account._meta.db_table), quote(Hold._meta.db_table)
+    balance, held = quote("balance_micro_usd"), quote("held_micro_usd")
+    unlimited = quote("unlimited")
+    return _Statements(
+        reserve=(
+            f"UPDATE {account} SET {held} = {held} + %s "  # noqa: S608 - names from model meta
+            f"WHERE {quote('id')} = %s AND {balance} - {held} >= %s"
+        ),
+        release=f"DELETE FROM {hold} WHERE {quote('request_id')} = %s",  # noqa: S608
+        settle=(
+            f"UPDATE {account} SET {balance} = {balance} - %s, {held} = {held} - %s, "  # noqa: S608
+            f"{unlimited} = CASE WHEN {unlimited} AND {balance} - %s < %s "
+            f"THEN %s ELSE {unlimited} END WHERE {quote('id')} = %s"
+        ),
+    )
+
+
+def _sql() -> _Statements:
+    return _statements(connection.vendor)
+
+
+@functools.cache
+def _insert_statement(model: type[Model], vendor: str) -> tuple[str, tuple[Field, ...]]:
+    quote = connection.ops.quote_name
+    meta = model._meta
+    fields = tuple(f for f in meta.concrete_fields if not f.primary_key)
+    columns = ", ".join(quote(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    return (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks}) "  # noqa: S608
+        f"RETURNING {quote(meta.pk.column)}",
+        fields,
+    )
+
+
+def _insert(cursor: Any, obj: Model) -> None:
+    """INSERT one new row for `obj` and set its pk: Model.save() without the query compiler.
+
+    Only for the append-only rows of the hot path (holds, usage records, ledger entries),
+    which have no save() logic or signal receivers beyond the append-only check.
+    """
+    sql, fields = _insert_statement(type(obj), connection.vendor)
+    cursor.execute(sql, [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields])
+    obj.pk = cursor.fetchone()[0]
+    obj._state.adding = False
+    obj._state.db = connection.alias
 
 
 def release_expired_holds(now: Any = None) -> int:
