@@ -25,7 +25,7 @@ TOKENS_PER_IMAGE = 1_105
 @functools.cache
 def encoding() -> tiktoken.Encoding:
     ranks = load_tiktoken_bpe(str(ENCODING_FILE), expected_hash=ENCODING_SHA256)
-    return tiktoken.Encoding(
+    loaded = tiktoken.Encoding(
         name="o200k_base",
         pat_str="|".join(
             [
@@ -41,6 +41,10 @@ def encoding() -> tiktoken.Encoding:
         mergeable_ranks=ranks,
         special_tokens={"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
     )
+    # The Rust core keeps its own tables; the Python dict of 200k ranks (about 27 MB in
+    # every worker) is only read to pickle the encoding, which nothing here does.
+    loaded._mergeable_ranks = {}
+    return loaded
 
 
 def count_text(text: str) -> int:
