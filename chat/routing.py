@@ -2,4 +2,8 @@ from __future__ import annotations
 
 from django.urls import path
 
-websocket_urlpatterns: list[path] = []
+from chat.consumers import ChatConsumer
+
+websocket_urlpatterns = [
+    path("ws/chat/<int:conversation_id>/", ChatConsumer.as_asgi()),
+]

@@ -1,4 +1,13 @@
 from __future__ import annotations
 
+from django.urls import path
+
+from chat import views
+
 app_name = "chat"
-urlpatterns: list[object] = []
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("new/", views.create, name="create"),
+    path("<int:conversation_id>/", views.conversation, name="conversation"),
+    path("<int:conversation_id>/delete/", views.delete, name="delete"),
+]

@@ -19,5 +19,6 @@ urlpatterns = [
     path("account/", include("accounts.urls")),
     path("api/v1/", include((account_api_urlpatterns, "api"))),
     path("billing/", include("billing.urls")),
+    path("chat/", include("chat.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,110 @@
+"""The chat socket: authenticate, hand the question to the engine, forward what it yields.
+
+The page's htmx `ws-send` form sends `{"message": …}` (or `{"action": "stop"}`), and
+every frame sent back is HTML whose elements htmx swaps out of band by id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import orjson
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.template.loader import render_to_string
+from django.utils.html import format_html
+
+from chat.forms import QuestionForm
+from chat.models import Conversation
+from chat.turns import Delta, Event, Finished, Started, take_turn
+from gateway.sync import db_sync_to_async
+
+FORBIDDEN = 4403
+NOT_FOUND = 4404
+
+
+def _owned_conversation(user: Any, conversation_id: int) -> Conversation | None:
+    return Conversation.objects.for_user(user).filter(pk=conversation_id).first()
+
+
+_owned_conversation_async = db_sync_to_async(_owned_conversation)
+
+
+def render_event(event: Event) -> str:
+    """The out-of-band swaps that show one step of a turn on the page."""
+    if isinstance(event, Delta):
+        return format_html(
+            '<div id="answer-{}-text" hx-swap-oob="beforeend">{}</div>', event.answer.pk, event.text
+        )
+    if isinstance(event, Started):
+        return render_to_string("chat/_turn_started.html", {"event": event})
+    return render_to_string("chat/_turn_finished.html", {"message": event.answer})
+
+
+def render_status(text: str, *, busy: bool = False) -> str:
+    return render_to_string("chat/_status.html", {"text": text, "busy": busy, "oob": True})
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    conversation: Conversation
+    turn: asyncio.Task[None] | None = None
+    stop_requested = False
+
+    async def connect(self) -> None:
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            await self.close(code=FORBIDDEN)
+            return
+        conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
+        conversation = await _owned_conversation_async(user, conversation_id)
+        if conversation is None:
+            await self.close(code=NOT_FOUND)
+            return
+        self.conversation = conversation
+        await self.accept()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            data = orjson.loads(text_data or bytes_data or b"")
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            await self.send(text_data=render_status("The page sent something unexpected."))
+            return
+        busy = self.turn is not None and not self.turn.done()
+        if data.get("action") == "stop":
+            if self.turn is not None and busy:
+                self.stop_requested = True
+                self.turn.cancel()
+            return
+        if busy:
+            await self.send(text_data=render_status("Still answering…", busy=True))
+            return
+        form = QuestionForm(data)
+        if not form.is_valid():
+            await self.send(text_data=render_status(form.errors["message"][0]))
+            return
+        self.stop_requested = False
+        self.turn = asyncio.create_task(self.answer(form.cleaned_data["message"]))
+
+    async def answer(self, text: str) -> None:
+        started: Started | None = None
+        try:
+            async with contextlib.aclosing(
+                take_turn(conversation=self.conversation, text=text)
+            ) as events:
+                async for event in events:
+                    started = event if isinstance(event, Started) else started
+                    await self.send(text_data=render_event(event))
+        except asyncio.CancelledError:
+            if not self.stop_requested:
+                raise
+            # Stopped from the page: the socket is still open, so show what was kept.
+            if started is not None:
+                await self.send(text_data=render_event(Finished(started.answer)))
+
+    async def disconnect(self, code: int) -> None:
+        if self.turn is not None and not self.turn.done():
+            self.turn.cancel()
+            await asyncio.wait({self.turn})

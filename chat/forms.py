@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from chat.models import MAX_MESSAGE_CHARS
+from gateway.catalog import get_catalog
+
+
+class QuestionForm(forms.Form):
+    """What the chat page's form sends over the socket."""
+
+    message = forms.CharField(
+        max_length=MAX_MESSAGE_CHARS,
+        error_messages={
+            "required": "Type a message first.",
+            "max_length": f"Messages can be at most {MAX_MESSAGE_CHARS:,} characters.",
+        },
+    )
+
+
+def model_choices() -> list[tuple[str, str]]:
+    """Models the chat can use: enabled, priced and routed, by title."""
+    models = [m for m in get_catalog().enabled() if m.is_priced and m.routes]
+    return [
+        (m.id, m.title or m.id) for m in sorted(models, key=lambda m: (m.title or m.id).lower())
+    ]
+
+
+class NewConversationForm(forms.Form):
+    model = forms.ChoiceField(label="Model")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = model_choices()
+        self.fields["model"].choices = choices
+        ids = [value for value, _label in choices]
+        self.fields["model"].initial = "demo" if "demo" in ids else (ids[0] if ids else None)

@@ -1,0 +1,116 @@
+"""One question and its streamed answer: the web chat as a caller of the gateway engine.
+
+The chat calls the same `prepare` → `open_stream` → `stream_chunks` path as
+POST /v1/chat/completions, with the user's web key and `source=web`, so it is
+checked, rate limited, billed and logged exactly like an API call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from billing.models import UsageRecord
+from chat.models import Conversation, Message, web_key_for
+from gateway import engine
+from gateway.auth import KeyInfo, key_info
+from gateway.errors import GatewayError
+from gateway.sync import db_sync_to_async
+
+
+@dataclass(slots=True)
+class Started:
+    question: Message
+    answer: Message
+
+
+@dataclass(slots=True)
+class Delta:
+    answer: Message
+    text: str
+
+
+@dataclass(slots=True)
+class Finished:
+    answer: Message
+
+
+Event = Started | Delta | Finished
+
+
+def _start(conversation: Conversation, text: str) -> tuple[Message, Message, list[dict[str, str]]]:
+    history = conversation.history()
+    question, answer = conversation.start_turn(text)
+    return question, answer, [*history, {"role": "user", "content": text}]
+
+
+def _web_key_prefix(conversation: Conversation) -> str:
+    return web_key_for(conversation.user).prefix
+
+
+def _finish(answer: Message, content: str, status: str, error: str, request_id: str) -> Message:
+    usage = UsageRecord.objects.filter(request_id=request_id).first()
+    answer.finish(content=content, status=status, error=error, usage=usage)
+    return answer
+
+
+_start_async = db_sync_to_async(_start)
+_prefix_async = db_sync_to_async(_web_key_prefix)
+_finish_async = db_sync_to_async(_finish)
+
+
+async def _web_key(conversation: Conversation) -> KeyInfo:
+    info = await key_info(await _prefix_async(conversation))
+    if info is None or info.revoked:
+        raise GatewayError(403, "This account can no longer use the chat.", code="key_revoked")
+    return info
+
+
+def _delta_text(chunk: dict[str, Any]) -> str:
+    return "".join(
+        (choice.get("delta") or {}).get("content") or "" for choice in chunk.get("choices") or ()
+    )
+
+
+async def take_turn(*, conversation: Conversation, text: str) -> AsyncIterator[Event]:
+    """Store the question, stream the answer from the engine, store what it cost.
+
+    Close this generator (aclose) when the page goes away: the upstream is
+    cancelled and what was generated is billed, as for an API client that hangs up.
+    """
+    question, answer, messages = await _start_async(conversation, text)
+    yield Started(question, answer)
+    request_id = engine.new_request_id()
+    parts: list[str] = []
+    status, error = Message.Status.OK, ""
+    try:
+        call = await engine.prepare(
+            key=await _web_key(conversation),
+            body={"model": conversation.model, "messages": messages, "stream": True},
+            request_id=request_id,
+            source=UsageRecord.Source.WEB,
+        )
+        first, chunks = await engine.open_stream(call)
+        async with contextlib.aclosing(engine.stream_chunks(call, first, chunks)) as events:
+            async for event in events:
+                if "error" in event:
+                    status, error = Message.Status.ERROR, event["error"]["message"]
+                elif piece := _delta_text(event):
+                    parts.append(piece)
+                    yield Delta(answer, piece)
+    except GatewayError as exc:
+        status, error = Message.Status.ERROR, exc.message
+    except (asyncio.CancelledError, GeneratorExit):
+        status, error = Message.Status.CANCELLED, "Stopped before the answer was complete."
+        raise
+    finally:
+        # The books are settled by the engine; the page's copy is saved even when the
+        # socket is gone and this task is being cancelled.
+        saving = asyncio.ensure_future(
+            _finish_async(answer, "".join(parts), status, error, request_id)
+        )
+        await asyncio.shield(saving)
+    yield Finished(answer)
