@@ -3,6 +3,10 @@
 Storage is in-process memory by default and Redis when REDIS_URL is set, so a limit
 holds across every worker and host (the limit, not limit times workers). The sliding
 window counter keeps a token cost cheap (one counter, not one entry per token).
+
+With Redis, both of a key's limits are checked, counted and read back in one Lua
+script (one round trip per request instead of four), with the `limits` library's
+sliding-window-counter arithmetic; in memory the library itself does the work.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import redis.asyncio as aioredis
 from django.conf import settings
 from limits import RateLimitItemPerMinute
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -21,12 +26,16 @@ from limits.storage import storage_from_string
 from gateway.errors import GatewayError
 from gateway.state import on_reset
 
+WINDOW_SECONDS = 60
+
 _limiters: dict[int, SlidingWindowCounterRateLimiter] = {}
+_scripts: dict[int, Any] = {}
 
 
 @on_reset
 def forget_limiters() -> None:
     _limiters.clear()
+    _scripts.clear()
 
 
 def _limiter() -> SlidingWindowCounterRateLimiter:
@@ -67,6 +76,88 @@ def headers_for(requests: LimitState | None, tokens: LimitState | None) -> dict[
     return headers
 
 
+# For each window (KEYS: previous, current; ARGV: limit, cost) in order: roll the
+# window over when due, count the cost if the weighted count leaves room, and return
+# {allowed, previous count, previous ttl ms, current count, current ttl ms}. It stops
+# at the first window that refuses, as the requests limit comes before the tokens one.
+TAKE_SCRIPT = """
+local expiry = tonumber(ARGV[1]) * 1000
+local answers = {}
+for i = 1, #KEYS / 2 do
+    local previous, current = KEYS[2 * i - 1], KEYS[2 * i]
+    local limit, cost = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+    local current_ttl = tonumber(redis.call('pttl', current))
+    if current_ttl > 0 and current_ttl < expiry then
+        redis.call('rename', current, previous)
+        redis.call('set', current, 0, 'PX', current_ttl + expiry)
+    end
+    local previous_count = tonumber(redis.call('get', previous)) or 0
+    local previous_ttl = math.max(tonumber(redis.call('pttl', previous)) or 0, 0)
+    local current_count = tonumber(redis.call('get', current)) or 0
+    current_ttl = math.max(tonumber(redis.call('pttl', current)) or 0, 0)
+    local weighted = math.floor(previous_count * previous_ttl / expiry) + current_count
+    local allowed = 0
+    if cost <= limit and weighted + cost <= limit then
+        allowed = 1
+        if redis.call('exists', current) == 1 then
+            redis.call('incrby', current, cost)
+        else
+            redis.call('set', current, cost, 'PX', expiry * 2)
+            current_ttl = expiry * 2
+        end
+        current_count = current_count + cost
+    end
+    answers[i] = {allowed, previous_count, previous_ttl, current_count, current_ttl}
+    if allowed == 0 then
+        break
+    end
+end
+return answers
+"""
+
+
+def _script() -> Any:
+    """The registered script on this event loop's Redis client."""
+    loop_id = id(asyncio.get_running_loop())
+    script = _scripts.get(loop_id)
+    if script is None:
+        script = aioredis.Redis.from_url(settings.REDIS_URL).register_script(TAKE_SCRIPT)
+        _scripts[loop_id] = script
+    return script
+
+
+def _state_from_counts(
+    limit: int, previous: int, previous_ttl_ms: int, current: int, current_ttl_ms: int
+) -> LimitState:
+    """Remaining and reset time as `limits`' SlidingWindowCounterRateLimiter reports them."""
+    previous_ttl, current_ttl = previous_ttl_ms / 1000, current_ttl_ms / 1000
+    weighted = previous * previous_ttl / WINDOW_SECONDS + current
+    remaining = max(0, limit - math.floor(weighted))
+    reset = 0.0
+    if previous or current:
+        reset = min(
+            previous_ttl % (WINDOW_SECONDS / previous) if previous else math.inf,
+            current_ttl % WINDOW_SECONDS if current else math.inf,
+        )
+    return LimitState(limit=limit, remaining=remaining, reset_seconds=reset)
+
+
+async def _take_in_redis(
+    windows: list[tuple[int, str, int]],
+) -> list[tuple[bool, LimitState]]:
+    keys: list[str] = []
+    args: list[int] = [WINDOW_SECONDS]
+    for limit, identifier, cost in windows:
+        current = f"sb:limit:{{{identifier}}}"
+        keys += [f"{current}/-1", current]
+        args += [limit, cost]
+    answers = await _script()(keys=keys, args=args)
+    return [
+        (bool(answer[0]), _state_from_counts(limit, *(int(value) for value in answer[1:])))
+        for (limit, _, _), answer in zip(windows, answers, strict=False)
+    ]
+
+
 async def _take(limit: int, identifier: str, cost: int) -> tuple[bool, LimitState]:
     limiter = _limiter()
     item = RateLimitItemPerMinute(limit)
@@ -76,17 +167,37 @@ async def _take(limit: int, identifier: str, cost: int) -> tuple[bool, LimitStat
     return allowed, LimitState(limit=limit, remaining=stats.remaining, reset_seconds=reset)
 
 
+async def _take_all(windows: list[tuple[int, str, int]]) -> list[tuple[bool, LimitState]]:
+    """(allowed, state) for each window in order, up to the first that refuses."""
+    if settings.REDIS_URL:
+        return await _take_in_redis(windows)
+    taken = []
+    for window in windows:
+        taken.append(await _take(*window))
+        if not taken[-1][0]:
+            break
+    return taken
+
+
 async def check_limits(
     *, key_id: int, rpm: int | None, tpm: int | None, tokens: int
 ) -> dict[str, str]:
     """Count this request against the key's limits; the headers to send, or a 429."""
+    windows = []
+    if rpm:
+        windows.append((rpm, f"rpm:{key_id}", 1))
+    if tpm:
+        windows.append((tpm, f"tpm:{key_id}", tokens))
+    if not windows:
+        return {}
+    taken = iter(await _take_all(windows))
     request_state = token_state = None
     if rpm:
-        allowed, request_state = await _take(rpm, f"rpm:{key_id}", 1)
+        allowed, request_state = next(taken)
         if not allowed:
             raise _too_many("requests per minute", rpm, request_state, None)
     if tpm:
-        allowed, token_state = await _take(tpm, f"tpm:{key_id}", tokens)
+        allowed, token_state = next(taken)
         if not allowed:
             if tokens > tpm:
                 raise GatewayError(
