@@ -266,7 +266,10 @@ def browser() -> Iterator[object]:
     executable = shutil.which("chromium")
     if executable is None:
         pytest.fail("chromium is not installed (apt-get install -y chromium)")
-    with sync_playwright() as playwright:
+    # Playwright's sync API keeps an event loop running in this thread while the browser
+    # is open; the ORM (the tests' own queries and the database teardown) must still work.
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield instance
         instance.close()

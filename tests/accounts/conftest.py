@@ -36,17 +36,8 @@ def owner_client(client, owner) -> Any:
     return client
 
 
-@pytest.fixture(scope="module")
-def async_unsafe(browser) -> Iterator[None]:
-    """Playwright's sync API keeps an event loop running in this thread while the
-    browser is open; the ORM (tests and database teardown) must still work then."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield
-
-
 @pytest.fixture
-def context(browser, async_unsafe) -> Iterator[Any]:
+def context(browser) -> Iterator[Any]:
     """A fresh browser context (cookies, storage) per test."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(10_000)

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from tests.billing.fake_stripe import SECRET_KEY, WEBHOOK_SECRET, FakeStripe, signed
-
-# Playwright's sync API runs an event loop in the test thread; the ORM must still work.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 
 @pytest.fixture
