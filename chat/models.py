@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +13,7 @@ from billing.models import UsageRecord
 from billing.money import format_usd
 
 TITLE_LENGTH = 80
+MARKUP = re.compile(r"[*_`#>]+")
 MAX_MESSAGE_CHARS = 32_000
 
 
@@ -84,7 +86,7 @@ class Conversation(models.Model):
             self.updated_at = now
             fields = ["updated_at"]
             if not self.title:
-                self.title = " ".join(text.split())[:TITLE_LENGTH]
+                self.title = " ".join(MARKUP.sub("", text).split())[:TITLE_LENGTH]
                 fields.append("title")
             self.save(update_fields=fields)
         return question, answer
