@@ -1,0 +1,146 @@
+"""The ledger: the sign-up grant lands once, and every balance is the sum of its entries."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import User
+from billing.checks import check_ledger_matches_balances
+from billing.ledger import (
+    account_for,
+    credit_account,
+    release_expired_holds,
+    reserve_credits,
+    settle,
+)
+from billing.models import Account, LedgerEntry, RedemptionCode
+from billing.redemption import redeem_code
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_new_user_gets_an_account_with_the_signup_grant_once(settings: Any) -> None:
+    user = User.objects.create_user("new@example.com", "pw-123-secret")
+
+    first = account_for(user)
+    again = account_for(user)
+
+    assert first.pk == again.pk == user.account.pk
+    grants = LedgerEntry.objects.filter(account=first, kind=LedgerEntry.Kind.GRANT)
+    assert list(grants.values_list("amount_micro_usd", flat=True)) == [
+        settings.SIGNUP_GRANT_MICRO_USD
+    ]
+    first.refresh_from_db()
+    assert first.balance_micro_usd == settings.SIGNUP_GRANT_MICRO_USD == first.ledger_sum()
+
+
+def test_account_for_opens_a_missing_account_with_the_grant(settings: Any) -> None:
+    settings.SIGNUP_GRANT_MICRO_USD = 250_000
+    (user,) = User.objects.bulk_create([User(email="raw@example.com")])
+    assert not Account.objects.filter(user=user).exists()
+
+    account = account_for(user)
+    account_for(user)
+
+    assert account.balance_micro_usd == 250_000 == account.ledger_sum()
+    assert account.entries.count() == 1
+
+
+def test_there_is_no_grant_when_it_is_set_to_zero(settings: Any) -> None:
+    settings.SIGNUP_GRANT_MICRO_USD = 0
+
+    account = account_for(User.objects.create_user("free@example.com"))
+
+    assert account.balance_micro_usd == 0 and not account.entries.exists()
+
+
+def balanced(account: Account) -> int:
+    account.refresh_from_db()
+    assert account.ledger_sum() == account.balance_micro_usd
+    assert account.held_micro_usd >= 0
+    return account.balance_micro_usd
+
+
+USAGE = {"model": "demo", "prompt_tokens": 3, "completion_tokens": 4, "status": "ok"}
+
+
+def test_the_ledger_sums_to_the_balance_after_a_mix_of_operations(customer: Any) -> None:
+    account = customer.account
+    start = balanced(account)
+
+    credit_account(
+        account=account, amount=5_000_000, kind=LedgerEntry.Kind.PURCHASE, idempotency_key="cs_1"
+    )
+    credit_account(
+        account=account, amount=5_000_000, kind=LedgerEntry.Kind.PURCHASE, idempotency_key="cs_1"
+    )
+    assert balanced(account) == start + 5_000_000
+
+    code = RedemptionCode.objects.create(amount_micro_usd=300_000)
+    redeem_code(account=account, code=code.code)
+    assert balanced(account) == start + 5_300_000
+
+    held = reserve_credits(account_id=account.pk, amount=40_000, request_id="req_a")
+    assert balanced(account) == start + 5_300_000
+    settle(reservation=held, cost=25_000, usage=USAGE)
+    settle(reservation=held, cost=25_000, usage=USAGE)
+    assert balanced(account) == start + 5_275_000
+
+    stale = reserve_credits(account_id=account.pk, amount=10_000, request_id="req_b")
+    release_expired_holds(now=timezone.now() + timedelta(days=1))
+    settle(reservation=stale, cost=6_000, usage=USAGE)
+    assert balanced(account) == start + 5_269_000
+
+    credit_account(
+        account=account, amount=-2_000_000, kind=LedgerEntry.Kind.REFUND, idempotency_key="re_1"
+    )
+    assert balanced(account) == start + 3_269_000
+    assert account.held_micro_usd == 0
+    assert check_ledger_matches_balances() == []
+
+
+def test_a_refund_below_zero_is_applied_and_flagged(make_customer: Any) -> None:
+    customer = make_customer(credit_micro_usd=1_000)
+
+    entry = credit_account(
+        account=customer.account,
+        amount=-5_000,
+        kind=LedgerEntry.Kind.REFUND,
+        idempotency_key="re_big",
+    )
+
+    assert entry.flagged
+    assert balanced(customer.account) == -4_000
+    assert LedgerEntry.objects.get(pk=entry.pk).flagged
+
+
+def test_held_credit_can_never_be_negative(customer: Any) -> None:
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Account.objects.filter(pk=customer.account.pk).update(held_micro_usd=-1)
+
+
+def test_the_billing_check_reports_a_balance_changed_without_a_ledger_entry(
+    make_customer: Any,
+) -> None:
+    honest, tampered = make_customer(), make_customer()
+    assert check_ledger_matches_balances() == []
+
+    Account.objects.filter(pk=tampered.account.pk).update(
+        balance_micro_usd=F("balance_micro_usd") + 1
+    )
+
+    errors = check_ledger_matches_balances()
+    assert [error.id for error in errors] == ["billing.E001"]
+    assert f"Account {tampered.account.pk}:" in errors[0].msg
+    assert f"Account {honest.account.pk}:" not in errors[0].msg
+    with pytest.raises(SystemCheckError, match=r"billing\.E001"):
+        call_command("check", "--database", "default", stdout=io.StringIO())
