@@ -120,7 +120,7 @@ def _messages(body: dict[str, Any]) -> None:
         if not isinstance(message, dict):
             raise invalid(f"'{param}' must be an object.", param)
         role = message.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise invalid(
                 f"'{param}.role' must be one of {', '.join(sorted(ROLES))}; got {role!r}.",
                 f"{param}.role",
@@ -181,7 +181,8 @@ def _response_format(body: dict[str, Any]) -> None:
     fmt = body.get("response_format")
     if fmt is None:
         return
-    if not isinstance(fmt, dict) or fmt.get("type") not in {"text", "json_object", "json_schema"}:
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if not isinstance(kind, str) or kind not in {"text", "json_object", "json_schema"}:
         raise invalid(
             "'response_format.type' must be 'text', 'json_object' or 'json_schema'.",
             "response_format",
