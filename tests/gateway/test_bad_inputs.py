@@ -85,6 +85,8 @@ BAD_BODIES: list[tuple[str, bytes | dict[str, Any], int, str | None]] = [
     ("message-without-role", message(content="Hi"), 400, "messages[0].role"),
     ("unknown-role", message(role="wizard", content="Hi"), 400, "messages[0].role"),
     ("role-is-a-number", message(role=1, content="Hi"), 400, "messages[0].role"),
+    ("role-is-an-object", message(role={"name": "user"}, content="Hi"), 400, "messages[0].role"),
+    ("role-is-a-list", message(role=["user"], content="Hi"), 400, "messages[0].role"),
     ("missing-content", message(role="user"), 400, "messages[0].content"),
     ("content-is-a-number", message(role="user", content=7), 400, "messages[0].content"),
     ("content-is-an-object", message(role="user", content={"text": "Hi"}), 400, None),
@@ -179,6 +181,12 @@ BAD_BODIES: list[tuple[str, bytes | dict[str, Any], int, str | None]] = [
     ),
     ("response-format-unknown-type", body(response_format={"type": "xml"}), 400, None),
     ("response-format-string", body(response_format="json"), 400, "response_format"),
+    (
+        "response-format-type-is-a-list",
+        body(response_format={"type": ["json_object"]}),
+        400,
+        "response_format",
+    ),
     (
         "json-schema-without-name",
         body(response_format={"type": "json_schema", "json_schema": {"schema": {}}}),
