@@ -10,12 +10,14 @@ reservation is one conditional UPDATE that succeeds only while
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, Field, Model, Sum
 from django.utils import timezone
 
@@ -120,13 +122,14 @@ def reserve_credits(
         created_at=now,
         expires_at=now + timedelta(seconds=settings.HOLD_TTL_SECONDS),
     )
-    with transaction.atomic(), connection.cursor() as cursor:
+    db = transaction.get_connection()
+    with transaction.atomic(), db.cursor() as cursor:
         if api_key is not None and api_key.spend_cap_micro_usd is not None:
             _check_spend_cap(api_key, amount)
         # The hold row first, the account row last: every request of an account updates
         # that row, so its lock is held only from this UPDATE to the commit.
-        _insert(cursor, hold)
-        cursor.execute(_sql().reserve, [amount, account_id, amount])
+        _insert(db, cursor, hold)
+        cursor.execute(_statements(db).reserve, [amount, account_id, amount])
         if cursor.rowcount != 1:
             account = Account.objects.filter(pk=account_id).first()
             available = account.available_micro_usd if account else 0
@@ -155,9 +158,10 @@ def settle(*, reservation: Reservation, cost: int, usage: dict[str, Any]) -> Usa
     the same request twice returns the first record and charges nothing more.
     """
     request_id = reservation.request_id
-    sql = _sql()
+    db = transaction.get_connection()
+    sql = _statements(db)
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
+        with transaction.atomic(), db.cursor() as cursor:
             cursor.execute(sql.release, [request_id])
             released = cursor.rowcount > 0
             charge = min(cost, reservation.amount) if released else cost
@@ -169,7 +173,7 @@ def settle(*, reservation: Reservation, cost: int, usage: dict[str, Any]) -> Usa
                 reserved_micro_usd=reservation.amount,
                 **usage,
             )
-            _insert(cursor, record)
+            _insert(db, cursor, record)
             if charge:
                 entry = LedgerEntry(
                     account_id=reservation.account_id,
@@ -178,7 +182,7 @@ def settle(*, reservation: Reservation, cost: int, usage: dict[str, Any]) -> Usa
                     idempotency_key=f"usage:{request_id}",
                     memo=f"{usage.get('model', '')} {request_id}"[:300],
                 )
-                _insert(cursor, entry)
+                _insert(db, cursor, entry)
             # Last, as in reserve_credits: the account row is the contended one. Unlimited
             # mode ends in the same statement when the balance falls below the floor.
             cursor.execute(
@@ -207,9 +211,13 @@ class _Statements:
     settle: str
 
 
+def _statements(db: BaseDatabaseWrapper) -> _Statements:
+    """The hot path's statements, built once per database vendor."""
+    return _statements_for(db.vendor, db.ops.quote_name)
+
+
 @functools.cache
-def _statements(vendor: str) -> _Statements:
-    quote = connection.ops.quote_name
+def _statements_for(vendor: str, quote: Callable[[str], str]) -> _Statements:
     account, hold = quote(Account._meta.db_table), quote(Hold._meta.db_table)
     balance, held = quote("balance_micro_usd"), quote("held_micro_usd")
     unlimited = quote("unlimited")
@@ -227,13 +235,10 @@ def _statements(vendor: str) -> _Statements:
     )
 
 
-def _sql() -> _Statements:
-    return _statements(connection.vendor)
-
-
 @functools.cache
-def _insert_statement(model: type[Model], vendor: str) -> tuple[str, tuple[Field, ...]]:
-    quote = connection.ops.quote_name
+def _insert_statement(
+    model: type[Model], vendor: str, quote: Callable[[str], str]
+) -> tuple[str, tuple[Field, ...]]:
     meta = model._meta
     fields = tuple(f for f in meta.concrete_fields if not f.primary_key)
     columns = ", ".join(quote(f.column) for f in fields)
@@ -245,17 +250,17 @@ def _insert_statement(model: type[Model], vendor: str) -> tuple[str, tuple[Field
     )
 
 
-def _insert(cursor: Any, obj: Model) -> None:
+def _insert(db: BaseDatabaseWrapper, cursor: Any, obj: Model) -> None:
     """INSERT one new row for `obj` and set its pk: Model.save() without the query compiler.
 
     Only for the append-only rows of the hot path (holds, usage records, ledger entries),
     which have no save() logic or signal receivers beyond the append-only check.
     """
-    sql, fields = _insert_statement(type(obj), connection.vendor)
-    cursor.execute(sql, [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields])
+    sql, fields = _insert_statement(type(obj), db.vendor, db.ops.quote_name)
+    cursor.execute(sql, [f.get_db_prep_save(f.pre_save(obj, True), db) for f in fields])
     obj.pk = cursor.fetchone()[0]
     obj._state.adding = False
-    obj._state.db = connection.alias
+    obj._state.db = db.alias
 
 
 def release_expired_holds(now: Any = None) -> int:
