@@ -123,58 +123,93 @@ def stream_usage(text: str) -> dict[str, Any]:
     return usage[0]
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-async def test_parallel_requests_never_spend_more_than_the_balance(
-    fast_demo: None, make_customer: Any, live_server_url: str, stream: bool
-) -> None:
-    worst = worst_case()
-    customer = await sync_to_async(make_customer)(credit_micro_usd=AFFORDABLE * worst)
-    start = customer.account.balance_micro_usd
+async def race(base_url: str, secret: str, stream: bool) -> list[httpx.Response]:
+    """PARALLEL identical requests at once; every one is answered (bounded timeouts)."""
     payload: dict[str, Any] = {"model": "demo", "messages": MESSAGES, "max_tokens": MAX_TOKENS}
     if stream:
         payload.update(stream=True, stream_options={"include_usage": True})
-    done, seen = asyncio.Event(), []
-    watcher = asyncio.create_task(watch_balance(customer.account.pk, done, seen))
     async with httpx.AsyncClient(
-        base_url=live_server_url,
-        headers={"Authorization": f"Bearer {customer.secret}"},
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {secret}"},
         timeout=httpx.Timeout(30.0),
         limits=httpx.Limits(max_connections=PARALLEL),
     ) as client:
-        responses = await asyncio.gather(
+        return await asyncio.gather(
             *(client.post("/v1/chat/completions", json=payload) for _ in range(PARALLEL))
         )
-    done.set()
-    await watcher
 
-    answered = [r for r in responses if r.status_code == 200]
-    refused = [r for r in responses if r.status_code != 200]
-    assert len(answered) == AFFORDABLE
-    for response in refused:
-        assert response.status_code == 402
-        assert response.json()["error"]["code"] == "insufficient_credits"
-    costs = {}
-    for response in answered:
-        if stream:
-            costs[response.headers["x-request-id"]] = stream_usage(response.text)["cost_micro_usd"]
+
+def split(
+    responses: list[httpx.Response], refusal: str, stream: bool
+) -> tuple[dict[str, int], set[str]]:
+    """Costs of the answered requests by request id, and the ids of the refused ones."""
+    costs: dict[str, int] = {}
+    refused: set[str] = set()
+    for response in responses:
+        request_id = response.headers["x-request-id"]
+        if response.status_code != 200:
+            assert response.status_code == 402
+            assert response.json()["error"]["code"] == refusal
+            refused.add(request_id)
+        elif stream:
+            costs[request_id] = stream_usage(response.text)["cost_micro_usd"]
         else:
-            costs[response.headers["x-request-id"]] = int(
-                response.headers["X-Request-Cost-Micro-Usd"]
-            )
+            costs[request_id] = int(response.headers["X-Request-Cost-Micro-Usd"])
+    return costs, refused
 
-    books = await settled(customer.account.pk)
-    assert min(seen) >= 0
+
+def assert_books_balance(
+    books: dict[str, Any], costs: dict[str, int], refused: set[str], stream: bool
+) -> None:
     assert books["balance"] >= 0
     assert books["held"] == 0 and books["holds"] == 0
     assert books["ledger"] == books["balance"]
     assert books["flagged"] == 0
     assert set(books["usage"]) == set(costs)
-    assert not {r.headers["x-request-id"] for r in refused} & set(books["usage"])
+    assert not refused & set(books["usage"])
     assert {rid: r.cost_micro_usd for rid, r in books["usage"].items()} == costs
     assert all(record.stream is stream for record in books["usage"].values())
     assert all(cost == real_cost() for cost in costs.values())
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_parallel_requests_never_spend_more_than_the_balance(
+    fast_demo: None, make_customer: Any, live_server_url: str, stream: bool
+) -> None:
+    customer = await sync_to_async(make_customer)(credit_micro_usd=AFFORDABLE * worst_case())
+    start = customer.account.balance_micro_usd
+    done, seen = asyncio.Event(), []
+    watcher = asyncio.create_task(watch_balance(customer.account.pk, done, seen))
+    responses = await race(live_server_url, customer.secret, stream)
+    done.set()
+    await watcher
+
+    costs, refused = split(responses, "insufficient_credits", stream)
+    assert len(costs) == AFFORDABLE and len(refused) == PARALLEL - AFFORDABLE
+    books = await settled(customer.account.pk)
+    assert min(seen) >= 0
+    assert_books_balance(books, costs, refused, stream)
     assert books["charged"] == start - books["balance"] == sum(costs.values())
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_parallel_requests_never_spend_more_than_the_keys_cap(
+    fast_demo: None, make_customer: Any, live_server_url: str, stream: bool
+) -> None:
+    cap = AFFORDABLE * worst_case()
+    customer = await sync_to_async(make_customer)(spend_cap_micro_usd=cap)
+    start = customer.account.balance_micro_usd
+
+    costs, refused = split(
+        await race(live_server_url, customer.secret, stream), "spend_cap_exceeded", stream
+    )
+
+    assert len(costs) == AFFORDABLE and len(refused) == PARALLEL - AFFORDABLE
+    books = await settled(customer.account.pk)
+    assert_books_balance(books, costs, refused, stream)
+    assert books["charged"] == start - books["balance"] == sum(costs.values()) <= cap
 
 
 def reserve(customer: Any, amount: int, request_id: str) -> Any:
