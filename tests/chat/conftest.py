@@ -3,7 +3,6 @@ WebsocketCommunicator on the real ASGI application carrying their session cookie
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -11,9 +10,13 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-# Playwright's sync API and the async consumer tests run an event loop in the test
-# thread; the ORM must still work there for set-up and assertions.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+@pytest.fixture(autouse=True)
+def _orm_beside_an_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Playwright's sync API and the async consumer tests run an event loop in the test
+    thread; the ORM must still work there for set-up and assertions. Set per test, not
+    at import, so `check --deploy` elsewhere in the run does not see it."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture
