@@ -68,11 +68,14 @@ class Command(BaseCommand):
         model_id = entry.get("id")
         if not model_id:
             raise CommandError("every [[model]] needs an id")
+        aliases = entry.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise CommandError(f"model {model_id}: aliases must be a list of strings")
         model, _ = Model.objects.update_or_create(
             id=model_id,
             defaults={
                 "title": entry.get("title", ""),
-                "aliases": list(entry.get("aliases", [])),
+                "aliases": aliases,
                 "owned_by": entry.get("owned_by", ""),
                 "context_length": entry.get("context_length", 8192),
                 "max_output_tokens": entry.get("max_output_tokens", 4096),
