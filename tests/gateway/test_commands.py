@@ -247,6 +247,7 @@ def test_loadcatalog_declares_providers_models_and_routes_in_priority_order(
         ),
         pytest.param('[[provider]]\nkind = "openai"\n', "name", id="provider-without-name"),
         pytest.param('[[model]]\ntitle = "No id"\n', "id", id="model-without-id"),
+        pytest.param('[[model]]\nid = "m"\naliases = "mm"\n', "aliases", id="aliases-not-a-list"),
         pytest.param(
             '[[model]]\nid = "m"\ninput_usd_per_mtok = -1\n',
             "input_usd_per_mtok",
