@@ -12,7 +12,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -364,7 +364,7 @@ DONE = b"data: [DONE]\n\n"
 
 async def stream_chunks(
     call: Call, first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]]
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """The stream as chunk dicts, for any caller (/v1 relay, the web chat).
 
     Yields the upstream's chunks (with our id and model), then one usage chunk with
@@ -422,7 +422,7 @@ async def relay(
             else:
                 yield sse(event)
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()
 
 
 def _usage_chunk(call: Call, usage: dict[str, Any]) -> dict[str, Any]:
