@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 import orjson
@@ -19,6 +20,8 @@ from chat.forms import QuestionForm
 from chat.models import Conversation
 from chat.turns import Delta, Event, Finished, Started, take_turn
 from gateway.sync import db_sync_to_async
+
+log = logging.getLogger(__name__)
 
 FORBIDDEN = 4403
 NOT_FOUND = 4404
@@ -83,7 +86,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         form = QuestionForm(data)
         if not form.is_valid():
-            await self.send(text_data=render_status(form.errors["message"][0]))
+            await self.send(text_data=render_status(str(form.errors["message"][0])))
             return
         self.stop_requested = False
         self.turn = asyncio.create_task(self.answer(form.cleaned_data["message"]))
@@ -101,6 +104,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if not self.stop_requested:
                 raise
             # Stopped from the page: the socket is still open, so show what was kept.
+            if started is not None:
+                await self.send(text_data=render_event(Finished(started.answer)))
+        except Exception:
+            log.exception("chat turn failed in conversation %s", self.conversation.pk)
             if started is not None:
                 await self.send(text_data=render_event(Finished(started.answer)))
 

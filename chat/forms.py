@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -33,7 +33,7 @@ class NewConversationForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        choices = model_choices()
-        self.fields["model"].choices = choices
-        ids = [value for value, _label in choices]
-        self.fields["model"].initial = "demo" if "demo" in ids else (ids[0] if ids else None)
+        field = cast(forms.ChoiceField, self.fields["model"])
+        field.choices = model_choices()
+        ids = [value for value, _label in field.choices]
+        field.initial = "demo" if "demo" in ids else (ids[0] if ids else None)

@@ -35,7 +35,7 @@ def _inline(text: str) -> str:
         if index % 2:
             out.append(f"<code>{escape(piece)}</code>")
             continue
-        html = escape(piece)
+        html = str(escape(piece))
         html = LINK.sub(r'<a href="\2">\1</a>', html)
         html = BOLD.sub(r"<strong>\1</strong>", html)
         html = ITALIC.sub(r"<em>\1</em>", html)

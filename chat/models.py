@@ -133,7 +133,8 @@ class Message(models.Model):
 
     @property
     def is_billed(self) -> bool:
-        return bool(self.request_id) and self.status != self.Status.STREAMING
+        charged = self.cost_micro_usd or self.total_tokens
+        return bool(self.request_id and charged) and self.status != self.Status.STREAMING
 
     @property
     def outcome(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,7 +75,7 @@ def _delta_text(chunk: dict[str, Any]) -> str:
     )
 
 
-async def take_turn(*, conversation: Conversation, text: str) -> AsyncIterator[Event]:
+async def take_turn(*, conversation: Conversation, text: str) -> AsyncGenerator[Event, None]:
     """Store the question, stream the answer from the engine, store what it cost.
 
     Close this generator (aclose) when the page goes away: the upstream is
@@ -105,6 +105,9 @@ async def take_turn(*, conversation: Conversation, text: str) -> AsyncIterator[E
         status, error = Message.Status.ERROR, exc.message
     except (asyncio.CancelledError, GeneratorExit):
         status, error = Message.Status.CANCELLED, "Stopped before the answer was complete."
+        raise
+    except Exception:
+        status, error = Message.Status.ERROR, f"Something went wrong (request {request_id})."
         raise
     finally:
         # The books are settled by the engine; the page's copy is saved even when the

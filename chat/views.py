@@ -21,12 +21,14 @@ class AuthenticatedRequest(HttpRequest):
 
 def _conversations(request: AuthenticatedRequest) -> list[Conversation]:
     return list(
-        request.user.conversations.annotate(message_count=Count("messages"))[:RECENT_CONVERSATIONS]
+        Conversation.objects.for_user(request.user).annotate(message_count=Count("messages"))[
+            :RECENT_CONVERSATIONS
+        ]
     )
 
 
 def _owned(request: AuthenticatedRequest, conversation_id: int) -> Conversation:
-    return get_object_or_404(request.user.conversations, pk=conversation_id)
+    return get_object_or_404(Conversation.objects.for_user(request.user), pk=conversation_id)
 
 
 @require_GET
@@ -43,7 +45,7 @@ def create(request: AuthenticatedRequest) -> HttpResponse:
     if not form.is_valid():
         context = {"conversations": _conversations(request), "form": form}
         return TemplateResponse(request, "chat/index.html", context, status=400)
-    conversation = request.user.conversations.create(model=form.cleaned_data["model"])
+    conversation = Conversation.objects.create(user=request.user, model=form.cleaned_data["model"])
     return redirect(conversation)
 
 

@@ -8,6 +8,7 @@ import pytest
 from billing.models import Account, Hold, LedgerEntry, UsageRecord
 from chat.models import Message
 from gateway.providers.demo import demo_answer
+from tests.fakes.upstream import ErrorEvent, Fail
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -268,3 +269,60 @@ async def test_stop_ends_the_answer_and_keeps_the_socket_open(
     assert list(
         Message.objects.filter(role="assistant").order_by("id").values_list("status", flat=True)
     ) == [Message.Status.CANCELLED, Message.Status.OK]
+
+
+@pytest.fixture
+def upstream_conversation(fake_upstream, customer, make_conversation):
+    """A conversation with `gpt-test`, served by the fake upstream at 127.0.0.1."""
+    from gateway.models import Model, Provider, Route
+
+    provider = Provider.objects.create(
+        name="primary", kind="openai", base_url=fake_upstream.url + "/v1", api_key="k"
+    )
+    model = Model.objects.create(
+        id="gpt-test", title="GPT Test", input_price=2_000_000, output_price=8_000_000
+    )
+    Route.objects.create(model=model, provider=provider, upstream_model="primary-model")
+    return make_conversation(customer.user, model="gpt-test")
+
+
+async def test_an_upstream_that_fails_before_answering_shows_the_503(
+    connect_as, customer, upstream_conversation, fake_upstream
+):
+    fake_upstream.script("primary-model", Fail(status=503, retry_after=1))
+    communicator = connect_as(customer.user, upstream_conversation.pk)
+    await communicator.connect()
+    try:
+        await ask(communicator, "Hello")
+        frames = await frames_until(communicator, "The answer failed")
+    finally:
+        await communicator.disconnect(timeout=TIMEOUT)
+
+    assert "No healthy upstream for &#x27;gpt-test&#x27;" in frames[-1]
+    record = UsageRecord.objects.get()
+    assert (record.status, record.cost_micro_usd, record.source) == ("error", 0, "web")
+    assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.USAGE).exists()
+    assert Message.objects.get(role="assistant").status == Message.Status.ERROR
+
+
+async def test_a_stream_cut_mid_answer_keeps_the_text_and_bills_it(
+    connect_as, customer, upstream_conversation, fake_upstream
+):
+    fake_upstream.script("primary-model", ErrorEvent(after_chunks=3))
+    communicator = connect_as(customer.user, upstream_conversation.pk)
+    await communicator.connect()
+    try:
+        await ask(communicator, "Hello")
+        frames = await frames_until(communicator, "The answer failed")
+    finally:
+        await communicator.disconnect(timeout=TIMEOUT)
+
+    assert "Upstream failed mid-stream" in frames[-1]
+    answer = Message.objects.get(role="assistant")
+    record = UsageRecord.objects.get()
+    assert answer.status == Message.Status.ERROR
+    assert answer.content
+    assert (record.status, record.source) == ("error", "web")
+    assert answer.cost_micro_usd == record.cost_micro_usd > 0
+    usage = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.USAGE)
+    assert [e.amount_micro_usd for e in usage] == [-record.cost_micro_usd]
