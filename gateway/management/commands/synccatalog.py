@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
+from django.utils import timezone
 
 from billing.money import usd_to_micro
 from gateway.catalog import invalidate_catalog
@@ -133,8 +134,12 @@ class Command(BaseCommand):
                     )
                     created += 1
                 elif model.price_source == values["price_source"]:
-                    Model.objects.filter(pk=model.pk).update(**values)
-                    updated += 1
+                    if any(getattr(model, name) != value for name, value in values.items()):
+                        # A new updated_at is a new price_version for usage from now on.
+                        Model.objects.filter(pk=model.pk).update(
+                            **values, updated_at=timezone.now()
+                        )
+                        updated += 1
                 elif model.price_source.startswith("genai-prices"):
                     # Another vendor's model of the same name (Claude on Vertex is listed
                     # under google): its API cannot serve it, nor set its price.
