@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import secrets
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from asgiref.sync import async_to_sync
 from django.core.checks import Error
 from django.core.management import CommandError, call_command
 from django.core.management.base import SystemCheckError
+from django.utils import timezone
 
 from accounts.models import ApiKey, User
 from billing.models import LedgerEntry
@@ -117,7 +119,7 @@ def test_synccatalog_can_run_again_without_changing_anything(no_vendor_keys: Non
     call_command("synccatalog", "--demo", stdout=out)
 
     assert catalog_rows() == first
-    assert "0 models added" in out.getvalue()
+    assert "0 models added, 0 prices refreshed" in out.getvalue()
 
 
 @pytest.mark.django_db
@@ -127,15 +129,21 @@ def test_synccatalog_refreshes_imported_prices_and_keeps_the_operators(
     settings.CATALOG_CACHE_SECONDS = 0
     call_command("synccatalog", stdout=io.StringIO())
     listed = Model.objects.get(id="gpt-4o").input_price
-    Model.objects.filter(id="gpt-4o").update(input_price=1)
+    yesterday = timezone.now() - timedelta(days=1)
+    Model.objects.filter(id="gpt-4o").update(input_price=1, updated_at=yesterday)
     Model.objects.filter(id="gpt-4o-mini").update(input_price=7, price_source="operator")
-    assert get_catalog().models["gpt-4o"].input_price == 1
+    stale = get_catalog().models["gpt-4o"]
+    assert stale.input_price == 1
 
-    call_command("synccatalog", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("synccatalog", stdout=out)
 
+    assert "1 prices refreshed" in out.getvalue()
     assert Model.objects.get(id="gpt-4o").input_price == listed
     assert Model.objects.get(id="gpt-4o-mini").input_price == 7
-    assert get_catalog().models["gpt-4o"].input_price == listed
+    fresh = get_catalog().models["gpt-4o"]
+    assert fresh.input_price == listed
+    assert fresh.price_version > stale.price_version
 
 
 @pytest.mark.django_db
