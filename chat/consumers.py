@@ -106,9 +106,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # Stopped from the page: the socket is still open, so show what was kept.
             if started is not None:
                 await self.send(text_data=render_event(Finished(started.answer)))
+        except OSError:
+            # The server could not send: the page is gone (uvicorn's ClientDisconnected).
+            # Closing the turn above already cancelled the upstream and billed what came.
+            return
         except Exception:
             log.exception("chat turn failed in conversation %s", self.conversation.pk)
-            if started is not None:
+            if started is None:
+                await self.send(text_data=render_status("Something went wrong; reload the page."))
+            else:
                 await self.send(text_data=render_event(Finished(started.answer)))
 
     async def disconnect(self, code: int) -> None:
