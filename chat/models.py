@@ -146,7 +146,7 @@ class Message(models.Model):
         if self.status == self.Status.CANCELLED:
             cost = format_usd(self.cost_micro_usd)
             return f"Stopped. What was generated is kept and billed ({cost})."
-        return f"The answer failed: {self.error}"
+        return "The answer failed; the reason is shown with it."
 
     def finish(
         self, *, content: str, status: str, error: str = "", usage: UsageRecord | None = None

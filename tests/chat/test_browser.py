@@ -129,3 +129,26 @@ def test_the_list_and_delete_pages_on_the_desktop(
     expect(page.get_by_text("Deleted “Trip to Lisbon”.")).to_be_visible()
     assert not type(chat).objects.filter(pk=chat.pk).exists()
     page.context.close()
+
+
+def test_insufficient_credit_is_explained_on_the_page(
+    browser, localhost_url, make_customer, make_conversation, settings
+):
+    settings.DEMO_TOKEN_DELAY_MS = 1
+    SHOTS.mkdir(exist_ok=True)
+    poor = make_customer(credit_micro_usd=100)
+    chat = make_conversation(poor.user)
+    page = signed_in_page(browser, poor.user, localhost_url, 390, 844)
+    page.goto(f"{localhost_url}/chat/{chat.pk}/")
+    box = page.get_by_role("textbox", name="Message")
+    box.fill("Hello")
+    box.press("Enter")
+    expect(page.locator("#chat-status")).to_contain_text("The answer failed")
+    answer = page.locator(".chat-message.assistant")
+    expect(answer).to_contain_text("Insufficient credits")
+    expect(answer.get_by_role("link", name="Add credit")).to_have_attribute("href", "/billing/")
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    assert fits_the_viewport(page)
+    page.screenshot(path=SHOTS / "insufficient-credit-phone.png", full_page=True)
+    assert not UsageRecord.objects.exists()
+    page.context.close()
