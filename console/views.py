@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -10,6 +9,7 @@ from django.views.decorators.http import require_GET
 
 from console.pricing import DEFAULT_SORT, SORTS, pricing_rows
 from gateway.catalog import get_catalog
+from gateway.sync import db_sync_to_async
 
 
 @require_GET
@@ -48,7 +48,7 @@ def _dependencies_ready() -> dict[str, str]:
 @require_GET
 async def readyz(request: HttpRequest) -> HttpResponse:
     """Readiness: the database and the shared cache (Redis in production) answer."""
-    status = await sync_to_async(_dependencies_ready, thread_sensitive=False)()
+    status = await db_sync_to_async(_dependencies_ready)()
     ok = all(value == "ok" for value in status.values())
     return JsonResponse(
         {"status": "ok" if ok else "unavailable", **status}, status=200 if ok else 503

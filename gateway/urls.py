@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from gateway import account_api, estimate, views
 
@@ -11,6 +11,7 @@ urlpatterns = [
     path("catalog", views.catalog, name="v1-catalog"),
     path("generation/<str:request_id>", views.generation, name="v1-generation"),
     path("estimate", estimate.estimate, name="v1-estimate"),
+    re_path(r"^.*$", views.unknown_endpoint, name="v1-unknown"),
 ]
 
 # The account API for programs, mounted at /api/v1/ by console/urls.py ("api" namespace).

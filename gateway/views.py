@@ -239,3 +239,18 @@ async def generation(request: HttpRequest, request_id: str) -> HttpResponse:
             404, f"No generation '{request_id}' for this account.", code="generation_not_found"
         )
     return json_response(found)
+
+
+@api_view(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"), key_required=False)
+async def unknown_endpoint(request: HttpRequest) -> HttpResponse:
+    """Any other /v1 path: a JSON 404 that says what exists (and spots a trailing slash)."""
+    path = request.path
+    hint = ""
+    if path.endswith("/") and len(path) > len("/v1/"):
+        hint = f" Did you mean {path.rstrip('/')} (no trailing slash)?"
+    raise GatewayError(
+        404,
+        f"Unknown endpoint {request.method} {path}.{hint} This gateway serves "
+        "/v1/chat/completions, /v1/models, /v1/catalog, /v1/estimate and /v1/generation/<id>.",
+        code="unknown_endpoint",
+    )
