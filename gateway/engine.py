@@ -9,6 +9,7 @@ cost charged (never more than was held), the hold released, one UsageRecord.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -218,31 +219,7 @@ async def prepare(
         headers = await check_limits(
             key_id=key.id, rpm=key.rpm_limit, tpm=key.tpm_limit, tokens=prompt + output
         )
-    try:
-        reservation = await _reserve_async(
-            account_id=key.account_id,
-            amount=worst_case,
-            request_id=request_id,
-            api_key=key.key,
-        )
-    except InsufficientCredits as exc:
-        raise GatewayError(
-            402,
-            f"Insufficient credits: this request may cost up to {format_usd(exc.needed)} "
-            f"({exc.needed} micro-USD) and {format_usd(exc.available)} is available. "
-            "Add credit on the Billing page or lower max_tokens.",
-            code="insufficient_credits",
-            headers=headers,
-        ) from exc
-    except SpendCapExceeded as exc:
-        raise GatewayError(
-            402,
-            f"This key's spend cap of {format_usd(exc.cap)} for its period would be exceeded "
-            f"({format_usd(exc.spent)} already spent or held).",
-            code="spend_cap_exceeded",
-            headers=headers,
-        ) from exc
-    return Call(
+    call = Call(
         request_id=request_id,
         key=key,
         model=model,
@@ -251,11 +228,54 @@ async def prepare(
         include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
         prompt_estimate=prompt,
         output_tokens=output_tokens,
-        reservation=reservation,
+        reservation=Reservation(
+            account_id=key.account_id, api_key_id=key.id, request_id=request_id, amount=worst_case
+        ),
         source=source,
         fallback=fallback,
         headers=headers,
     )
+    await _hold_credit(call)
+    return call
+
+
+async def _hold_credit(call: Call) -> None:
+    """Reserve the call's worst case; a client gone meanwhile gets its hold released."""
+    reserving = asyncio.ensure_future(
+        _reserve_async(
+            account_id=call.key.account_id,
+            amount=call.reservation.amount,
+            request_id=call.request_id,
+            api_key=call.key.key,
+        )
+    )
+    try:
+        await asyncio.shield(reserving)
+    except asyncio.CancelledError:
+        # The UPDATE may already have committed in its thread: wait for it, then settle.
+        with contextlib.suppress(InsufficientCredits, SpendCapExceeded):
+            await reserving
+            await finish(
+                call, usage=None, status=UsageRecord.Status.CANCELLED, error="client disconnected"
+            )
+        raise
+    except InsufficientCredits as exc:
+        raise GatewayError(
+            402,
+            f"Insufficient credits: this request may cost up to {format_usd(exc.needed)} "
+            f"({exc.needed} micro-USD) and {format_usd(exc.available)} is available. "
+            "Add credit on the Billing page or lower max_tokens.",
+            code="insufficient_credits",
+            headers=call.headers,
+        ) from exc
+    except SpendCapExceeded as exc:
+        raise GatewayError(
+            402,
+            f"This key's spend cap of {format_usd(exc.cap)} for its period would be exceeded "
+            f"({format_usd(exc.spent)} already spent or held).",
+            code="spend_cap_exceeded",
+            headers=call.headers,
+        ) from exc
 
 
 def _upstream_body(call: Call, adapter: Adapter) -> dict[str, Any]:

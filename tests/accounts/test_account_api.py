@@ -128,3 +128,15 @@ def test_it_answers_through_the_asgi_server(live_server_url, owner, manager_secr
     response = httpx.get(f"{live_server_url}/api/v1/me", headers=bearer(manager_secret))
     assert response.status_code == 200
     assert response.json()["email"] == "owner@example.com"
+
+
+def test_the_hidden_web_chat_key_is_neither_listed_nor_revocable(client, owner, manager_secret):
+    web, _ = ApiKey.objects.mint(user=owner, name="web chat", kind=ApiKey.Kind.WEB)
+
+    listed = client.get("/api/v1/keys", headers=bearer(manager_secret)).json()["data"]
+    deleted = client.delete(f"/api/v1/keys/{web.pk}", headers=bearer(manager_secret))
+
+    assert web.pk not in {key["id"] for key in listed}
+    assert deleted.status_code == 404
+    web.refresh_from_db()
+    assert web.revoked_at is None
