@@ -38,7 +38,7 @@ class LedgerInline(admin.TabularInline):
     model = LedgerEntry
     extra = 0
     can_delete = False
-    fields = ["created_at", "kind", "amount_micro_usd", "memo", "flagged", "idempotency_key"]
+    fields = ("created_at", "kind", "amount_micro_usd", "memo", "flagged", "idempotency_key")
     readonly_fields = fields
     ordering = ["-created_at"]
     max_num = 0

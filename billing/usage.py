@@ -17,6 +17,7 @@ class UsageFilterForm(forms.Form):
     )
     model = forms.ChoiceField(label="Model", required=False)
     key = forms.TypedChoiceField(label="API key", coerce=int, required=False, empty_value=None)
+
     status = forms.ChoiceField(
         label="Status",
         required=False,
@@ -27,9 +28,13 @@ class UsageFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         mine = UsageRecord.objects.for_user(user)
         models = mine.order_by().values_list("model", flat=True).distinct()
-        self.fields["model"].choices = [("", "Every model"), *((m, m) for m in sorted(models))]
+        model_field = self.fields["model"]
+        assert isinstance(model_field, forms.ChoiceField)
+        model_field.choices = [("", "Every model"), *((m, m) for m in sorted(models))]
         keys = user.api_keys.order_by("name").values_list("pk", "name", "kind")
-        self.fields["key"].choices = [
+        key_field = self.fields["key"]
+        assert isinstance(key_field, forms.ChoiceField)
+        key_field.choices = [
             ("", "Every key"),
             *((pk, "Web chat" if kind == "web" else name) for pk, name, kind in keys),
         ]

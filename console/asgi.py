@@ -43,10 +43,12 @@ class LeanASGIHandler(ASGIHandler):
     """
 
     def load_middleware(self, is_async: bool = False) -> None:
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
-        self._middleware_chain = convert_exception_to_response(self._get_response_async)
+        self._view_middleware: list[Any] = []
+        self._template_response_middleware: list[Any] = []
+        self._exception_middleware: list[Any] = []
+        self._middleware_chain = convert_exception_to_response(
+            self._get_response_async  # type: ignore[attr-defined]
+        )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         await self.handle(scope, receive, send)
@@ -61,7 +63,8 @@ class LeanASGIHandler(ASGIHandler):
         request, error_response = self.create_request(scope, body_file)
         if request is None:
             body_file.close()
-            await self.send_response(error_response, send)
+            if error_response is not None:
+                await self.send_response(error_response, send)
             return
 
         async def process_request() -> None:

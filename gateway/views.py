@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from billing.models import UsageRecord
@@ -22,7 +23,7 @@ from gateway.validation import parse_json, too_large
 
 log = logging.getLogger(__name__)
 
-View = Callable[..., Awaitable[HttpResponse]]
+View = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
 
 
 def json_response(
@@ -41,7 +42,7 @@ def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable
     def decorator(view: View) -> View:
         @csrf_exempt
         @functools.wraps(view)
-        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             request_id = engine.new_request_id()
             request.request_id = request_id  # type: ignore[attr-defined]
             base = {"x-request-id": request_id}
@@ -93,7 +94,7 @@ def _read_body(request: HttpRequest) -> bytes:
 
 
 @api_view(("POST",))
-async def chat_completions(request: HttpRequest) -> HttpResponse:
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     """POST /v1/chat/completions: OpenAI's chat API, streamed or not, billed once."""
     body = parse_json(_read_body(request))
     call = await engine.prepare(
