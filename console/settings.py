@@ -24,8 +24,12 @@ SITE_URL = envstr("SITE_URL", "http://localhost:8000").rstrip("/")
 SITE_NAME = envstr("SITE_NAME", "Switchboard")
 TESTING = "pytest" in sys.modules
 
+# Daphne only serves `manage.py runserver` (development); under uvicorn its Twisted
+# reactor would only cost every worker about 15 MB of memory.
+DEV_SERVER_APPS = ["daphne"] if "runserver" in sys.argv else []
+
 INSTALLED_APPS = [
-    "daphne",
+    *DEV_SERVER_APPS,
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
