@@ -9,6 +9,7 @@ reservation is one conditional UPDATE that succeeds only while
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,17 +124,28 @@ def reserve_credits(
         expires_at=now + timedelta(seconds=settings.HOLD_TTL_SECONDS),
     )
     db = transaction.get_connection()
-    with transaction.atomic(), db.cursor() as cursor:
-        if api_key is not None and api_key.spend_cap_micro_usd is not None:
-            _check_spend_cap(api_key, amount)
-        # The hold row first, the account row last: every request of an account updates
-        # that row, so its lock is held only from this UPDATE to the commit.
-        _insert(db, cursor, hold)
-        cursor.execute(_statements(db).reserve, [amount, account_id, amount])
-        if cursor.rowcount != 1:
-            account = Account.objects.filter(pk=account_id).first()
-            available = account.available_micro_usd if account else 0
-            raise InsufficientCredits(needed=amount, available=max(available, 0))
+    capped = api_key is not None and api_key.spend_cap_micro_usd is not None
+    if db.vendor == "postgresql" and not capped:
+        # One statement: the conditional UPDATE and the hold row, committed together.
+        sql, fields = _reserve_statement(db.ops.quote_name)
+        with db.cursor() as cursor:
+            cursor.execute(sql, [amount, account_id, amount, *_values(db, hold, fields)])
+            held = cursor.rowcount == 1
+    else:
+        with transaction.atomic(), db.cursor() as cursor:
+            if capped:
+                _check_spend_cap(api_key, amount)
+            # The hold row first, the account row last: every request of an account
+            # updates that row, so its lock is held only from this UPDATE to the commit.
+            _insert(db, cursor, hold)
+            cursor.execute(_statements(db).reserve, [amount, account_id, amount])
+            held = cursor.rowcount == 1
+            if not held:
+                transaction.set_rollback(True)
+    if not held:
+        account = Account.objects.filter(pk=account_id).first()
+        available = account.available_micro_usd if account else 0
+        raise InsufficientCredits(needed=amount, available=max(available, 0))
     return Reservation(
         account_id=account_id, api_key_id=key_id, request_id=request_id, amount=amount
     )
@@ -159,6 +171,8 @@ def settle(*, reservation: Reservation, cost: int, usage: dict[str, Any]) -> Usa
     """
     request_id = reservation.request_id
     db = transaction.get_connection()
+    if db.vendor == "postgresql":
+        return _settle_in_one_statement(db, reservation, cost, usage)
     sql = _statements(db)
     try:
         with transaction.atomic(), db.cursor() as cursor:
@@ -204,6 +218,55 @@ def settle(*, reservation: Reservation, cost: int, usage: dict[str, Any]) -> Usa
     return record
 
 
+def _settle_in_one_statement(
+    db: BaseDatabaseWrapper, reservation: Reservation, cost: int, usage: dict[str, Any]
+) -> UsageRecord:
+    """settle() on PostgreSQL: the same rows and checks, as one statement."""
+    request_id = reservation.request_id
+    record = UsageRecord(
+        request_id=request_id,
+        account_id=reservation.account_id,
+        api_key_id=reservation.api_key_id,
+        cost_micro_usd=0,
+        reserved_micro_usd=reservation.amount,
+        **usage,
+    )
+    entry = LedgerEntry(
+        account_id=reservation.account_id,
+        kind=LedgerEntry.Kind.USAGE,
+        amount_micro_usd=0,
+        idempotency_key=f"usage:{request_id}",
+        memo=f"{usage.get('model', '')} {request_id}"[:300],
+    )
+    sql, record_fields, entry_fields = _settle_statement(db.ops.quote_name)
+    params = [
+        request_id,
+        cost,
+        reservation.amount,
+        cost,
+        *_values(db, record, record_fields),
+        *_values(db, entry, entry_fields),
+        reservation.amount,
+        settings.UNLIMITED_MODE_FLOOR_MICRO_USD,
+        reservation.account_id,
+    ]
+    # Inside an outer transaction a failed statement needs its own savepoint, so the
+    # lookup of the first settlement below can still run.
+    savepoint = transaction.atomic() if db.in_atomic_block else contextlib.nullcontext()
+    try:
+        with savepoint, db.cursor() as cursor:
+            cursor.execute(sql, params)
+            record.pk, record.cost_micro_usd = cursor.fetchone()
+    except IntegrityError:
+        existing = UsageRecord.objects.filter(request_id=request_id).first()
+        if existing is None:
+            raise
+        return existing
+    record._state.adding = False
+    record._state.db = db.alias
+    return record
+
+
 @dataclass(frozen=True, slots=True)
 class _Statements:
     reserve: str
@@ -235,6 +298,75 @@ def _statements_for(vendor: str, quote: Callable[[str], str]) -> _Statements:
     )
 
 
+def _insert_select(
+    model: type[Model], quote: Callable[[str], str], source: str, expressions: dict[str, str]
+) -> tuple[str, tuple[Field, ...]]:
+    """`INSERT INTO <model> (...) SELECT ... FROM <source>`: a parameter for each column
+    but those in `expressions` (SQL over `source`); returns the parameters' fields."""
+    meta = model._meta
+    fields = tuple(f for f in meta.concrete_fields if not f.primary_key)
+    columns = ", ".join(quote(f.column) for f in fields)
+    values = ", ".join(expressions.get(f.column, "%s") for f in fields)
+    return (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {values} FROM {source}",  # noqa: S608
+        tuple(f for f in fields if f.column not in expressions),
+    )
+
+
+@functools.cache
+def _reserve_statement(quote: Callable[[str], str]) -> tuple[str, tuple[Field, ...]]:
+    """PostgreSQL: the conditional hold on the account and the hold row, one statement;
+    no row is inserted (rowcount 0) when the account cannot cover the amount."""
+    account = quote(Account._meta.db_table)
+    balance, held = quote("balance_micro_usd"), quote("held_micro_usd")
+    insert, fields = _insert_select(Hold, quote, "reserved", {})
+    return (
+        f"WITH reserved AS (UPDATE {account} SET {held} = {held} + %s "  # noqa: S608
+        f"WHERE {quote('id')} = %s AND {balance} - {held} >= %s RETURNING {quote('id')}) "
+        f"{insert}",
+        fields,
+    )
+
+
+@functools.cache
+def _settle_statement(
+    quote: Callable[[str], str],
+) -> tuple[str, tuple[Field, ...], tuple[Field, ...]]:
+    """PostgreSQL: settle() as one statement that returns (usage record id, charge).
+
+    Release the hold; charge the cost, capped at the hold when there was one; write
+    the usage record and (for a charge) the ledger entry; update the account last.
+    """
+    account, hold = quote(Account._meta.db_table), quote(Hold._meta.db_table)
+    balance, held = quote("balance_micro_usd"), quote("held_micro_usd")
+    unlimited = quote("unlimited")
+    usage, usage_fields = _insert_select(
+        UsageRecord, quote, "charge", {"cost_micro_usd": "charge.amount"}
+    )
+    entry, entry_fields = _insert_select(
+        LedgerEntry, quote, "charge", {"amount_micro_usd": "-charge.amount"}
+    )
+    sql = (
+        f"WITH released AS (DELETE FROM {hold} WHERE {quote('request_id')} = %s RETURNING 1), "  # noqa: S608
+        "charge AS (SELECT EXISTS (SELECT 1 FROM released) AS released, "
+        "CASE WHEN EXISTS (SELECT 1 FROM released) THEN LEAST(%s::bigint, %s::bigint) "
+        "ELSE %s::bigint END AS amount), "
+        f"usage AS ({usage} RETURNING {quote('id')}), "
+        f"entry AS ({entry} WHERE charge.amount > 0 RETURNING 1), "
+        f"account AS (UPDATE {account} SET {balance} = {balance} - charge.amount, "
+        f"{held} = {held} - CASE WHEN charge.released THEN %s ELSE 0 END, "
+        f"{unlimited} = CASE WHEN {unlimited} AND {balance} - charge.amount < %s "
+        f"THEN false ELSE {unlimited} END FROM charge WHERE {account}.{quote('id')} = %s "
+        "RETURNING 1) "
+        f"SELECT usage.{quote('id')}, charge.amount FROM usage, charge"
+    )
+    return sql, usage_fields, entry_fields
+
+
+def _values(db: BaseDatabaseWrapper, obj: Model, fields: tuple[Field, ...]) -> list[Any]:
+    return [f.get_db_prep_save(f.pre_save(obj, True), db) for f in fields]
+
+
 @functools.cache
 def _insert_statement(
     model: type[Model], vendor: str, quote: Callable[[str], str]
@@ -257,7 +389,7 @@ def _insert(db: BaseDatabaseWrapper, cursor: Any, obj: Model) -> None:
     which have no save() logic or signal receivers beyond the append-only check.
     """
     sql, fields = _insert_statement(type(obj), db.vendor, db.ops.quote_name)
-    cursor.execute(sql, [f.get_db_prep_save(f.pre_save(obj, True), db) for f in fields])
+    cursor.execute(sql, _values(db, obj, fields))
     obj.pk = cursor.fetchone()[0]
     obj._state.adding = False
     obj._state.db = db.alias
