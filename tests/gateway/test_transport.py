@@ -147,3 +147,32 @@ async def test_a_silent_server_is_a_read_timeout_and_a_closed_port_a_connect_err
             await client.get(f"http://127.0.0.1:{port}/", timeout=0.2)
         with pytest.raises(httpx.ConnectError):
             await client.get(f"http://127.0.0.1:{free_port()}/")
+
+
+async def test_the_pool_keeps_at_most_its_keep_alive_limit_of_idle_connections():
+    connections = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            await asyncio.sleep(0.05)
+            writer.write(answer(b"ok"))
+            await writer.drain()
+        writer.close()
+
+    limits = httpx.Limits(max_connections=8, max_keepalive_connections=2)
+    transport = AsyncioTransport(limits=limits)
+    async with server(handle) as port, httpx.AsyncClient(transport=transport) as client:
+        url = f"http://127.0.0.1:{port}/"
+        burst = await asyncio.gather(*(client.get(url) for _ in range(6)))
+        kept = len(transport._pool.connections)
+        after = await client.get(url)
+
+    assert [response.text for response in burst] == ["ok"] * 6
+    assert after.text == "ok"
+    assert len(connections) == 6
+    assert kept <= 2
