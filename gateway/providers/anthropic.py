@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
-import httpx
 import orjson
 
 from gateway.providers.base import (
     Adapter,
     ProviderError,
-    error_from_response,
-    transport_error,
     usage_dict,
 )
-from gateway.providers.sse import sse_events
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -348,7 +345,7 @@ class _StreamState:
 class AnthropicAdapter(Adapter):
     requires_max_tokens = True
 
-    def _headers(self) -> dict[str, str]:
+    def headers(self) -> dict[str, str]:
         return {
             "content-type": "application/json",
             "x-api-key": self.provider.api_key,
@@ -359,22 +356,7 @@ class AnthropicAdapter(Adapter):
         return f"{self.provider.base_url}/messages"
 
     async def complete(self, body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
-        payload = messages_request(body, upstream_model)
-        try:
-            response = await self.client.post(
-                self._url(),
-                content=orjson.dumps(payload),
-                headers=self._headers(),
-                timeout=self.timeout(),
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.provider) from exc
-        if response.status_code != 200:
-            raise error_from_response(response, self.provider)
-        try:
-            result = orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            raise ProviderError(f"{self.provider.name} sent invalid JSON", retryable=True) from exc
+        result = await self.post_json(self._url(), messages_request(body, upstream_model))
         if not isinstance(result, dict) or not isinstance(result.get("content"), list):
             raise ProviderError(f"{self.provider.name} sent no content", retryable=True)
         return chat_completion(result, upstream_model)
@@ -384,32 +366,14 @@ class AnthropicAdapter(Adapter):
     ) -> AsyncIterator[dict[str, Any]]:
         payload = {**messages_request(body, upstream_model), "stream": True}
         state = _StreamState(self.provider.name, upstream_model)
-        try:
-            async with self.client.stream(
-                "POST",
-                self._url(),
-                content=orjson.dumps(payload),
-                headers=self._headers(),
-                timeout=self.timeout(),
-            ) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    raise error_from_response(response, self.provider)
-                async for _event, data in sse_events(response):
-                    try:
-                        event = orjson.loads(data)
-                    except orjson.JSONDecodeError as exc:
-                        raise ProviderError(
-                            f"{self.provider.name} sent an invalid stream event", retryable=True
-                        ) from exc
-                    if not isinstance(event, dict):
-                        continue
-                    if event.get("type") == "message_stop":
-                        for chunk in state.closing():
-                            yield chunk
-                        return
-                    for chunk in state.on_event(event):
+        async with aclosing(self.stream_events(self._url(), payload)) as events:
+            async for event in events:
+                if not isinstance(event, dict):
+                    continue
+                if event.get("type") == "message_stop":
+                    for chunk in state.closing():
                         yield chunk
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.provider) from exc
-        raise ProviderError(f"{self.provider.name} ended the stream early", retryable=True)
+                    return
+                for chunk in state.on_event(event):
+                    yield chunk
+        raise self.ended_early()

@@ -13,12 +13,14 @@ lets the router try the next route, if nothing has reached the client yet.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 
 from gateway.catalog import ProviderInfo
+from gateway.providers.sse import sse_events
 
 
 class ProviderError(Exception):
@@ -91,6 +93,9 @@ def stream_error(data: object, provider: ProviderInfo) -> ProviderError:
     return ProviderError(f"{provider.name}: {message}", retryable=True)
 
 
+DONE = object()  # the `data: [DONE]` event that ends an OpenAI stream
+
+
 class Adapter:
     """Base class: one instance per call, holding the provider and the shared client."""
 
@@ -106,6 +111,67 @@ class Adapter:
         return httpx.Timeout(
             self.provider.timeout_seconds, connect=min(5.0, self.provider.timeout_seconds)
         )
+
+    def headers(self) -> dict[str, str]:
+        """The upstream's authentication and content headers."""
+        raise NotImplementedError
+
+    async def post_json(
+        self, url: str, payload: dict[str, Any], params: dict[str, str] | None = None
+    ) -> Any:
+        """POST a JSON body and return the parsed 200 answer, or raise ProviderError."""
+        try:
+            response = await self.client.post(
+                url,
+                params=params,
+                content=orjson.dumps(payload),
+                headers=self.headers(),
+                timeout=self.timeout(),
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, self.provider) from exc
+        if response.status_code != 200:
+            raise error_from_response(response, self.provider)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise ProviderError(f"{self.provider.name} sent invalid JSON", retryable=True) from exc
+
+    async def stream_events(
+        self, url: str, payload: dict[str, Any], params: dict[str, str] | None = None
+    ) -> AsyncGenerator[Any, None]:
+        """POST a JSON body and yield each server-sent event's data, parsed as JSON.
+
+        OpenAI's closing `[DONE]` is yielded as the DONE marker. An HTTP error status
+        (before any event) or a broken connection raises ProviderError.
+        """
+        try:
+            async with self.client.stream(
+                "POST",
+                url,
+                params=params,
+                content=orjson.dumps(payload),
+                headers=self.headers(),
+                timeout=self.timeout(),
+            ) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise error_from_response(response, self.provider)
+                async for _event, data in sse_events(response):
+                    if data == "[DONE]":
+                        yield DONE
+                        continue
+                    try:
+                        yield orjson.loads(data)
+                    except orjson.JSONDecodeError as exc:
+                        raise ProviderError(
+                            f"{self.provider.name} sent an invalid stream event", retryable=True
+                        ) from exc
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, self.provider) from exc
+
+    def ended_early(self) -> ProviderError:
+        return ProviderError(f"{self.provider.name} ended the stream early", retryable=True)
 
     async def complete(self, body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
         raise NotImplementedError

@@ -20,19 +20,16 @@ import mimetypes
 import secrets
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
-import httpx
 import orjson
 
 from gateway.providers.base import (
     Adapter,
     ProviderError,
-    error_from_response,
-    transport_error,
     usage_dict,
 )
-from gateway.providers.sse import sse_events
 
 FINISH_REASONS = {
     "STOP": "stop",
@@ -433,29 +430,15 @@ class _StreamState:
 
 
 class GeminiAdapter(Adapter):
-    def _headers(self) -> dict[str, str]:
+    def headers(self) -> dict[str, str]:
         return {"content-type": "application/json", "x-goog-api-key": self.provider.api_key}
 
     def _url(self, upstream_model: str, method: str) -> str:
         return f"{self.provider.base_url}/models/{upstream_model}:{method}"
 
     async def complete(self, body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
-        payload = generate_request(body)
-        try:
-            response = await self.client.post(
-                self._url(upstream_model, "generateContent"),
-                content=orjson.dumps(payload),
-                headers=self._headers(),
-                timeout=self.timeout(),
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.provider) from exc
-        if response.status_code != 200:
-            raise error_from_response(response, self.provider)
-        try:
-            result = orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            raise ProviderError(f"{self.provider.name} sent invalid JSON", retryable=True) from exc
+        url = self._url(upstream_model, "generateContent")
+        result = await self.post_json(url, generate_request(body))
         if not isinstance(result, dict) or not (
             isinstance(result.get("candidates"), list) or result.get("promptFeedback")
         ):
@@ -465,33 +448,15 @@ class GeminiAdapter(Adapter):
     async def stream(
         self, body: dict[str, Any], upstream_model: str
     ) -> AsyncIterator[dict[str, Any]]:
-        payload = generate_request(body)
+        url = self._url(upstream_model, "streamGenerateContent")
         state = _StreamState(self.provider.name, upstream_model)
-        try:
-            async with self.client.stream(
-                "POST",
-                self._url(upstream_model, "streamGenerateContent"),
-                params={"alt": "sse"},
-                content=orjson.dumps(payload),
-                headers=self._headers(),
-                timeout=self.timeout(),
-            ) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    raise error_from_response(response, self.provider)
-                async for _event, data in sse_events(response):
-                    try:
-                        result = orjson.loads(data)
-                    except orjson.JSONDecodeError as exc:
-                        raise ProviderError(
-                            f"{self.provider.name} sent an invalid stream event", retryable=True
-                        ) from exc
-                    if isinstance(result, dict):
-                        for chunk in state.on_response(result):
-                            yield chunk
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.provider) from exc
+        events = self.stream_events(url, generate_request(body), {"alt": "sse"})
+        async with aclosing(events):
+            async for result in events:
+                if isinstance(result, dict):
+                    for chunk in state.on_response(result):
+                        yield chunk
         if not state.finished:
-            raise ProviderError(f"{self.provider.name} ended the stream early", retryable=True)
+            raise self.ended_early()
         for chunk in state.closing():
             yield chunk
