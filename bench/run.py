@@ -20,6 +20,8 @@ import argparse
 import os
 import secrets
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -528,8 +530,25 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "python": sys.version.split()[0],
+        "litellm": _version(LITELLM.parent / "python", "litellm"),
+        "django": _version(PYTHON, "django"),
+        "uvicorn": _version(PYTHON, "uvicorn"),
+        "load_average_at_end": os.getloadavg(),
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+
+
+def _version(python: Path, package: str) -> str:
+    if not python.exists():
+        return "not installed"
+    done = subprocess.run(
+        [str(python), "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.stdout.strip() or "unknown"
 
 
 def parse_args() -> argparse.Namespace:
@@ -562,9 +581,27 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def check_ports_free(args: argparse.Namespace) -> None:
+    """Refuse to start next to another run (or anything else) on the benchmark's ports."""
+    for port in (args.upstream_port, args.check_port, args.switchboard_port, args.litellm_port):
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError as exc:
+                message = f"port {port} is in use ({exc}); is another bench running?"
+                raise SystemExit(message) from exc
+
+
+def stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
+
+
 def main() -> None:
     args = parse_args()
     RESULTS.mkdir(exist_ok=True)
+    check_ports_free(args)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     wanted = args.targets.split(",")
     scenarios = [
         Scenario(stream=mode == "stream", concurrency=int(c))

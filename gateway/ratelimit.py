@@ -15,16 +15,16 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from django.conf import settings
-from limits import RateLimitItemPerMinute
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from limits.storage import storage_from_string
 
 from gateway.errors import GatewayError
 from gateway.state import on_reset
+
+if TYPE_CHECKING:
+    from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 WINDOW_SECONDS = 60
 
@@ -39,7 +39,14 @@ def forget_limiters() -> None:
 
 
 def _limiter() -> SlidingWindowCounterRateLimiter:
-    """One limiter per event loop: async Redis connections belong to their loop."""
+    """One limiter per event loop: async Redis connections belong to their loop.
+
+    Only the in-memory case (no REDIS_URL) uses the library, so it is imported then:
+    with Redis a worker is a few MB smaller without it.
+    """
+    from limits.aio.strategies import SlidingWindowCounterRateLimiter
+    from limits.storage import storage_from_string
+
     loop_id = id(asyncio.get_running_loop())
     limiter = _limiters.get(loop_id)
     if limiter is None:
@@ -159,6 +166,8 @@ async def _take_in_redis(
 
 
 async def _take(limit: int, identifier: str, cost: int) -> tuple[bool, LimitState]:
+    from limits import RateLimitItemPerMinute
+
     limiter = _limiter()
     item = RateLimitItemPerMinute(limit)
     allowed = cost <= limit and await limiter.hit(item, identifier, cost=cost)

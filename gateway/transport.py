@@ -159,11 +159,12 @@ class AsyncioTransport(httpx.AsyncHTTPTransport):
     """AsyncHTTPTransport whose connection pool runs on AsyncioBackend."""
 
     def __init__(self, *, limits: httpx.Limits, verify: ssl.SSLContext | str | bool = True) -> None:
-        super().__init__(limits=limits, verify=verify)
+        ssl_context = httpx.create_ssl_context(verify=verify)
+        super().__init__(limits=limits, verify=ssl_context)
         # httpx offers no way to choose the network backend, so its pool is replaced
         # by an equivalent one that runs on AsyncioBackend.
         self._pool = AsyncioConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify),
+            ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
