@@ -157,11 +157,19 @@ def assert_books_balance(account: Account) -> None:
     assert account.balance_micro_usd >= 0
 
 
-def test_a_rate_limit_holds_across_workers_not_per_worker(workers, catalog, make_customer):
+@pytest.fixture
+def shared_redis() -> str:
+    """Fails at once (before starting the workers) when there is no Redis to share."""
     if not settings.REDIS_URL:
         pytest.fail(
             "REDIS_URL is not set: rate limits are shared between workers only through Redis"
         )
+    return settings.REDIS_URL
+
+
+def test_a_rate_limit_holds_across_workers_not_per_worker(
+    shared_redis, workers, catalog, make_customer
+):
     customer = make_customer(rpm_limit=6)
     a, b = workers
 
