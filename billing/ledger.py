@@ -303,13 +303,19 @@ def _insert_select(
 ) -> tuple[str, tuple[Field, ...]]:
     """`INSERT INTO <model> (...) SELECT ... FROM <source>`: a parameter for each column
     but those in `expressions` (SQL over `source`); returns the parameters' fields."""
-    meta = model._meta
-    fields = tuple(f for f in meta.concrete_fields if not f.primary_key)
-    columns = ", ".join(quote(f.column) for f in fields)
-    values = ", ".join(expressions.get(f.column, "%s") for f in fields)
+    written = _written(model)
+    columns = ", ".join(quote(column) for _, column in written)
+    values = ", ".join(expressions.get(column, "%s") for _, column in written)
     return (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {values} FROM {source}",  # noqa: S608
-        tuple(f for f in fields if f.column not in expressions),
+        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT {values} FROM {source}",  # noqa: S608
+        tuple(f for f, column in written if column not in expressions),
+    )
+
+
+def _written(model: type[Model]) -> tuple[tuple[Field, str], ...]:
+    """The model's columns but the primary key, with their fields, in order."""
+    return tuple(
+        (f, f.column) for f in model._meta.concrete_fields if not f.primary_key and f.column
     )
 
 
@@ -371,14 +377,13 @@ def _values(db: BaseDatabaseWrapper, obj: Model, fields: tuple[Field, ...]) -> l
 def _insert_statement(
     model: type[Model], vendor: str, quote: Callable[[str], str]
 ) -> tuple[str, tuple[Field, ...]]:
-    meta = model._meta
-    fields = tuple(f for f in meta.concrete_fields if not f.primary_key)
-    columns = ", ".join(quote(f.column) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
+    written = _written(model)
+    columns = ", ".join(quote(column) for _, column in written)
+    marks = ", ".join(["%s"] * len(written))
     return (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks}) "  # noqa: S608
-        f"RETURNING {quote(meta.pk.column)}",
-        fields,
+        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({marks}) "  # noqa: S608
+        f"RETURNING {quote(model._meta.pk.attname)}",
+        tuple(f for f, _ in written),
     )
 
 
