@@ -214,7 +214,8 @@ class Connection(asyncio.Protocol):
             if self.transport is None:
                 return
             self.transport.write(piece)
-        self.transport.write(tail)
+        if self.transport is not None:
+            self.transport.write(tail)
 
 
 async def serve(host: str, port: int, behaviour: Behaviour) -> None:
