@@ -484,6 +484,9 @@ def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
     results = []
     for name, values, bound, kind in checks:
+        if not values:
+            results.append({"target": name, "worst_ratio": None, "met": False, "not_run": True})
+            continue
         worst = max(values) if kind == "max" else min(values)
         met = worst <= bound if kind == "max" else worst >= bound
         results.append({"target": name, "worst_ratio": worst, "met": met})
@@ -645,7 +648,8 @@ def main() -> None:
     print()
     print(table(rows))
     for check in report.get("targets", []):
-        print(f"{'MET ' if check['met'] else 'MISS'}  {check['target']}: {check}")
+        verdict = "----" if check.get("not_run") else "MET " if check["met"] else "MISS"
+        print(f"{verdict}  {check['target']}: {check}")
     print(f"\nJSON: {args.json}  wall time {report['wall_seconds']}s")
 
 
