@@ -436,7 +436,7 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
     by_key = {(row["scenario"], row["target"]): row for row in rows}
     for row in rows:
         theirs = by_key.get((row["scenario"], "litellm"))
-        if theirs is None or row["target"] in {"litellm", "direct"}:
+        if theirs is None or row["target"] != "switchboard":
             continue
         row["vs_litellm"] = {
             name: _ratio(row[name], theirs[name])
@@ -502,14 +502,15 @@ def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def table(rows: list[dict[str, Any]]) -> str:
     header = (
         "| scenario | target | req/s | p50 ms | p99 ms | added p50 ms | TTFT p50 ms | CPU ms/req "
-        "| RSS MB/worker | errors | vs LiteLLM: added / req/s / CPU / RSS |"
+        "| RSS MB/worker | errors | vs LiteLLM: added / req/s / TTFT / CPU / RSS |"
     )
     lines = [header, "|" + "---|" * 11]
     for row in rows:
         ratios = row.get("vs_litellm")
         versus = (
             f"{ratios['added_p50_ms']:.2f}x / {ratios['rps']:.2f}x / "
-            f"{ratios['cpu_ms_per_request']:.2f}x / {ratios['rss_mb_per_worker']:.2f}x"
+            f"{ratios['ttft_p50_ms']:.2f}x / {ratios['cpu_ms_per_request']:.2f}x / "
+            f"{ratios['rss_mb_per_worker']:.2f}x"
             if ratios
             else ""
         )
