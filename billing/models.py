@@ -333,10 +333,6 @@ class UsageRecord(models.Model):
         return self.prompt_tokens + self.completion_tokens
 
 
-def available_expression() -> Any:
-    return F("balance_micro_usd") - F("held_micro_usd")
-
-
 class CreditPackageQuerySet(models.QuerySet["CreditPackage"]):
     def active(self) -> CreditPackageQuerySet:
         return self.filter(active=True).order_by("order", "price_micro_usd")

@@ -37,7 +37,7 @@ def test_the_billing_page_shows_the_balance_and_the_packages(
     assert 'data-testid="low-balance"' not in body
 
 
-def test_purchases_are_off_without_stripe_keys(customer_client, stripe_off):
+def test_purchases_are_off_without_stripe_keys(customer_client, stripe_off, default_packages):
     body = customer_client.get("/billing/").content.decode()
 
     assert "Card purchases are off on this server" in body

@@ -10,7 +10,7 @@ from billing.models import CreditPackage, LedgerEntry
 pytestmark = pytest.mark.django_db
 
 
-def test_the_migration_seeds_starter_plus_pro_and_ultra():
+def test_the_migration_seeds_starter_plus_pro_and_ultra(default_packages):
     packages = CreditPackage.objects.active()
 
     assert [p.slug for p in packages] == ["starter", "plus", "pro", "ultra"]
