@@ -3,8 +3,9 @@
 Each test starts two separate uvicorn processes (two ports, so a test can choose which
 worker it talks to) with production settings, on this test run's database (pytest-
 django's test database) and Redis, in front of the fake upstream. CI runs them on
-PostgreSQL and Redis; on SQLite they run too, and the rate-limit test fails with a
-clear message when REDIS_URL is unset, since limits are only shared through Redis.
+PostgreSQL and Redis; on SQLite they run too, with the local Redis when REDIS_URL is
+unset. Without any Redis they fail with a clear message: workers share limits, caches
+and revocations only through it.
 """
 
 from __future__ import annotations
@@ -96,8 +97,30 @@ class Worker:
             self.process.wait(timeout=5)
 
 
+LOCAL_REDIS = "redis://127.0.0.1:6379/15"
+
+
 @pytest.fixture
-def workers(transactional_db, tmp_path) -> Iterator[tuple[Worker, Worker]]:
+def shared_redis() -> str:
+    """The Redis the workers share: this run's REDIS_URL, else the local server (a
+    database of its own, emptied first). No Redis at all fails before any worker starts:
+    limits, caches and revocations are only shared between workers through it."""
+    import redis
+
+    url = settings.REDIS_URL or LOCAL_REDIS
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"the workers need a shared Redis at {url}: {exc}")
+    if not settings.REDIS_URL:
+        client.flushdb()
+    client.close()
+    return url
+
+
+@pytest.fixture
+def workers(transactional_db, tmp_path, shared_redis) -> Iterator[tuple[Worker, Worker]]:
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
     env = {
@@ -107,7 +130,7 @@ def workers(transactional_db, tmp_path) -> Iterator[tuple[Worker, Worker]]:
         "SECURE_SSL_REDIRECT": "false",
         "ALLOWED_HOSTS": "127.0.0.1",
         "DATABASE_URL": database_url(),
-        "REDIS_URL": settings.REDIS_URL,
+        "REDIS_URL": shared_redis,
         "DB_POOL_MAX": "10",
         "CATALOG_CACHE_SECONDS": "0.5",
         "METRICS_TOKEN": METRICS_TOKEN,
@@ -157,19 +180,7 @@ def assert_books_balance(account: Account) -> None:
     assert account.balance_micro_usd >= 0
 
 
-@pytest.fixture
-def shared_redis() -> str:
-    """Fails at once (before starting the workers) when there is no Redis to share."""
-    if not settings.REDIS_URL:
-        pytest.fail(
-            "REDIS_URL is not set: rate limits are shared between workers only through Redis"
-        )
-    return settings.REDIS_URL
-
-
-def test_a_rate_limit_holds_across_workers_not_per_worker(
-    shared_redis, workers, catalog, make_customer
-):
+def test_a_rate_limit_holds_across_workers_not_per_worker(workers, catalog, make_customer):
     customer = make_customer(rpm_limit=6)
     a, b = workers
 
