@@ -300,3 +300,46 @@ def test_metrics_from_either_worker_count_the_calls_both_answered(workers, catal
     }
     labels = (("model", "mw-model"), ("status", "ok"), ("stream", "false"))
     assert completions[labels] == 2
+
+
+def test_a_web_chat_answer_streamed_by_one_worker_is_billed_once(
+    workers, catalog, customer, fake_upstream
+):
+    from django.test import Client
+    from websockets.asyncio.client import connect
+
+    from chat.models import Conversation, Message
+
+    fake_upstream.script("mw-upstream", Ok(text="one two three four five", delay=0.01))
+    conversation = Conversation.objects.create(user=customer.user, model="mw-model")
+    browser = Client()
+    browser.force_login(customer.user)
+    session = browser.cookies["sessionid"].value
+    worker = workers[1]
+
+    async def ask() -> list[str]:
+        frames: list[str] = []
+        async with connect(
+            f"ws://127.0.0.1:{worker.port}/ws/chat/{conversation.pk}/",
+            origin=worker.url,
+            additional_headers={"Cookie": f"sessionid={session}"},
+            open_timeout=10,
+        ) as socket:
+            await socket.send('{"message": "Count to five."}')
+            for _ in range(200):
+                frame = str(await asyncio.wait_for(socket.recv(), timeout=15))
+                frames.append(frame)
+                if "Answer complete" in frame:
+                    return frames
+        raise AssertionError("the answer never completed")
+
+    frames = asyncio.run(ask())
+
+    assert any("five" in frame for frame in frames)
+    records = UsageRecord.objects.filter(account=customer.account)
+    assert [(r.source, r.status) for r in records] == [("web", "ok")]
+    entries = LedgerEntry.objects.filter(account=customer.account, kind=LedgerEntry.Kind.USAGE)
+    assert [e.amount_micro_usd for e in entries] == [-records[0].cost_micro_usd]
+    answer = Message.objects.get(conversation=conversation, role="assistant")
+    assert answer.request_id == records[0].request_id
+    assert_books_balance(customer.account)
