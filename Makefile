@@ -53,6 +53,7 @@ bench: $(STAMP) $(LITELLM_VENV)/bin/litellm
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy accounts billing chat console gateway
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles
