@@ -223,6 +223,22 @@ def gateway_server(django_db_setup: None) -> Iterator[LiveServer]:
             connection.close_pool()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _release_the_test_database(django_db_setup: None, django_db_blocker: object) -> Iterator[None]:
+    """Thread-pool threads keep their own connections; end them before the database is
+    dropped, or PostgreSQL refuses to drop a database that is still in use."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:  # type: ignore[attr-defined]
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture
 def live_server_url(gateway_server: LiveServer, transactional_db: None) -> Iterator[str]:
     """Base URL of the live server; the test's requests finish before its data is flushed."""
