@@ -293,10 +293,26 @@ def _upstream_failed(call: Call, exc: ProviderError) -> GatewayError:
     return GatewayError(exc.status, exc.message, code="upstream_error")
 
 
+@contextlib.asynccontextmanager
+async def _settled_if_it_fails(call: Call) -> AsyncIterator[None]:
+    """Whatever stops a call before it has an answer settles it (nothing charged)."""
+    try:
+        yield
+    except GatewayError as exc:
+        await finish(call, usage=None, status=UsageRecord.Status.ERROR, error=exc.message)
+        raise
+    except asyncio.CancelledError:
+        await _finish_shielded(call, None, UsageRecord.Status.CANCELLED, "client disconnected")
+        raise
+    except Exception as exc:
+        await finish(call, usage=None, status=UsageRecord.Status.ERROR, error=repr(exc))
+        raise
+
+
 async def complete(call: Call) -> tuple[dict[str, Any], UsageRecord]:
     """A non-streamed completion, with fallback; settles before returning."""
-    last: ProviderError | None = None
-    try:
+    async with _settled_if_it_fails(call):
+        last: ProviderError | None = None
         for route in routing.routes_to_try(call.model, fallback=call.fallback):
             call.route = route
             call.attempts += 1
@@ -317,19 +333,8 @@ async def complete(call: Call) -> tuple[dict[str, Any], UsageRecord]:
             result["usage"] = {**usage, **_cost_fields(charge)}
             record = await finish(call, usage=usage, status=UsageRecord.Status.OK)
             return result, record
-    except GatewayError as exc:
-        await finish(call, usage=None, status=UsageRecord.Status.ERROR, error=exc.message)
-        raise
-    except asyncio.CancelledError:
-        await _finish_shielded(call, None, UsageRecord.Status.CANCELLED, "client disconnected")
-        raise
-    except Exception as exc:
-        await finish(call, usage=None, status=UsageRecord.Status.ERROR, error=repr(exc))
-        raise
-    assert last is not None
-    error = _upstream_failed(call, last)
-    await finish(call, usage=None, status=UsageRecord.Status.ERROR, error=error.message)
-    raise error
+        assert last is not None
+        raise _upstream_failed(call, last)
 
 
 async def open_stream(call: Call) -> tuple[dict[str, Any], AsyncIterator[dict[str, Any]]]:
@@ -338,8 +343,8 @@ async def open_stream(call: Call) -> tuple[dict[str, Any], AsyncIterator[dict[st
     Fallback happens here, before anything is sent to the client. On failure the
     call is settled (nothing charged) and a GatewayError raised.
     """
-    last: ProviderError | None = None
-    try:
+    async with _settled_if_it_fails(call):
+        last: ProviderError | None = None
         for route in routing.routes_to_try(call.model, fallback=call.fallback):
             call.route = route
             call.attempts += 1
@@ -360,19 +365,8 @@ async def open_stream(call: Call) -> tuple[dict[str, Any], AsyncIterator[dict[st
             if not last.retryable:
                 break
             routing.cool_down(route.provider.id, last.retry_after)
-    except GatewayError as exc:
-        await finish(call, usage=None, status=UsageRecord.Status.ERROR, error=exc.message)
-        raise
-    except asyncio.CancelledError:
-        await _finish_shielded(call, None, UsageRecord.Status.CANCELLED, "client disconnected")
-        raise
-    except Exception as exc:
-        await finish(call, usage=None, status=UsageRecord.Status.ERROR, error=repr(exc))
-        raise
-    assert last is not None
-    error = _upstream_failed(call, last)
-    await finish(call, usage=None, status=UsageRecord.Status.ERROR, error=error.message)
-    raise error
+        assert last is not None
+        raise _upstream_failed(call, last)
 
 
 def sse(payload: dict[str, Any]) -> bytes:
