@@ -16,7 +16,7 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("v1/", include("gateway.urls")),
     path("accounts/", include("allauth.urls")),
-    path("account/", include("accounts.urls")),
+    path("account/", include("console.account_urls")),
     path("api/v1/", include((account_api_urlpatterns, "api"))),
     path("billing/", include("billing.urls")),
     path("chat/", include("chat.urls")),

@@ -18,10 +18,10 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.forms import ApiKeyForm
 from accounts.models import ApiKey, User
-from accounts.views import model_choices
 from billing.ledger import account_for
 from billing.money import format_usd
 from gateway.auth import KeyInfo, authenticate
+from gateway.catalog import model_choices
 from gateway.errors import GatewayError
 
 View = Callable[..., HttpResponse]

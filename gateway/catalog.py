@@ -159,6 +159,12 @@ def get_catalog() -> Catalog:
     return _snapshot.catalog
 
 
+def model_choices() -> list[tuple[str, str]]:
+    """The enabled models as form choices (id, "Title (id)"), for a key's allowlist."""
+    models = sorted(get_catalog().enabled(), key=lambda m: m.id)
+    return [(m.id, f"{m.title} ({m.id})" if m.title and m.title != m.id else m.id) for m in models]
+
+
 def catalog_is_fresh() -> bool:
     return (
         _snapshot.catalog is not None

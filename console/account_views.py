@@ -15,7 +15,7 @@ from django_htmx.middleware import HtmxDetails
 from accounts.forms import ApiKeyForm, CloseAccountForm
 from accounts.models import ApiKey, ApiKeyQuerySet, SignIn, User
 from billing.ledger import account_for
-from gateway.catalog import get_catalog
+from gateway.catalog import model_choices
 
 SIGN_IN_HISTORY = 10
 
@@ -25,12 +25,6 @@ class AuthenticatedRequest(HttpRequest):
 
     user: User
     htmx: HtmxDetails
-
-
-def model_choices() -> list[tuple[str, str]]:
-    """The catalog's enabled models, as choices for a key's allowlist."""
-    models = sorted(get_catalog().enabled(), key=lambda m: m.id)
-    return [(m.id, f"{m.title} ({m.id})" if m.title and m.title != m.id else m.id) for m in models]
 
 
 def api_base_url(request: HttpRequest) -> str:

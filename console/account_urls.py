@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from django.urls import path
 
-from accounts import views
+from console import account_views as views
 
+# The account pages read the balance (billing) and the catalog (gateway), so they live
+# in the project package; their URL names keep the "accounts" namespace.
 app_name = "accounts"
 urlpatterns = [
     path("", views.profile, name="profile"),
