@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -36,10 +37,6 @@ def start_checkout(
 
     Raises stripe.StripeError when Stripe cannot be reached or refuses.
     """
-    # Imported on first use: the SDK costs a worker ~27 MB, and API-only workers never
-    # talk to Stripe.
-    import stripe
-
     stripe.api_base = settings.STRIPE_API_BASE
     metadata = {"account_id": str(account.pk), "package_id": str(package.pk)}
     session = stripe.checkout.Session.create(

@@ -4,6 +4,7 @@ import csv
 import logging
 from typing import Any
 
+import stripe
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -95,8 +96,6 @@ def checkout(request: HttpRequest) -> HttpResponse:
         return _redirect(request, reverse("billing:index"))
     success = request.build_absolute_uri(reverse("billing:checkout_success"))
     cancel = request.build_absolute_uri(reverse("billing:index")) + "?checkout=cancelled"
-    import stripe  # on first use: the SDK costs a worker ~27 MB (see billing.checkout)
-
     try:
         _, url = start_checkout(
             account=account_for(request.user),
@@ -196,8 +195,6 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     """Stripe's events, signature verified; each event id is acted on once."""
     if not settings.STRIPE_WEBHOOK_SECRET:
         return HttpResponseBadRequest("Stripe webhooks are not configured.")
-    import stripe  # on first use: the SDK costs a worker ~27 MB (see billing.checkout)
-
     try:
         event = stripe.Webhook.construct_event(
             request.body, request.headers.get("Stripe-Signature"), settings.STRIPE_WEBHOOK_SECRET
