@@ -104,9 +104,12 @@ class Call:
         return min(self.cost(usage), self.reservation.amount)
 
 
-def _model_not_found(name: str, catalog: Catalog, key: KeyInfo) -> GatewayError:
+def model_not_found(name: str, catalog: Catalog, key: KeyInfo | None = None) -> GatewayError:
+    """404 `model_not_found`, listing the models that can be called (by this key)."""
     ids = sorted(
-        m.id for m in catalog.enabled() if m.is_priced and m.routes and key.allows_model(m.id)
+        m.id
+        for m in catalog.enabled()
+        if m.is_priced and m.routes and (key is None or key.allows_model(m.id))
     )
     shown = ", ".join(ids[:25]) + (f", … and {len(ids) - 25} more" if len(ids) > 25 else "")
     return GatewayError(
@@ -116,6 +119,22 @@ def _model_not_found(name: str, catalog: Catalog, key: KeyInfo) -> GatewayError:
         code="model_not_found",
         param="model",
     )
+
+
+def priced_model(catalog: Catalog, name: str, key: KeyInfo | None = None) -> ModelInfo:
+    """The model called `name`, or 404 `model_not_found` / 400 `model_not_priced`: a model
+    without a price is never served at $0."""
+    model = catalog.resolve(name)
+    if model is None:
+        raise model_not_found(name, catalog, key)
+    if not model.is_priced:
+        raise invalid(
+            f"Model '{model.id}' has no price configured, so it is not served. "
+            "The operator must set its prices.",
+            "model",
+            "model_not_priced",
+        )
+    return model
 
 
 def _output_budget(body: dict[str, Any], model: ModelInfo, prompt: int) -> int:
@@ -171,17 +190,7 @@ async def prepare(
 ) -> Call:
     """Validate, resolve the model, apply the key's policy and limits, and hold credit."""
     validate_chat(body)
-    catalog = await current_catalog()
-    model = catalog.resolve(body["model"])
-    if model is None:
-        raise _model_not_found(body["model"], catalog, key)
-    if not model.is_priced:
-        raise invalid(
-            f"Model '{model.id}' has no price configured, so it is not served. "
-            "The operator must set its prices.",
-            "model",
-            "model_not_priced",
-        )
+    model = priced_model(await current_catalog(), body["model"], key)
     if not key.allows_model(model.id):
         raise GatewayError(
             403,

@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from billing.money import micro_to_usd, token_cost
 from gateway import engine
 from gateway.catalog import ModelInfo
-from gateway.errors import GatewayError, invalid
+from gateway.errors import invalid
 from gateway.tokens import count_prompt
 from gateway.validation import parse_json, requested_output_tokens
 from gateway.views import _read_body, api_view, json_response
@@ -88,22 +88,4 @@ def _prompt_tokens(body: dict[str, Any]) -> int:
 async def _priced_model(name: Any) -> ModelInfo:
     if not isinstance(name, str) or not name.strip():
         raise invalid("`model` is required.", param="model")
-    catalog = await engine.current_catalog()
-    model = catalog.resolve(name)
-    if model is None:
-        ids = sorted(m.id for m in catalog.enabled() if m.is_priced)
-        shown = ", ".join(ids[:25]) + (f", … and {len(ids) - 25} more" if len(ids) > 25 else "")
-        raise GatewayError(
-            404,
-            f"The model '{name}' does not exist or is not available. "
-            f"Available models: {shown or 'none'}. See GET /v1/catalog.",
-            code="model_not_found",
-            param="model",
-        )
-    if not model.is_priced:
-        raise invalid(
-            f"Model '{model.id}' has no price configured, so it is not served.",
-            "model",
-            "model_not_priced",
-        )
-    return model
+    return engine.priced_model(await engine.current_catalog(), name)

@@ -154,7 +154,7 @@ async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
     catalog = await engine.current_catalog()
     model = catalog.resolve(model_id)
     if model is None or not (model.is_priced and model.routes and key.allows_model(model.id)):
-        raise engine._model_not_found(model_id, catalog, key)
+        raise engine.model_not_found(model_id, catalog, key)
     return json_response(_model_object(model))
 
 
