@@ -59,14 +59,14 @@ def _tool_to_call(body: dict[str, Any]) -> dict[str, Any] | None:
 
 
 class DemoAdapter(Adapter):
-    def _plan(self, body: dict[str, Any]) -> tuple[list[str], str, int]:
+    def _plan(self, body: dict[str, Any]) -> tuple[list[str], str]:
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         tokens = encoding().encode_ordinary(demo_answer(body))
         finish = "stop"
         if limit is not None and len(tokens) > limit:
             tokens, finish = tokens[:limit], "length"
         pieces = [encoding().decode([t]) for t in tokens]
-        return pieces, finish, count_prompt(body["messages"], body.get("tools"))
+        return pieces, finish
 
     async def complete(self, body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
         created = int(time.time())
@@ -80,7 +80,7 @@ class DemoAdapter(Adapter):
             }
             completion, finish = 8, "tool_calls"
         else:
-            pieces, finish, prompt = self._plan(body)
+            pieces, finish = self._plan(body)
             completion = len(pieces)
             message = {"role": "assistant", "content": "".join(pieces)}
             await asyncio.sleep(settings.DEMO_TOKEN_DELAY_MS * completion / 1000 / 4)
@@ -98,6 +98,7 @@ class DemoAdapter(Adapter):
     ) -> AsyncIterator[dict[str, Any]]:
         created = int(time.time())
         delay = settings.DEMO_TOKEN_DELAY_MS / 1000
+        prompt = count_prompt(body["messages"], body.get("tools"))
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {
@@ -121,10 +122,9 @@ class DemoAdapter(Adapter):
             )
             yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]})
             yield chunk({}, "tool_calls")
-            prompt = count_prompt(body["messages"], body.get("tools"))
             completion = 8
         else:
-            pieces, finish, prompt = self._plan(body)
+            pieces, finish = self._plan(body)
             for piece in pieces:
                 if delay:
                     await asyncio.sleep(delay)
