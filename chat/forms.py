@@ -22,7 +22,7 @@ class QuestionForm(forms.Form):
 
 def model_choices() -> list[tuple[str, str]]:
     """Models the chat can use: enabled, priced and routed, by title."""
-    models = [m for m in get_catalog().enabled() if m.is_priced and m.routes]
+    models = get_catalog().callable()
     return [
         (m.id, m.title or m.id) for m in sorted(models, key=lambda m: (m.title or m.id).lower())
     ]

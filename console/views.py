@@ -14,8 +14,9 @@ from gateway.sync import db_sync_to_async
 
 @require_GET
 def home(request: HttpRequest) -> TemplateResponse:
-    models = [m for m in get_catalog().enabled() if m.is_priced and m.routes]
-    return TemplateResponse(request, "console/home.html", {"model_count": len(models)})
+    return TemplateResponse(
+        request, "console/home.html", {"model_count": len(get_catalog().callable())}
+    )
 
 
 @require_GET

@@ -89,6 +89,10 @@ class Catalog:
     def enabled(self) -> list[ModelInfo]:
         return [m for m in self.models.values() if m.enabled]
 
+    def callable(self) -> list[ModelInfo]:
+        """Enabled models that have a price and a route: the ones a request can reach."""
+        return [m for m in self.models.values() if m.enabled and m.is_priced and m.routes]
+
     def all(self) -> list[ModelInfo]:
         return list(self.models.values())
 

@@ -106,11 +106,7 @@ class Call:
 
 def model_not_found(name: str, catalog: Catalog, key: KeyInfo | None = None) -> GatewayError:
     """404 `model_not_found`, listing the models that can be called (by this key)."""
-    ids = sorted(
-        m.id
-        for m in catalog.enabled()
-        if m.is_priced and m.routes and (key is None or key.allows_model(m.id))
-    )
+    ids = sorted(m.id for m in catalog.callable() if key is None or key.allows_model(m.id))
     shown = ", ".join(ids[:25]) + (f", … and {len(ids) - 25} more" if len(ids) > 25 else "")
     return GatewayError(
         404,

@@ -141,8 +141,8 @@ async def models(request: HttpRequest) -> HttpResponse:
     catalog = await engine.current_catalog()
     data = [
         _model_object(m)
-        for m in sorted(catalog.enabled(), key=lambda m: m.id)
-        if m.is_priced and m.routes and key.allows_model(m.id)
+        for m in sorted(catalog.callable(), key=lambda m: m.id)
+        if key.allows_model(m.id)
     ]
     return json_response({"object": "list", "data": data})
 
