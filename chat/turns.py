@@ -1,6 +1,6 @@
 """One question and its streamed answer: the web chat as a caller of the gateway engine.
 
-The chat calls the same `prepare` → `open_stream` → `stream_chunks` path as
+The chat calls the same `open_call` → `Call.open_stream` → `Call.chunks` path as
 POST /v1/chat/completions, with the user's web key and `source=web`, so it is
 checked, rate limited, billed and logged exactly like an API call.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from billing.models import UsageRecord
 from chat.models import Conversation, Message, web_key_for
-from gateway import engine
+from gateway import calls
 from gateway.auth import KeyInfo, key_info
 from gateway.errors import GatewayError
 from gateway.sync import db_sync_to_async
@@ -83,18 +83,18 @@ async def take_turn(*, conversation: Conversation, text: str) -> AsyncGenerator[
     """
     question, answer, messages = await _start_async(conversation, text)
     yield Started(question, answer)
-    request_id = engine.new_request_id()
+    request_id = calls.new_request_id()
     parts: list[str] = []
     status, error = Message.Status.OK, ""
     try:
-        call = await engine.prepare(
+        call = await calls.open_call(
             key=await _web_key(conversation),
             body={"model": conversation.model, "messages": messages, "stream": True},
             request_id=request_id,
             source=UsageRecord.Source.WEB,
         )
-        first, chunks = await engine.open_stream(call)
-        async with contextlib.aclosing(engine.stream_chunks(call, first, chunks)) as events:
+        await call.open_stream()
+        async with contextlib.aclosing(call.chunks()) as events:
             async for event in events:
                 if "error" in event:
                     status, error = Message.Status.ERROR, event["error"]["message"]

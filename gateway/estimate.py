@@ -12,7 +12,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from billing.money import micro_to_usd, token_cost
-from gateway import engine
+from gateway import calls
 from gateway.catalog import ModelInfo
 from gateway.errors import invalid
 from gateway.tokens import count_prompt
@@ -88,4 +88,4 @@ def _prompt_tokens(body: dict[str, Any]) -> int:
 async def _priced_model(name: Any) -> ModelInfo:
     if not isinstance(name, str) or not name.strip():
         raise invalid("`model` is required.", param="model")
-    return engine.priced_model(await engine.current_catalog(), name)
+    return calls.priced_model(await calls.current_catalog(), name)

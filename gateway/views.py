@@ -14,7 +14,7 @@ from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from billing.models import UsageRecord
-from gateway import engine, routing
+from gateway import calls, routing
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import ModelInfo
 from gateway.errors import GatewayError
@@ -43,7 +43,7 @@ def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable
         @csrf_exempt
         @functools.wraps(view)
         async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            request_id = engine.new_request_id()
+            request_id = calls.new_request_id()
             request.request_id = request_id  # type: ignore[attr-defined]
             base = {"x-request-id": request_id}
             try:
@@ -97,7 +97,7 @@ def _read_body(request: HttpRequest) -> bytes:
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     """POST /v1/chat/completions: OpenAI's chat API, streamed or not, billed once."""
     body = parse_json(_read_body(request))
-    call = await engine.prepare(
+    call = await calls.open_call(
         key=request.api_key,  # type: ignore[attr-defined]
         body=body,
         request_id=request.request_id,  # type: ignore[attr-defined]
@@ -106,18 +106,15 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     )
     try:
         if not call.stream:
-            result, record = await engine.complete(call)
+            result = await call.answer()
             return json_response(
-                result,
-                headers={**call.headers, "X-Request-Cost-Micro-Usd": str(record.cost_micro_usd)},
+                result, headers={**call.headers, "X-Request-Cost-Micro-Usd": str(call.charge)}
             )
-        first, chunks = await engine.open_stream(call)
+        await call.open_stream()
     except GatewayError as exc:
         exc.headers = {**call.headers, **exc.headers}
         raise
-    response = StreamingHttpResponse(
-        engine.relay(call, first, chunks), content_type="text/event-stream"
-    )
+    response = StreamingHttpResponse(call.sse(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     for name, value in call.headers.items():
@@ -138,7 +135,7 @@ def _model_object(model: ModelInfo) -> dict[str, Any]:
 async def models(request: HttpRequest) -> HttpResponse:
     """GET /v1/models: the models this key may call, as OpenAI lists them."""
     key: KeyInfo = request.api_key  # type: ignore[attr-defined]
-    catalog = await engine.current_catalog()
+    catalog = await calls.current_catalog()
     data = [
         _model_object(m)
         for m in sorted(catalog.callable(), key=lambda m: m.id)
@@ -151,10 +148,10 @@ async def models(request: HttpRequest) -> HttpResponse:
 async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
     """GET /v1/models/<id>: one model, as OpenAI's SDK retrieves it."""
     key: KeyInfo = request.api_key  # type: ignore[attr-defined]
-    catalog = await engine.current_catalog()
+    catalog = await calls.current_catalog()
     model = catalog.resolve(model_id)
     if model is None or not (model.is_priced and model.routes and key.allows_model(model.id)):
-        raise engine.model_not_found(model_id, catalog, key)
+        raise calls.model_not_found(model_id, catalog, key)
     return json_response(_model_object(model))
 
 
@@ -189,7 +186,7 @@ def catalog_entry(model: ModelInfo) -> dict[str, Any]:
 async def catalog(request: HttpRequest) -> HttpResponse:
     """GET /v1/catalog: public prices and availability; ?show_all=true adds disabled models."""
     show_all = request.GET.get("show_all", "").lower() in {"1", "true", "yes"}
-    snapshot = await engine.current_catalog()
+    snapshot = await calls.current_catalog()
     models = snapshot.all() if show_all else snapshot.enabled()
     data = [catalog_entry(m) for m in sorted(models, key=lambda m: m.id)]
     return json_response({"object": "list", "data": data})

@@ -272,17 +272,17 @@ def world(django_db_setup: None, django_db_blocker: Any) -> Iterator[dict[str, C
 @pytest.fixture
 def upstream_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records every adapter the engine asks for; rejected requests must ask for none."""
-    from gateway import engine
+    from gateway import calls
 
-    calls: list[str] = []
-    real = engine.get_adapter
+    asked: list[str] = []
+    real = calls.get_adapter
 
     def recording(provider: Any, client: Any) -> Any:
-        calls.append(provider.name)
+        asked.append(provider.name)
         return real(provider, client)
 
-    monkeypatch.setattr(engine, "get_adapter", recording)
-    return calls
+    monkeypatch.setattr(calls, "get_adapter", recording)
+    return asked
 
 
 def books(account_id: int) -> dict[str, int]:

@@ -23,7 +23,7 @@ from django.utils import timezone
 from billing.ledger import credit_account, release_expired_holds, reserve_credits, settle
 from billing.models import Account, Hold, LedgerEntry, UsageRecord
 from billing.money import token_cost
-from gateway import engine
+from gateway import calls
 from gateway.management.commands.synccatalog import DEMO_MODEL
 from gateway.providers.demo import demo_answer
 from gateway.tokens import count_prompt, encoding
@@ -49,9 +49,9 @@ def cost_at_demo_prices(prompt_tokens: int, completion_tokens: int) -> int:
 
 
 def worst_case() -> int:
-    """The hold engine.prepare places for one request (no markup)."""
+    """The hold calls.open_call places for one request (no markup)."""
     prompt = count_prompt(MESSAGES)
-    reserved_prompt = int(prompt * engine.PROMPT_MARGIN) + engine.PROMPT_SLACK_TOKENS
+    reserved_prompt = int(prompt * calls.PROMPT_MARGIN) + calls.PROMPT_SLACK_TOKENS
     return cost_at_demo_prices(reserved_prompt, MAX_TOKENS)
 
 

@@ -8,7 +8,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from billing.models import Account, Hold, UsageRecord
-from gateway import engine
+from gateway import calls
 from gateway.auth import key_info
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 async def test_cancelling_during_the_reservation_releases_the_hold(
     customer, demo_catalog, monkeypatch
 ):
-    real_reserve = engine._reserve_async
+    real_reserve = calls._reserve_async
     reserved = asyncio.Event()
 
     async def slow_reserve(**kwargs):
@@ -26,10 +26,10 @@ async def test_cancelling_during_the_reservation_releases_the_hold(
         await asyncio.sleep(0.5)
         return reservation
 
-    monkeypatch.setattr(engine, "_reserve_async", slow_reserve)
+    monkeypatch.setattr(calls, "_reserve_async", slow_reserve)
     key = await key_info(customer.api_key.prefix)
     body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
-    preparing = asyncio.create_task(engine.prepare(key=key, body=body, request_id="req_gone"))
+    preparing = asyncio.create_task(calls.open_call(key=key, body=body, request_id="req_gone"))
     await asyncio.wait_for(reserved.wait(), timeout=5)
 
     preparing.cancel()

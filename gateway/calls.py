@@ -1,0 +1,605 @@
+"""A call's money, from its credit hold to its one settlement.
+
+Every caller (the /v1 views, the web chat, the front doors) gets a `Call` from
+`open_call()` and ends it through `Call.end()`, the only place that settles. The steps
+of the lifecycle (README, "How a request is billed"), one function each:
+
+1. parse the body             gateway.validation.validate_chat (called by open_call)
+2. authenticate the key       gateway.auth.authenticate (by the view decorator)
+3. resolve the model          priced_model()
+4. check the key's policy     check_policy(), then the rate limits (gateway.ratelimit)
+5. reserve the worst case     hold_credit()
+6. route, with fallback       Call._route(): one loop for streamed and plain calls
+7. relay                      Call.answer() or Call.open_stream() + Call.chunks()
+8. settle                     Call.end(): the charge (capped at the hold), the hold
+                              released, one usage record; never raises
+
+A call that reached the upstream is never billed zero: a client that leaves, a stream
+that breaks and an upstream that under-reports all pay for the prompt and what
+Switchboard saw generated (gateway.metering).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from django.utils import timezone
+
+from accounts.models import ApiKey
+from billing.ledger import (
+    InsufficientCredits,
+    Reservation,
+    SpendCapExceeded,
+    reserve_credits,
+    settle,
+)
+from billing.models import UsageRecord
+from billing.money import format_usd, token_cost
+from gateway import metering, metrics, routing
+from gateway.auth import KeyInfo
+from gateway.catalog import Catalog, ModelInfo, RouteInfo, catalog_is_fresh, get_catalog
+from gateway.errors import GatewayError, invalid
+from gateway.http import upstream_client
+from gateway.providers import get_adapter
+from gateway.providers.base import Adapter, ProviderError
+from gateway.ratelimit import check_limits
+from gateway.sync import db_sync_to_async
+from gateway.tokens import count_prompt
+from gateway.validation import requested_output_tokens, validate_chat
+
+log = logging.getLogger(__name__)
+
+PROMPT_MARGIN = 1.1  # other vendors' tokenizers may count a little more than o200k
+PROMPT_SLACK_TOKENS = 16
+LARGE_PROMPT_BYTES = 64 * 1024
+LAST_USED_WRITE_SECONDS = 60
+
+T = TypeVar("T")
+
+_catalog_async = db_sync_to_async(get_catalog)
+_reserve_async = db_sync_to_async(reserve_credits)
+_last_used_written: dict[int, float] = {}
+
+
+def new_request_id() -> str:
+    return f"req_{secrets.token_hex(12)}"
+
+
+async def current_catalog() -> Catalog:
+    """The catalog snapshot, without a thread hop while it is fresh."""
+    if catalog_is_fresh():
+        return get_catalog()
+    return await _catalog_async()
+
+
+def model_not_found(name: str, catalog: Catalog, key: KeyInfo | None = None) -> GatewayError:
+    """404 `model_not_found`, listing the models that can be called (by this key)."""
+    ids = sorted(m.id for m in catalog.callable() if key is None or key.allows_model(m.id))
+    shown = ", ".join(ids[:25]) + (f", … and {len(ids) - 25} more" if len(ids) > 25 else "")
+    return GatewayError(
+        404,
+        f"The model '{name}' does not exist or is not available. "
+        f"Available models: {shown or 'none'}. See GET /v1/models.",
+        code="model_not_found",
+        param="model",
+    )
+
+
+def priced_model(catalog: Catalog, name: str, key: KeyInfo | None = None) -> ModelInfo:
+    """Step 3: the model called `name`, or 404 `model_not_found` / 400 `model_not_priced`:
+    a model without a price is never served at $0."""
+    model = catalog.resolve(name)
+    if model is None:
+        raise model_not_found(name, catalog, key)
+    if not model.is_priced:
+        raise invalid(
+            f"Model '{model.id}' has no price configured, so it is not served. "
+            "The operator must set its prices.",
+            "model",
+            "model_not_priced",
+        )
+    return model
+
+
+def _output_budget(body: dict[str, Any], model: ModelInfo, prompt: int) -> int:
+    """Tokens of output to reserve for, after checking them against the model's limits."""
+    requested = requested_output_tokens(body)
+    param = (
+        "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    )
+    if requested is not None and requested > model.max_output_tokens:
+        raise invalid(
+            f"{param} is too large: {requested}. This model supports at most "
+            f"{model.max_output_tokens} completion tokens.",
+            param,
+            "invalid_value",
+        )
+    wanted = prompt + (requested or 0)
+    if wanted > model.context_length or prompt >= model.context_length:
+        raise invalid(
+            f"This model's maximum context length is {model.context_length} tokens. However, "
+            f"you requested {wanted} tokens ({prompt} in the messages, {requested or 0} in the "
+            "completion). Please reduce the length of the messages or completion.",
+            "messages",
+            "context_length_exceeded",
+        )
+    if requested is not None:
+        return requested
+    return min(model.max_output_tokens, model.context_length - prompt)
+
+
+def max_cost(header: str | None, key: KeyInfo) -> int | None:
+    """The per-request cap: the key's, which `X-Max-Cost-Micro-Usd` can lower, never raise."""
+    cap = key.max_cost_per_request_micro_usd
+    if header is None:
+        return cap
+    try:
+        value = int(header)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise invalid(
+            "X-Max-Cost-Micro-Usd must be a whole number of micro-USD (>= 0).",
+            "X-Max-Cost-Micro-Usd",
+        )
+    return value if cap is None else min(value, cap)
+
+
+def check_policy(key: KeyInfo, model: ModelInfo) -> None:
+    """Step 4: the key's model allowlist (expiry and revocation are checked at sign-in)."""
+    if not key.allows_model(model.id):
+        raise GatewayError(
+            403,
+            f"This API key is not allowed to use '{model.id}'. "
+            f"Allowed: {', '.join(key.allowed_models)}.",
+            code="model_not_allowed",
+            param="model",
+        )
+
+
+def worst_case_cost(model: ModelInfo, prompt: int, output: int) -> int:
+    """The most a call can cost: the prompt with a margin for other tokenizers, and every
+    output token it may generate."""
+    return token_cost(
+        prompt_tokens=int(prompt * PROMPT_MARGIN) + PROMPT_SLACK_TOKENS,
+        completion_tokens=output,
+        cached_tokens=0,
+        input_price=model.input_price or 0,
+        output_price=model.output_price or 0,
+        cached_price=model.cached_price,
+    )
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    """The status and error a call that stopped with `exc` is recorded with."""
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return UsageRecord.Status.CANCELLED, "client disconnected"
+    if isinstance(exc, GatewayError | ProviderError):
+        return UsageRecord.Status.ERROR, exc.message
+    return UsageRecord.Status.ERROR, repr(exc)
+
+
+def _upstream_failed(model: ModelInfo, exc: ProviderError) -> GatewayError:
+    if exc.retryable:
+        return routing.no_healthy_upstream(model.id, exc.retry_after or 1, exc.message)
+    return GatewayError(exc.status, exc.message, code="upstream_error")
+
+
+@dataclass(slots=True)
+class Call:
+    """One accepted request, from its credit hold to its settlement."""
+
+    request_id: str
+    key: KeyInfo
+    model: ModelInfo
+    body: dict[str, Any]
+    stream: bool
+    include_usage: bool
+    prompt_estimate: int
+    output_tokens: int
+    reservation: Reservation
+    source: str = UsageRecord.Source.API
+    fallback: bool = True
+    started: float = field(default_factory=time.monotonic)
+    headers: dict[str, str] = field(default_factory=dict)
+    route: RouteInfo | None = None
+    attempts: int = 0
+    ttft_ms: int | None = None
+    # What the current attempt's upstream has generated, as far as Switchboard saw it.
+    generating: bool = False
+    seen: list[str] = field(default_factory=list)
+    upstream_usage: Any = None
+    metered: metering.Metered | None = None
+    charge: int | None = None
+    record: UsageRecord | None = None
+    _upstream: AsyncIterator[dict[str, Any]] | None = None
+    _buffer: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def completion_id(self) -> str:
+        return f"chatcmpl-{self.request_id[4:]}"
+
+    @property
+    def ended(self) -> bool:
+        return self.charge is not None
+
+    def cost(self, metered: metering.Metered) -> int:
+        return token_cost(
+            prompt_tokens=metered.prompt_tokens,
+            completion_tokens=metered.completion_tokens,
+            cached_tokens=metered.cached_tokens,
+            input_price=self.model.input_price or 0,
+            output_price=self.model.output_price or 0,
+            cached_price=self.model.cached_price,
+        )
+
+    # --- 6. route ------------------------------------------------------------------
+
+    async def _route(self, attempt: Callable[[Adapter, RouteInfo], Awaitable[T]]) -> T:
+        """Try the model's healthy routes in order until one answers; the one fallback
+        loop. A retryable failure cools the provider down and moves on to the next."""
+        last: ProviderError | None = None
+        for route in routing.routes_to_try(self.model, fallback=self.fallback):
+            self.route = route
+            self.attempts += 1
+            adapter = get_adapter(route.provider, upstream_client())
+            self.seen, self.upstream_usage, self.generating = [], None, True
+            try:
+                result = await attempt(adapter, route)
+            except ProviderError as exc:
+                self.generating = False
+                last = exc
+                metrics.upstream_failed(route.provider.name)
+                if not exc.retryable:
+                    break
+                routing.cool_down(route.provider.id, exc.retry_after)
+                continue
+            routing.recovered(route.provider.id)
+            return result
+        assert last is not None
+        raise _upstream_failed(self.model, last)
+
+    def _upstream_body(self, adapter: Adapter) -> dict[str, Any]:
+        body = dict(self.body)
+        for name in ("model", "stream", "stream_options"):
+            body.pop(name, None)
+        if adapter.requires_max_tokens and requested_output_tokens(body) is None:
+            body["max_tokens"] = self.output_tokens
+        return body
+
+    # --- 7. relay ------------------------------------------------------------------
+
+    async def answer(self) -> dict[str, Any]:
+        """A non-streamed completion, with fallback; the call is settled when it returns."""
+        try:
+            result = await self._route(self._complete)
+        except BaseException as exc:
+            await self.end(*_failure(exc))
+            raise
+        self.upstream_usage = result.get("usage")
+        self.seen = [metering.completion_text(result)]
+        charge = await self.end(UsageRecord.Status.OK)
+        assert self.metered is not None
+        result.update(id=self.completion_id, model=self.model.id)
+        result["usage"] = {**self.metered.usage, **metering.cost_fields(charge)}
+        return result
+
+    async def _complete(self, adapter: Adapter, route: RouteInfo) -> dict[str, Any]:
+        return await adapter.complete(self._upstream_body(adapter), route.upstream_model)
+
+    async def open_stream(self) -> None:
+        """Start streaming from the first route that sends content (more than the role).
+
+        Fallback happens here, before anything reaches the client. A call that fails
+        here is settled and a GatewayError raised; then `chunks()` relays the rest.
+        """
+        try:
+            await self._route(self._start_stream)
+        except BaseException as exc:
+            await self.end(*_failure(exc))
+            raise
+
+    async def _start_stream(self, adapter: Adapter, route: RouteInfo) -> None:
+        chunks = adapter.stream(self._upstream_body(adapter), route.upstream_model)
+        self._upstream, self._buffer = chunks, []
+        try:
+            while (chunk := await self._next_chunk()) is not None:
+                if chunk.get("choices"):
+                    self._buffer.append(chunk)
+                if metering.has_content(chunk):
+                    self.ttft_ms = int((time.monotonic() - self.started) * 1000)
+                    return
+        except BaseException:
+            await chunks.aclose()  # type: ignore[attr-defined]
+            raise
+        await chunks.aclose()  # type: ignore[attr-defined]
+        raise ProviderError(f"{route.provider.name} sent an empty stream", retryable=True)
+
+    async def _next_chunk(self) -> dict[str, Any] | None:
+        """The upstream's next chunk, noting its text and usage; None at the end."""
+        assert self._upstream is not None
+        try:
+            chunk = await anext(self._upstream)
+        except StopAsyncIteration:
+            return None
+        if chunk.get("usage"):
+            self.upstream_usage = chunk.pop("usage")
+        self.seen.extend(metering.chunk_text(chunk))
+        return chunk
+
+    async def chunks(self) -> AsyncGenerator[dict[str, Any], None]:
+        """The opened stream as chunk dicts, for any caller (/v1 relay, the web chat).
+
+        Yields the upstream's chunks (with our id and model), then one usage chunk with
+        the cost, or a final `{"error": …}` event if the stream fails. Settles exactly
+        once however the stream ends; a caller that stops early must `aclose()` this
+        generator, and what was generated so far is charged as `cancelled`.
+        """
+        assert self._upstream is not None
+        status, error = UsageRecord.Status.ERROR, "the stream stopped"
+        try:
+            for chunk in self._buffer:
+                yield self._stamped(chunk)
+            self._buffer = []
+            while (chunk := await self._next_chunk()) is not None:
+                if chunk.get("choices"):
+                    yield self._stamped(chunk)
+            status, error = UsageRecord.Status.OK, ""
+            yield self._usage_chunk()
+            await self.end(UsageRecord.Status.OK)
+        except ProviderError as exc:
+            status, error = UsageRecord.Status.ERROR, exc.message
+            metrics.upstream_failed(self.route.provider.name if self.route else "")
+            yield GatewayError(
+                502, f"Upstream failed mid-stream: {exc.message}", code="upstream_error"
+            ).as_dict()
+        except (asyncio.CancelledError, GeneratorExit) as exc:
+            if status != UsageRecord.Status.OK:
+                status, error = _failure(exc)
+            raise
+        except Exception as exc:
+            log.exception("stream of %s failed", self.request_id)
+            status, error = _failure(exc)
+            yield GatewayError(
+                500,
+                f"The gateway failed while streaming (request id {self.request_id}).",
+                code="internal_error",
+            ).as_dict()
+        finally:
+            await self._upstream.aclose()  # type: ignore[attr-defined]
+            if not self.ended:
+                await self.end(status, error)
+
+    def _stamped(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        chunk["id"] = self.completion_id
+        chunk["model"] = self.model.id
+        return chunk
+
+    def _usage_chunk(self) -> dict[str, Any]:
+        metered = self._measure()
+        return {
+            "id": self.completion_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.model.id,
+            "choices": [],
+            "usage": {
+                **metered.usage,
+                **metering.cost_fields(min(self.cost(metered), self.reservation.amount)),
+            },
+        }
+
+    async def sse(self) -> AsyncIterator[bytes]:
+        """The stream as server-sent events; [DONE] goes out before the settlement."""
+        async with contextlib.aclosing(self.chunks()) as events:
+            async for event in events:
+                if event.get("usage"):
+                    if self.include_usage:
+                        yield sse(event)
+                    yield DONE
+                else:
+                    yield sse(event)
+
+    # --- 8. settle -----------------------------------------------------------------
+
+    def _measure(self) -> metering.Metered:
+        """What the call is billed for: nothing unless an upstream was generating."""
+        if self.metered is None:
+            if self.generating:
+                self.metered = metering.checked_usage(
+                    self.upstream_usage,
+                    prompt_estimate=self.prompt_estimate,
+                    generated="".join(self.seen),
+                )
+            else:
+                self.metered = metering.NOTHING
+        return self.metered
+
+    async def end(self, status: str, error: str = "") -> int:
+        """Settle the call, once: charge what it used (never more than was held), release
+        the hold, write the usage record. Returns the charge. Never raises: the client
+        that got its answer is never sent an error for the books' sake, and a client that
+        left does not stop the settlement."""
+        if self.charge is not None:
+            return self.charge
+        metered = self._measure()
+        cost = self.cost(metered)
+        self.charge = min(cost, self.reservation.amount)
+        settling = asyncio.ensure_future(
+            _settle_async(self.reservation, cost, self._usage_fields(metered, status, error))
+        )
+        try:
+            self.record = await asyncio.shield(settling)
+        except asyncio.CancelledError:
+            self.record = await settling
+            raise
+        finally:
+            self._after_settlement()
+        return self.charge
+
+    def _usage_fields(self, metered: metering.Metered, status: str, error: str) -> dict[str, Any]:
+        route = self.route
+        return {
+            "source": self.source,
+            "model": self.model.id,
+            "provider": route.provider.name if route else "",
+            "upstream_model": route.upstream_model if route else "",
+            "stream": self.stream,
+            "prompt_tokens": metered.prompt_tokens,
+            "completion_tokens": metered.completion_tokens,
+            "cached_tokens": metered.cached_tokens,
+            "latency_ms": int((time.monotonic() - self.started) * 1000),
+            "ttft_ms": self.ttft_ms,
+            "status": status,
+            "error": error[:300],
+            "attempts": max(self.attempts, 1),
+            "price_version": self.model.price_version,
+        }
+
+    def _after_settlement(self) -> None:
+        """Work after the commit; its failure never reaches the client."""
+        record = self.record
+        if record is None:
+            return
+        self.charge = record.cost_micro_usd
+        try:
+            metrics.completion_settled(record)
+        except Exception:
+            log.exception("metrics failed after settling %s", self.request_id)
+
+
+def _settle_and_stamp(
+    reservation: Reservation, cost: int, usage: dict[str, Any]
+) -> UsageRecord | None:
+    """Settle in the database, then note when the key was last used (at most once a
+    minute per key and worker). A database failure is logged, never raised."""
+    try:
+        record = settle(reservation=reservation, cost=cost, usage=usage)
+    except Exception:
+        log.exception("settlement of %s failed", reservation.request_id)
+        return None
+    key_id = reservation.api_key_id
+    now = time.monotonic()
+    if (
+        key_id is not None
+        and now - _last_used_written.get(key_id, -LAST_USED_WRITE_SECONDS)
+        >= LAST_USED_WRITE_SECONDS
+    ):
+        _last_used_written[key_id] = now
+        try:
+            ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
+        except Exception:
+            log.warning("could not note the last use of key %s", key_id, exc_info=True)
+    return record
+
+
+_settle_async = db_sync_to_async(_settle_and_stamp)
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
+
+
+async def open_call(
+    *,
+    key: KeyInfo,
+    body: dict[str, Any],
+    request_id: str,
+    max_cost_header: str | None = None,
+    fallback: bool = True,
+    source: str = UsageRecord.Source.API,
+) -> Call:
+    """Steps 1 to 5: validate, resolve the model, apply the key's policy and limits, and
+    hold the worst case. Raises GatewayError (nothing held) when the call is refused."""
+    validate_chat(body)
+    model = priced_model(await current_catalog(), body["model"], key)
+    check_policy(key, model)
+    messages, tools = body["messages"], body.get("tools")
+    if sum(len(str(m.get("content") or "")) for m in messages) > LARGE_PROMPT_BYTES:
+        prompt = await asyncio.to_thread(count_prompt, messages, tools)
+    else:
+        prompt = count_prompt(messages, tools)
+    output_tokens = _output_budget(body, model, prompt)
+    output = output_tokens * (body.get("n") or 1)
+    worst_case = worst_case_cost(model, prompt, output)
+    cap = max_cost(max_cost_header, key)
+    if cap is not None and worst_case > cap:
+        raise GatewayError(
+            402,
+            f"The worst-case cost of this request is {worst_case} micro-USD "
+            f"({format_usd(worst_case)}), above the per-request cap of {cap} micro-USD. "
+            "Lower max_tokens or raise the cap.",
+            code="max_cost_exceeded",
+        )
+    headers: dict[str, str] = {}
+    if not key.unlimited:
+        headers = await check_limits(
+            key_id=key.id, rpm=key.rpm_limit, tpm=key.tpm_limit, tokens=prompt + output
+        )
+    call = Call(
+        request_id=request_id,
+        key=key,
+        model=model,
+        body=body,
+        stream=bool(body.get("stream")),
+        include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+        prompt_estimate=prompt,
+        output_tokens=output_tokens,
+        reservation=Reservation(
+            account_id=key.account_id, api_key_id=key.id, request_id=request_id, amount=worst_case
+        ),
+        source=source,
+        fallback=fallback,
+        headers=headers,
+    )
+    await hold_credit(call)
+    return call
+
+
+async def hold_credit(call: Call) -> None:
+    """Step 5: reserve the call's worst case (402 when the account cannot cover it). A
+    client gone meanwhile gets its hold released."""
+    reserving = asyncio.ensure_future(
+        _reserve_async(
+            account_id=call.key.account_id,
+            amount=call.reservation.amount,
+            request_id=call.request_id,
+            api_key=call.key.key,
+        )
+    )
+    try:
+        await asyncio.shield(reserving)
+    except asyncio.CancelledError as exc:
+        # The UPDATE may already have committed in its thread: wait for it, then settle.
+        with contextlib.suppress(InsufficientCredits, SpendCapExceeded):
+            await reserving
+            await call.end(*_failure(exc))
+        raise
+    except InsufficientCredits as exc:
+        raise GatewayError(
+            402,
+            f"Insufficient credits: this request may cost up to {format_usd(exc.needed)} "
+            f"({exc.needed} micro-USD) and {format_usd(exc.available)} is available. "
+            "Add credit on the Billing page or lower max_tokens.",
+            code="insufficient_credits",
+            headers=call.headers,
+        ) from exc
+    except SpendCapExceeded as exc:
+        raise GatewayError(
+            402,
+            f"This key's spend cap of {format_usd(exc.cap)} for its period would be exceeded "
+            f"({format_usd(exc.spent)} already spent or held).",
+            code="spend_cap_exceeded",
+            headers=call.headers,
+        ) from exc
