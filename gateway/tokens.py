@@ -44,7 +44,9 @@ def encoding() -> tiktoken.Encoding:
         special_tokens={"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
     )
     # The Rust core keeps its own tables; the Python dict of 200k ranks (about 27 MB in
-    # every worker) is only read to pickle the encoding, which nothing here does.
+    # every worker) is only read to pickle the encoding, which nothing here does. It is
+    # tiktoken's private attribute: pyproject.toml keeps tiktoken within the 0.14 series
+    # and tests/gateway/test_tokens.py checks that nothing else reads it.
     loaded._mergeable_ranks = {}
     del ranks
     _give_freed_memory_back()

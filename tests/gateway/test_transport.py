@@ -1,4 +1,9 @@
-"""The upstream client's plain-asyncio transport: HTTP and TLS, keep-alive, errors."""
+"""The upstream client's plain-asyncio transport: HTTP and TLS, keep-alive, errors, and
+the httpx and httpcore internals it relies on.
+
+The contract tests fail, naming the library, its version and the private name, when an
+httpx or httpcore release changes what gateway/transport.py overrides or replaces.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,26 @@ import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 from pathlib import Path
 
+import httpcore
 import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from httpcore._async.connection_pool import AsyncPoolRequest, PoolByteStream
+from httpcore._async.http11 import AsyncHTTP11Connection
 
-from gateway.transport import AsyncioTransport
+from gateway.transport import AsyncioConnectionPool, AsyncioStream, AsyncioTransport
 from tests.conftest import free_port
+from tests.contracts import assert_reads, assert_source_unchanged, pinned
+
+# The releases gateway/transport.py was written against: pyproject.toml pins exactly these.
+CHECKED = {"httpx": "0.28.1", "httpcore": "1.0.9"}
+USER = "gateway/transport.py"
 
 LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5)
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -96,6 +110,9 @@ async def test_it_speaks_tls_and_reuses_the_connection(tls):
 
     assert (first.text, second.text) == ("answer 1", "answer 2")
     assert len(connections) == 1
+    # httpx sent both through the pool it was given (its private _pool), on AsyncioBackend.
+    assert isinstance(first.extensions["network_stream"], AsyncioStream)
+    assert second.extensions["network_stream"] is first.extensions["network_stream"]
 
 
 async def test_it_refuses_a_certificate_it_does_not_trust(tls):
@@ -176,3 +193,92 @@ async def test_the_pool_keeps_at_most_its_keep_alive_limit_of_idle_connections()
     assert after.text == "ok"
     assert len(connections) == 6
     assert kept <= 2
+
+
+def test_httpx_and_httpcore_are_pinned_to_the_releases_the_transport_was_checked_against():
+    for distribution, checked in CHECKED.items():
+        requirement = pinned(distribution)
+        assert str(requirement.specifier) == f"=={checked}", (
+            f"pyproject.toml requires {requirement}, but {USER} was checked against "
+            f"{distribution} {checked} only: run this file's contract tests against the new "
+            f"release, then update CHECKED and the hashes here."
+        )
+        installed = version(distribution)
+        assert installed == checked, (
+            f"{distribution} {installed} is installed, {USER} was checked against {checked} "
+            "(and pyproject.toml pins it): reinstall with `pip install -e '.[dev]'`."
+        )
+
+
+def test_the_httpcore_bookkeeping_the_pool_overrides_has_not_changed():
+    # AsyncioConnectionPool._assign_requests_to_connections makes the same decisions as
+    # this method, in linear time.
+    assert_source_unchanged(
+        httpcore.AsyncConnectionPool._assign_requests_to_connections,
+        "ea1547e78a655633653bde5257e611ee458cfd46b8ab4543de13c5bae095b0ae",
+        distribution="httpcore",
+        checked=CHECKED["httpcore"],
+        user=f"{USER} (AsyncioConnectionPool)",
+    )
+    override = AsyncioConnectionPool._assign_requests_to_connections
+    assert override is not httpcore.AsyncConnectionPool._assign_requests_to_connections
+
+
+def test_httpcore_still_calls_the_bookkeeping_and_keeps_the_state_it_reads():
+    user = f"{USER} (AsyncioConnectionPool)"
+    callers = {
+        httpcore.AsyncConnectionPool.handle_async_request: (
+            "self._assign_requests_to_connections()"
+        ),
+        PoolByteStream.aclose: "self._pool._assign_requests_to_connections()",
+    }
+    for caller, fragment in callers.items():
+        assert_reads(caller, fragment, distribution="httpcore", user=user)
+    pool = httpcore.AsyncConnectionPool(max_connections=4, max_keepalive_connections=2)
+    state = {
+        "_connections": [],
+        "_requests": [],
+        "_max_connections": 4,
+        "_max_keepalive_connections": 2,
+    }
+    for name, value in state.items():
+        assert getattr(pool, name, None) == value, (
+            f"httpcore {version('httpcore')}: AsyncConnectionPool has no {name} == {value!r}, "
+            f"which {user} reads."
+        )
+    pool_request = AsyncPoolRequest(httpcore.Request("GET", "http://127.0.0.1/"))
+    for name in ("request", "is_queued", "assign_to_connection"):
+        assert hasattr(pool_request, name), (
+            f"httpcore {version('httpcore')}: AsyncPoolRequest has no {name}, which {user} uses."
+        )
+
+
+def test_httpcore_still_asks_the_stream_whether_an_idle_connection_is_readable():
+    # AsyncioStream answers "is_readable" from the event loop's state instead of a poll().
+    assert_reads(
+        AsyncHTTP11Connection.has_expired,
+        'self._network_stream.get_extra_info("is_readable")',
+        distribution="httpcore",
+        user=f"{USER} (AsyncioStream)",
+    )
+
+
+def test_the_httpx_pool_the_transport_replaces_has_not_changed():
+    user = f"{USER} (AsyncioTransport replaces _pool)"
+    # The replacement pool is built with what httpx's __init__ gives its own for these
+    # arguments (no proxy, HTTP/1.1 only, no retries).
+    assert_source_unchanged(
+        httpx.AsyncHTTPTransport.__init__,
+        "433c33239d86ec87383cba12229bd086b4a92985b25ff8b0859cf028f29250e0",
+        distribution="httpx",
+        checked=CHECKED["httpx"],
+        user=user,
+    )
+    users = {
+        httpx.AsyncHTTPTransport.handle_async_request: "await self._pool.handle_async_request(",
+        httpx.AsyncHTTPTransport.aclose: "await self._pool.aclose()",
+        httpx.AsyncHTTPTransport.__aenter__: "await self._pool.__aenter__()",
+        httpx.AsyncHTTPTransport.__aexit__: "await self._pool.__aexit__(",
+    }
+    for method, fragment in users.items():
+        assert_reads(method, fragment, distribution="httpx", user=user)

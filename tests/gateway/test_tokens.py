@@ -1,0 +1,61 @@
+"""Token counting (gateway.tokens), and the tiktoken internal it relies on.
+
+gateway.tokens empties tiktoken's private Encoding._mergeable_ranks once the encoding
+is built (27 MB less per worker, BENCHMARKS.md); the contract tests fail, naming
+tiktoken's version, if a release stops keeping the ranks there or starts reading them
+for anything but pickling.
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib.metadata import version
+
+import tiktoken.core
+from packaging.specifiers import SpecifierSet
+
+from gateway.tokens import count_prompt, count_text, encoding
+from tests.contracts import assert_reads, pinned
+
+TIKTOKEN = "0.14"  # the series gateway/tokens.py was checked against
+USER = "gateway/tokens.py (drops Encoding._mergeable_ranks)"
+
+
+def test_tiktoken_is_pinned_to_the_series_the_tokenizer_was_checked_against():
+    requirement = pinned("tiktoken")
+    assert requirement.specifier == SpecifierSet(f"~={TIKTOKEN}.0"), (
+        f"pyproject.toml requires {requirement}, but {USER} was checked against tiktoken "
+        f"{TIKTOKEN}.x only: run this file against the new release, then update TIKTOKEN."
+    )
+    assert version("tiktoken") in requirement.specifier, (
+        f"tiktoken {version('tiktoken')} is installed, pyproject.toml requires {requirement}."
+    )
+
+
+def test_tiktoken_keeps_the_ranks_in_the_attribute_gateway_tokens_empties():
+    assert_reads(
+        tiktoken.core.Encoding.__init__,
+        "self._mergeable_ranks = mergeable_ranks",
+        distribution="tiktoken",
+        user=USER,
+    )
+    # Only pickling reads the Python copy; encoding and decoding use the Rust core's.
+    assert_reads(
+        tiktoken.core.Encoding.__getstate__,
+        "self._mergeable_ranks",
+        distribution="tiktoken",
+        user=USER,
+    )
+    uses = inspect.getsource(tiktoken.core).count("._mergeable_ranks")
+    assert uses == 2, (
+        f"tiktoken {version('tiktoken')}: tiktoken.core reads _mergeable_ranks in {uses} "
+        f"places, not only in __init__ and __getstate__; check them before {USER}."
+    )
+
+
+def test_the_encoding_counts_without_its_python_copy_of_the_ranks():
+    assert encoding()._mergeable_ranks == {}
+    assert encoding().encode("hello world") == [24912, 2375]
+    assert encoding().decode([24912, 2375]) == "hello world"
+    assert count_text("hello world") == 2
+    assert count_prompt([{"role": "user", "content": "hello world"}]) == 3 + 3 + 1 + 2
