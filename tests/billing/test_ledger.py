@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -57,6 +61,77 @@ def test_there_is_no_grant_when_it_is_set_to_zero(settings: Any) -> None:
     account = account_for(User.objects.create_user("free@example.com"))
 
     assert account.balance_micro_usd == 0 and not account.entries.exists()
+
+
+@contextlib.contextmanager
+def ledger_refusing_writes() -> Iterator[None]:
+    """A database trigger refuses every new ledger entry while the block runs: the
+    grant's write fails in the database itself, the way a real failure would."""
+    table = connection.ops.quote_name(LedgerEntry._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION refuse_ledger_write() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'the ledger refuses this write'; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER refuse_ledger_write BEFORE INSERT ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_ledger_write()"
+            )
+        else:
+            cursor.execute(
+                f"CREATE TRIGGER refuse_ledger_write BEFORE INSERT ON {table} "
+                "BEGIN SELECT RAISE(ABORT, 'the ledger refuses this write'); END"
+            )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"DROP TRIGGER refuse_ledger_write ON {table}")
+                cursor.execute("DROP FUNCTION refuse_ledger_write()")
+            else:
+                cursor.execute("DROP TRIGGER refuse_ledger_write")
+
+
+def test_an_account_whose_grant_cannot_be_paid_is_not_opened(settings: Any) -> None:
+    settings.SIGNUP_GRANT_MICRO_USD = 250_000
+    (user,) = User.objects.bulk_create([User(email="unlucky@example.com")])
+
+    with ledger_refusing_writes(), pytest.raises(DatabaseError, match="refuses this write"):
+        account_for(user)
+
+    assert not Account.objects.filter(user=user).exists()
+    account = account_for(user)
+    assert account.balance_micro_usd == 250_000 == account.ledger_sum()
+    assert account.entries.get().kind == LedgerEntry.Kind.GRANT
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_calls_open_one_account_with_one_grant(settings: Any) -> None:
+    settings.SIGNUP_GRANT_MICRO_USD = 250_000
+    (user,) = User.objects.bulk_create([User(email="racer@example.com")])
+    racers = 6
+    barrier = threading.Barrier(racers, timeout=10)
+
+    def open_account(_: int) -> int:
+        try:
+            # Connected and holding the user before the start, so the calls overlap.
+            own_user = User.objects.get(pk=user.pk)
+            barrier.wait()
+            return account_for(own_user).pk
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(racers) as pool:
+        opened = list(pool.map(open_account, range(racers), timeout=60))
+
+    account = Account.objects.get(user=user)
+    assert opened == [account.pk] * racers
+    assert list(account.entries.values_list("kind", "amount_micro_usd")) == [
+        (LedgerEntry.Kind.GRANT, 250_000)
+    ]
+    assert account.balance_micro_usd == 250_000
 
 
 def balanced(account: Account) -> int:
