@@ -34,15 +34,29 @@ class AdjustCreditForm(forms.Form):
     reason = forms.CharField(max_length=300)
 
 
-class LedgerInline(admin.TabularInline):
+class ReadOnlyAdminMixin:
+    """The books: rows only the billing workflows write, so the admin shows, never edits.
+
+    No add, change or delete for anyone, superusers included; without the delete
+    permission Django also drops the bulk "delete selected" action. Mixed into model
+    admins and inlines alike (their `has_add_permission` differ only in `obj`).
+    """
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class LedgerInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = LedgerEntry
     extra = 0
-    can_delete = False
     fields = ("created_at", "kind", "amount_micro_usd", "memo", "flagged", "idempotency_key")
-    readonly_fields = fields
     ordering = ["-created_at"]
-    max_num = 0
-    show_change_link = False
 
 
 @admin.register(Account)
@@ -101,39 +115,19 @@ class AccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
+class LedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "account", "kind", "amount_micro_usd", "flagged", "memo"]
     list_filter = ["kind", "flagged"]
     search_fields = ["account__user__email", "idempotency_key", "memo"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
 
 @admin.register(Hold)
-class HoldAdmin(admin.ModelAdmin):
+class HoldAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["request_id", "account", "amount_micro_usd", "created_at", "expires_at"]
-    readonly_fields = [
-        "request_id",
-        "account",
-        "api_key",
-        "amount_micro_usd",
-        "created_at",
-        "expires_at",
-    ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "created_at",
         "request_id",
@@ -148,12 +142,6 @@ class UsageRecordAdmin(admin.ModelAdmin):
     list_filter = ["status", "source", "provider", "stream"]
     search_fields = ["request_id", "account__user__email", "model"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(CreditPackage)
@@ -176,13 +164,10 @@ class CreditPackageAdmin(admin.ModelAdmin):
         return format_usd(obj.bonus_micro_usd)
 
 
-class RedemptionInline(admin.TabularInline):
+class RedemptionInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Redemption
     extra = 0
-    can_delete = False
     fields = ["account", "created_at"]
-    readonly_fields = ["account", "created_at"]
-    max_num = 0
 
 
 @admin.register(RedemptionCode)
@@ -200,7 +185,7 @@ class RedemptionCodeAdmin(admin.ModelAdmin):
 
 
 @admin.register(Purchase)
-class PurchaseAdmin(admin.ModelAdmin):
+class PurchaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "account", "package", "price", "status", "paid_at"]
     list_filter = ["status"]
     search_fields = ["stripe_session_id", "payment_intent_id", "account__user__email"]
@@ -210,21 +195,9 @@ class PurchaseAdmin(admin.ModelAdmin):
     def price(self, obj: Purchase) -> str:
         return format_usd(obj.price_micro_usd)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
 
 @admin.register(StripeEvent)
-class StripeEventAdmin(admin.ModelAdmin):
+class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["received_at", "event_id", "type", "outcome"]
     list_filter = ["type"]
     search_fields = ["event_id"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

@@ -53,16 +53,18 @@ class Reservation:
 
 
 def account_for(user: Any) -> Account:
-    """The user's account, created (with its sign-up grant, once) when missing."""
-    account, created = Account.objects.get_or_create(user=user)
-    if created and settings.SIGNUP_GRANT_MICRO_USD > 0:
-        credit_account(
-            account=account,
-            amount=settings.SIGNUP_GRANT_MICRO_USD,
-            kind=LedgerEntry.Kind.GRANT,
-            idempotency_key=f"signup-grant:{user.pk}",
-            memo="Sign-up credit",
-        )
+    """The user's account, opened when missing with its sign-up grant in the same
+    transaction: if the grant cannot be paid, no account is left without it."""
+    with transaction.atomic():
+        account, created = Account.objects.get_or_create(user=user)
+        if created and settings.SIGNUP_GRANT_MICRO_USD > 0:
+            credit_account(
+                account=account,
+                amount=settings.SIGNUP_GRANT_MICRO_USD,
+                kind=LedgerEntry.Kind.GRANT,
+                idempotency_key=f"signup-grant:{user.pk}",
+                memo="Sign-up credit",
+            )
     return account
 
 

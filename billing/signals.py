@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
@@ -14,5 +13,4 @@ from billing.ledger import account_for
 def open_account_with_grant(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
     """Every user gets an account and the sign-up grant exactly once, however created."""
     if created and not kwargs.get("raw"):
-        with transaction.atomic():
-            account_for(instance)
+        account_for(instance)

@@ -90,11 +90,13 @@ DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["OPTIONS"] = {
+        # The URL's own options (`?sslmode=require&connect_timeout=5`) are kept.
+        **DATABASES["default"].get("OPTIONS", {}),
         "pool": {
             "min_size": envint("DB_POOL_MIN", "1"),
             "max_size": envint("DB_POOL_MAX", "20"),
-            "timeout": 10,
-        }
+            "timeout": envint("DB_POOL_TIMEOUT", "10"),
+        },
     }
 else:
     # A file, not memory: the gateway's worker threads and test servers share it.
