@@ -181,7 +181,7 @@ def test_a_different_body_under_the_same_key_is_refused_with_422_and_not_billed(
 def test_a_retry_while_the_first_still_streams_gets_409_then_the_first_answer(
     live_server_url, client, customer, catalog
 ):
-    catalog.script(UPSTREAM, Stall(1.0, after_chunks=1))
+    catalog.script(UPSTREAM, Stall(1.0, after_chunks=2))
     url = live_server_url + "/v1/chat/completions"
     headers = {"Authorization": f"Bearer {customer.secret}", "Idempotency-Key": "busy"}
     body = orjson.dumps(STREAM_BODY)
