@@ -17,7 +17,8 @@ from billing.models import UsageRecord
 from gateway import calls, routing
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import ModelInfo
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, internal_error
+from gateway.idempotency import idempotent
 from gateway.sync import db_sync_to_async
 from gateway.validation import parse_json, too_large
 
@@ -63,13 +64,10 @@ def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable
                 return exc.response(base)
             except Exception:
                 log.exception("unhandled error in %s (%s)", request.path, request_id)
-                return GatewayError(
-                    500,
-                    f"The gateway failed to handle this request (request id {request_id}).",
-                    code="internal_error",
-                ).response(base)
+                return internal_error(request_id).response(base)
             for name, value in base.items():
-                response[name] = value
+                # A replayed answer keeps the x-request-id of the call that made it.
+                response.setdefault(name, value)
             return response
 
         return wrapper
@@ -94,6 +92,7 @@ def _read_body(request: HttpRequest) -> bytes:
 
 
 @api_view(("POST",))
+@idempotent
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     """POST /v1/chat/completions: OpenAI's chat API, streamed or not, billed once."""
     body = parse_json(_read_body(request))
