@@ -19,7 +19,8 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, Field, Model, Sum
+from django.db.models import F, Field, Model, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing.models import Account, Hold, LedgerEntry, UsageRecord
@@ -155,12 +156,33 @@ def _check_spend_cap(api_key: Any, amount: int) -> None:
     from accounts.models import ApiKey
 
     # Lock the key row so concurrent requests on one capped key see each other's holds.
-    ApiKey.objects.select_for_update().filter(pk=api_key.pk).values_list("pk").first()
+    # NO KEY UPDATE, not UPDATE: a settlement's foreign-key check takes KEY SHARE on the
+    # key at its commit while it holds the account row this transaction updates next, so
+    # a FOR UPDATE here deadlocks with it.
+    ApiKey.objects.select_for_update(no_key=True).filter(pk=api_key.pk).values_list("pk").first()
+    # Spent and held in one statement, so from one snapshot: a request settling meanwhile
+    # is counted once (held before its settlement commits, spent after), never zero times.
     since = api_key.period_start()
-    spent = UsageRecord.objects.spent_since(api_key_id=api_key.pk, since=since)
-    held = Hold.objects.filter(api_key_id=api_key.pk).aggregate(t=Sum("amount_micro_usd"))["t"] or 0
-    if spent + held + amount > api_key.spend_cap_micro_usd:
-        raise SpendCapExceeded(cap=api_key.spend_cap_micro_usd, spent=spent + held, needed=amount)
+    spent = (
+        UsageRecord.objects.filter(api_key_id=OuterRef("pk"), created_at__gte=since)
+        .values("api_key_id")
+        .annotate(total=Sum("cost_micro_usd"))
+        .values("total")
+    )
+    holds = (
+        Hold.objects.filter(api_key_id=OuterRef("pk"))
+        .values("api_key_id")
+        .annotate(total=Sum("amount_micro_usd"))
+        .values("total")
+    )
+    used = (
+        ApiKey.objects.filter(pk=api_key.pk)
+        .annotate(used=Coalesce(Subquery(spent), 0) + Coalesce(Subquery(holds), 0))
+        .values_list("used", flat=True)
+        .get()
+    )
+    if used + amount > api_key.spend_cap_micro_usd:
+        raise SpendCapExceeded(cap=api_key.spend_cap_micro_usd, spent=used, needed=amount)
 
 
 def settle(*, reservation: Reservation, cost: int, usage: dict[str, Any]) -> UsageRecord:
