@@ -185,47 +185,51 @@ def _check_spend_cap(api_key: Any, amount: int) -> None:
         raise SpendCapExceeded(cap=api_key.spend_cap_micro_usd, spent=used, needed=amount)
 
 
+SETTLEMENT_FLAGS = ("hold_missing", "capped")
+"""The flags settle() decides itself; a caller's copy of them is dropped."""
+
+
 def settle(*, reservation: Reservation, cost: int, usage: dict[str, Any]) -> UsageRecord:
     """Charge the real cost, release the hold and record usage, in one transaction.
 
-    The charge never exceeds what was reserved, so no request can overspend. Settling
-    the same request twice returns the first record and charges nothing more.
+    The charge is the cost capped at what was held (also when the hold is already gone)
+    and at the balance read under the account's row lock, so no request overspends and
+    no balance goes below zero. What the caps left unpaid is the record's
+    `uncharged_micro_usd`; its `flags` are the caller's `usage["flags"]` plus
+    `hold_missing` (the sweeper had released the hold) and `capped` (cost > charge).
+    Settling the same request twice returns the first record and charges nothing more.
     """
-    request_id = reservation.request_id
+    _check_cost(cost)
+    fields, flags = _split_flags(usage)
     db = transaction.get_connection()
     if db.vendor == "postgresql":
-        return _settle_in_one_statement(db, reservation, cost, usage)
+        return _settle_in_one_statement(db, reservation, cost, fields, flags)
     sql = _statements(db)
+    record = _usage_record(reservation, fields)
     try:
         with transaction.atomic(), db.cursor() as cursor:
-            cursor.execute(sql.release, [request_id])
-            released = cursor.rowcount > 0
-            charge = min(cost, reservation.amount) if released else cost
-            record = UsageRecord(
-                request_id=request_id,
-                account_id=reservation.account_id,
-                api_key_id=reservation.api_key_id,
-                cost_micro_usd=charge,
-                reserved_micro_usd=reservation.amount,
-                **usage,
-            )
+            cursor.execute(sql.release, [reservation.request_id])
+            released = cursor.fetchone()
+            # The write lock is this transaction's from its BEGIN IMMEDIATE: nothing can
+            # change the balance between this read and the UPDATE below.
+            cursor.execute(sql.balance, [reservation.account_id])
+            if (row := cursor.fetchone()) is None:
+                raise Account.DoesNotExist(f"no account {reservation.account_id} to settle")
+            (balance,) = row
+            charge = min(cost, reservation.amount, max(balance, 0))
+            record.cost_micro_usd = charge
+            record.uncharged_micro_usd = cost - charge
+            record.flags = _merged_flags(flags, released=released is not None, capped=cost > charge)
             _insert(db, cursor, record)
             if charge:
-                entry = LedgerEntry(
-                    account_id=reservation.account_id,
-                    kind=LedgerEntry.Kind.USAGE,
-                    amount_micro_usd=-charge,
-                    idempotency_key=f"usage:{request_id}",
-                    memo=f"{usage.get('model', '')} {request_id}"[:300],
-                )
-                _insert(db, cursor, entry)
+                _insert(db, cursor, _usage_entry(reservation, fields, charge))
             # Last, as in reserve_credits: the account row is the contended one. Unlimited
             # mode ends in the same statement when the balance falls below the floor.
             cursor.execute(
                 sql.settle,
                 [
                     charge,
-                    reservation.amount if released else 0,
+                    released[0] if released else 0,
                     charge,
                     settings.UNLIMITED_MODE_FLOOR_MICRO_USD,
                     False,
@@ -233,42 +237,84 @@ def settle(*, reservation: Reservation, cost: int, usage: dict[str, Any]) -> Usa
                 ],
             )
     except IntegrityError:
-        existing = UsageRecord.objects.filter(request_id=request_id).first()
-        if existing is None:
+        if (existing := _first_settlement(reservation.request_id)) is None:
             raise
         return existing
     return record
 
 
-def _settle_in_one_statement(
-    db: BaseDatabaseWrapper, reservation: Reservation, cost: int, usage: dict[str, Any]
-) -> UsageRecord:
-    """settle() on PostgreSQL: the same rows and checks, as one statement."""
-    request_id = reservation.request_id
-    record = UsageRecord(
-        request_id=request_id,
+def _check_cost(cost: Any) -> None:
+    if type(cost) is not int or cost < 0:
+        raise ValueError(f"cost must be a whole, non-negative number of micro-USD, not {cost!r}")
+
+
+def _split_flags(usage: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The usage fields without `flags`, and the caller's flags (once each, in order)."""
+    fields = dict(usage)
+    flags = [
+        word
+        for word in dict.fromkeys(str(fields.pop("flags", "") or "").split())
+        if word not in SETTLEMENT_FLAGS
+    ]
+    longest = UsageRecord._meta.get_field("flags").max_length or 0
+    if len(" ".join([*flags, *SETTLEMENT_FLAGS])) > longest:
+        raise ValueError(f"usage flags {flags!r} leave no room for the settlement's own")
+    return fields, flags
+
+
+def _merged_flags(flags: list[str], *, released: bool, capped: bool) -> str:
+    hold_missing, capped_word = SETTLEMENT_FLAGS
+    return " ".join(
+        [*flags, *([hold_missing] if not released else []), *([capped_word] if capped else [])]
+    )
+
+
+def _usage_record(reservation: Reservation, usage: dict[str, Any]) -> UsageRecord:
+    """The request's usage record, its charge still to be decided."""
+    return UsageRecord(
+        request_id=reservation.request_id,
         account_id=reservation.account_id,
         api_key_id=reservation.api_key_id,
-        cost_micro_usd=0,
         reserved_micro_usd=reservation.amount,
         **usage,
     )
-    entry = LedgerEntry(
+
+
+def _usage_entry(reservation: Reservation, usage: dict[str, Any], charge: int) -> LedgerEntry:
+    return LedgerEntry(
         account_id=reservation.account_id,
         kind=LedgerEntry.Kind.USAGE,
-        amount_micro_usd=0,
-        idempotency_key=f"usage:{request_id}",
-        memo=f"{usage.get('model', '')} {request_id}"[:300],
+        amount_micro_usd=-charge,
+        idempotency_key=f"usage:{reservation.request_id}",
+        memo=f"{usage.get('model', '')} {reservation.request_id}"[:300],
     )
+
+
+def _first_settlement(request_id: str) -> UsageRecord | None:
+    """The record of a request settled before (its unique request id refused a second)."""
+    return UsageRecord.objects.filter(request_id=request_id).first()
+
+
+def _settle_in_one_statement(
+    db: BaseDatabaseWrapper,
+    reservation: Reservation,
+    cost: int,
+    usage: dict[str, Any],
+    flags: list[str],
+) -> UsageRecord:
+    """settle() on PostgreSQL: the same rows and checks, as one statement."""
+    record = _usage_record(reservation, usage)
+    entry = _usage_entry(reservation, usage, 0)
     sql, record_fields, entry_fields = _settle_statement(db.ops.quote_name)
     params = [
-        request_id,
+        reservation.request_id,
+        reservation.account_id,
+        cost,
         cost,
         reservation.amount,
-        cost,
+        " ".join(flags),
         *_values(db, record, record_fields),
         *_values(db, entry, entry_fields),
-        reservation.amount,
         settings.UNLIMITED_MODE_FLOOR_MICRO_USD,
         reservation.account_id,
     ]
@@ -278,12 +324,14 @@ def _settle_in_one_statement(
     try:
         with savepoint, db.cursor() as cursor:
             cursor.execute(sql, params)
-            record.pk, record.cost_micro_usd = cursor.fetchone()
+            row = cursor.fetchone()
     except IntegrityError:
-        existing = UsageRecord.objects.filter(request_id=request_id).first()
-        if existing is None:
+        if (existing := _first_settlement(reservation.request_id)) is None:
             raise
         return existing
+    if row is None:
+        raise Account.DoesNotExist(f"no account {reservation.account_id} to settle")
+    record.pk, record.cost_micro_usd, record.uncharged_micro_usd, record.flags = row
     record._state.adding = False
     record._state.db = db.alias
     return record
@@ -293,6 +341,7 @@ def _settle_in_one_statement(
 class _Statements:
     reserve: str
     release: str
+    balance: str
     settle: str
 
 
@@ -311,7 +360,11 @@ def _statements_for(vendor: str, quote: Callable[[str], str]) -> _Statements:
             f"UPDATE {account} SET {held} = {held} + %s "  # noqa: S608 - names from model meta
             f"WHERE {quote('id')} = %s AND {balance} - {held} >= %s"
         ),
-        release=f"DELETE FROM {hold} WHERE {quote('request_id')} = %s",  # noqa: S608
+        release=(
+            f"DELETE FROM {hold} WHERE {quote('request_id')} = %s "  # noqa: S608
+            f"RETURNING {quote('amount_micro_usd')}"
+        ),
+        balance=f"SELECT {balance} FROM {account} WHERE {quote('id')} = %s",  # noqa: S608
         settle=(
             f"UPDATE {account} SET {balance} = {balance} - %s, {held} = {held} - %s, "  # noqa: S608
             f"{unlimited} = CASE WHEN {unlimited} AND {balance} - %s < %s "
@@ -360,33 +413,53 @@ def _reserve_statement(quote: Callable[[str], str]) -> tuple[str, tuple[Field, .
 def _settle_statement(
     quote: Callable[[str], str],
 ) -> tuple[str, tuple[Field, ...], tuple[Field, ...]]:
-    """PostgreSQL: settle() as one statement that returns (usage record id, charge).
+    """PostgreSQL: settle() as one statement that returns the usage record's id, charge,
+    uncharged amount and flags.
 
-    Release the hold; charge the cost, capped at the hold when there was one; write
-    the usage record and (for a charge) the ledger entry; update the account last.
+    Release the hold first, then lock the account row (the one-time filter on `released`
+    orders the two, as the sweeper and the SQLite path do) and read its balance; charge
+    the cost capped at the hold and at that balance; write the usage record and (for a
+    charge) the ledger entry; update the account last.
     """
     account, hold = quote(Account._meta.db_table), quote(Hold._meta.db_table)
     balance, held = quote("balance_micro_usd"), quote("held_micro_usd")
-    unlimited = quote("unlimited")
+    amount, unlimited, pk = quote("amount_micro_usd"), quote("unlimited"), quote("id")
+    hold_missing, capped = SETTLEMENT_FLAGS
     usage, usage_fields = _insert_select(
-        UsageRecord, quote, "charge", {"cost_micro_usd": "charge.amount"}
+        UsageRecord,
+        quote,
+        "charge",
+        {
+            "cost_micro_usd": "charge.amount",
+            "uncharged_micro_usd": "charge.uncharged",
+            "flags": "charge.flags",
+        },
     )
     entry, entry_fields = _insert_select(
         LedgerEntry, quote, "charge", {"amount_micro_usd": "-charge.amount"}
     )
     sql = (
-        f"WITH released AS (DELETE FROM {hold} WHERE {quote('request_id')} = %s RETURNING 1), "  # noqa: S608
-        "charge AS (SELECT EXISTS (SELECT 1 FROM released) AS released, "
-        "CASE WHEN EXISTS (SELECT 1 FROM released) THEN LEAST(%s::bigint, %s::bigint) "
-        "ELSE %s::bigint END AS amount), "
-        f"usage AS ({usage} RETURNING {quote('id')}), "
+        f"WITH released AS (DELETE FROM {hold} WHERE {quote('request_id')} = %s "  # noqa: S608
+        f"RETURNING {amount}), "
+        f"locked AS (SELECT {balance} AS balance FROM {account} WHERE {pk} = %s "
+        "AND (SELECT count(*) FROM released) >= 0 FOR UPDATE), "
+        "capped AS (SELECT EXISTS (SELECT 1 FROM released) AS released, "
+        f"(SELECT COALESCE(SUM({amount}), 0) FROM released) AS released_amount, "
+        "%s::bigint AS cost, "
+        "LEAST(%s::bigint, %s::bigint, GREATEST(locked.balance, 0)) AS amount, "
+        "%s::text AS flags FROM locked), "
+        "charge AS (SELECT released, released_amount, amount, cost - amount AS uncharged, "
+        "concat_ws(' ', NULLIF(flags, ''), "
+        f"CASE WHEN NOT released THEN '{hold_missing}' END, "
+        f"CASE WHEN cost > amount THEN '{capped}' END) AS flags FROM capped), "
+        f"usage AS ({usage} RETURNING {pk}), "
         f"entry AS ({entry} WHERE charge.amount > 0 RETURNING 1), "
         f"account AS (UPDATE {account} SET {balance} = {balance} - charge.amount, "
-        f"{held} = {held} - CASE WHEN charge.released THEN %s ELSE 0 END, "
+        f"{held} = {held} - charge.released_amount, "
         f"{unlimited} = CASE WHEN {unlimited} AND {balance} - charge.amount < %s "
-        f"THEN false ELSE {unlimited} END FROM charge WHERE {account}.{quote('id')} = %s "
+        f"THEN false ELSE {unlimited} END FROM charge WHERE {account}.{pk} = %s "
         "RETURNING 1) "
-        f"SELECT usage.{quote('id')}, charge.amount FROM usage, charge"
+        f"SELECT usage.{pk}, charge.amount, charge.uncharged, charge.flags FROM usage, charge"
     )
     return sql, usage_fields, entry_fields
 

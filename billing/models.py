@@ -308,6 +308,12 @@ class UsageRecord(models.Model):
     cached_tokens = models.PositiveIntegerField(default=0)
     cost_micro_usd = models.BigIntegerField(default=0)
     reserved_micro_usd = models.BigIntegerField(default=0)
+    uncharged_micro_usd = models.BigIntegerField(
+        default=0, help_text="Real cost above the charge: revenue lost to the hold or balance cap."
+    )
+    flags = models.CharField(
+        max_length=100, blank=True, help_text="Space-separated, e.g. capped hold_missing."
+    )
     latency_ms = models.PositiveIntegerField(default=0)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.OK)

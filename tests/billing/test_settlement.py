@@ -1,5 +1,8 @@
-"""Settlement under concurrency: parallel settlements (threads, each with its own
-connection) never take a key's spend past its cap."""
+"""Settlement: a charge never exceeds the hold or the balance, and says when it was capped.
+
+Parallel settlements (threads, each with its own connection) never take a balance below
+zero nor a key's spend past its cap.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +16,18 @@ from django.db import connection, connections
 from django.db.models import Sum
 from django.utils import timezone
 
-from billing.ledger import Reservation, SpendCapExceeded, reserve_credits, settle
-from billing.models import Account, Hold, UsageRecord
+from billing.ledger import (
+    Reservation,
+    SpendCapExceeded,
+    credit_account,
+    release_expired_holds,
+    reserve_credits,
+    settle,
+)
+from billing.models import Account, Hold, LedgerEntry, UsageRecord
 
 USAGE = {"model": "demo", "prompt_tokens": 10, "completion_tokens": 20, "status": "ok"}
+INTERRUPTED = "worker stopped before the request finished"
 
 
 def balanced(account_id: int) -> Account:
@@ -35,6 +46,167 @@ def reserve(customer: Any, amount: int, request_id: str, *, key: bool = True) ->
         request_id=request_id,
         api_key=customer.api_key if key else None,
     )
+
+
+def words(flags: str) -> set[str]:
+    return set(flags.split())
+
+
+def stored(record: UsageRecord) -> UsageRecord:
+    """The record as the database has it: what settle() returned must be what it wrote."""
+    row = UsageRecord.objects.get(pk=record.pk)
+    assert (row.cost_micro_usd, row.uncharged_micro_usd, row.flags) == (
+        record.cost_micro_usd,
+        record.uncharged_micro_usd,
+        record.flags,
+    )
+    return row
+
+
+# --- the charge is capped at the hold and at the balance ------------------------------
+
+
+@pytest.mark.django_db
+def test_a_settlement_within_its_hold_charges_the_cost_with_no_flags(customer: Any) -> None:
+    start = customer.account.balance_micro_usd
+
+    record = stored(settle(reservation=reserve(customer, 1_000, "req_ok"), cost=600, usage=USAGE))
+
+    assert (record.cost_micro_usd, record.uncharged_micro_usd, record.flags) == (600, 0, "")
+    assert balanced(customer.account.pk).balance_micro_usd == start - 600
+
+
+@pytest.mark.django_db
+def test_a_cost_above_the_hold_is_capped_and_the_lost_revenue_recorded(customer: Any) -> None:
+    start = customer.account.balance_micro_usd
+
+    record = stored(settle(reservation=reserve(customer, 500, "req_over"), cost=9_999, usage=USAGE))
+
+    assert (record.cost_micro_usd, record.uncharged_micro_usd) == (500, 9_499)
+    assert words(record.flags) == {"capped"}
+    assert balanced(customer.account.pk).balance_micro_usd == start - 500
+
+
+@pytest.mark.django_db
+def test_a_settlement_whose_hold_the_sweeper_released_is_capped_and_flagged(
+    customer: Any,
+) -> None:
+    start = customer.account.balance_micro_usd
+    reservation = reserve(customer, 700, "req_swept")
+    release_expired_holds(now=timezone.now() + timedelta(days=1))
+
+    record = stored(settle(reservation=reservation, cost=299_980_000, usage=USAGE))
+
+    assert (record.cost_micro_usd, record.uncharged_micro_usd) == (700, 299_979_300)
+    assert words(record.flags) == {"hold_missing", "capped"}
+    account = balanced(customer.account.pk)
+    assert account.balance_micro_usd == start - 700
+    assert account.held_micro_usd == 0
+
+
+@pytest.mark.django_db
+def test_a_swept_settlement_within_the_hold_is_flagged_but_not_capped(customer: Any) -> None:
+    reservation = reserve(customer, 700, "req_swept_small")
+    release_expired_holds(now=timezone.now() + timedelta(days=1))
+
+    record = stored(settle(reservation=reservation, cost=400, usage=USAGE))
+
+    assert (record.cost_micro_usd, record.uncharged_micro_usd) == (400, 0)
+    assert words(record.flags) == {"hold_missing"}
+    balanced(customer.account.pk)
+
+
+@pytest.mark.django_db
+def test_no_settlement_takes_the_balance_below_zero(make_customer: Any) -> None:
+    customer = make_customer(credit_micro_usd=1_000)
+    reservation = reserve(customer, 800, "req_refunded")
+    credit_account(
+        account=customer.account, amount=-900, kind=LedgerEntry.Kind.REFUND, idempotency_key="re"
+    )
+
+    record = stored(settle(reservation=reservation, cost=800, usage=USAGE))
+
+    assert (record.cost_micro_usd, record.uncharged_micro_usd) == (100, 700)
+    assert words(record.flags) == {"capped"}
+    account = balanced(customer.account.pk)
+    assert (account.balance_micro_usd, account.held_micro_usd) == (0, 0)
+
+
+@pytest.mark.django_db
+def test_an_account_already_below_zero_is_charged_nothing_more(make_customer: Any) -> None:
+    customer = make_customer(credit_micro_usd=1_000)
+    reservation = reserve(customer, 500, "req_negative")
+    credit_account(
+        account=customer.account, amount=-3_000, kind=LedgerEntry.Kind.REFUND, idempotency_key="re"
+    )
+
+    record = stored(settle(reservation=reservation, cost=300, usage=USAGE))
+
+    assert (record.cost_micro_usd, record.uncharged_micro_usd) == (0, 300)
+    assert not LedgerEntry.objects.filter(idempotency_key="usage:req_negative").exists()
+    assert balanced(customer.account.pk).balance_micro_usd == -2_000
+
+
+@pytest.mark.django_db
+def test_the_callers_flags_are_kept_and_merged_with_the_settlements(customer: Any) -> None:
+    usage = {**USAGE, "flags": "usage_replaced  usage_suspect usage_replaced"}
+
+    record = stored(settle(reservation=reserve(customer, 500, "req_flags"), cost=900, usage=usage))
+
+    assert record.flags.split() == ["usage_replaced", "usage_suspect", "capped"]
+
+
+@pytest.mark.django_db
+def test_the_callers_word_capped_is_dropped_when_the_charge_was_not_capped(
+    customer: Any,
+) -> None:
+    usage = {**USAGE, "flags": "hold_missing capped usage_suspect"}
+
+    record = stored(settle(reservation=reserve(customer, 500, "req_own"), cost=100, usage=usage))
+
+    assert record.flags == "usage_suspect"
+
+
+@pytest.mark.django_db
+def test_settling_twice_charges_once_and_returns_the_first_record(customer: Any) -> None:
+    start = customer.account.balance_micro_usd
+    reservation = reserve(customer, 500, "req_twice")
+
+    first = settle(reservation=reservation, cost=9_000, usage=USAGE)
+    second = settle(reservation=reservation, cost=9_000, usage={**USAGE, "flags": "other"})
+
+    assert second.pk == first.pk
+    assert (second.cost_micro_usd, second.uncharged_micro_usd, second.flags) == (
+        500,
+        8_500,
+        "capped",
+    )
+    assert balanced(customer.account.pk).balance_micro_usd == start - 500
+    assert LedgerEntry.objects.filter(idempotency_key="usage:req_twice").count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("cost", [-1, True, 1.5])
+def test_a_cost_that_is_not_a_whole_non_negative_amount_is_refused(
+    customer: Any, cost: Any
+) -> None:
+    reservation = reserve(customer, 500, "req_bad_cost")
+
+    with pytest.raises(ValueError, match="cost"):
+        settle(reservation=reservation, cost=cost, usage=USAGE)
+
+    assert Hold.objects.filter(request_id="req_bad_cost").exists()
+    balanced(customer.account.pk)
+
+
+@pytest.mark.django_db
+def test_flags_too_long_for_the_record_are_refused(customer: Any) -> None:
+    reservation = reserve(customer, 500, "req_long_flags")
+
+    with pytest.raises(ValueError, match="flags"):
+        settle(reservation=reservation, cost=1, usage={**USAGE, "flags": "x" * 90})
+
+    assert not UsageRecord.objects.filter(request_id="req_long_flags").exists()
 
 
 # --- parallel settlements -----------------------------------------------------------------
@@ -62,6 +234,55 @@ def in_parallel(jobs: list[Callable[[], Any]]) -> list[Any]:
         thread.join(timeout=60)
     assert not any(thread.is_alive() for thread in threads)
     return results
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_settlements_never_take_the_balance_below_zero(make_customer: Any) -> None:
+    customer = make_customer(credit_micro_usd=10_000)
+    reservations = [reserve(customer, 1_000, f"req_par_{i}", key=False) for i in range(10)]
+    credit_account(
+        account=customer.account,
+        amount=-4_500,
+        kind=LedgerEntry.Kind.REFUND,
+        idempotency_key="re_par",
+    )
+
+    records = in_parallel(
+        [
+            lambda r=reservation: settle(reservation=r, cost=1_000, usage=USAGE)
+            for reservation in reservations
+        ]
+    )
+
+    assert all(isinstance(record, UsageRecord) for record in records), records
+    account = balanced(customer.account.pk)
+    assert (account.balance_micro_usd, account.held_micro_usd) == (0, 0)
+    assert sum(r.cost_micro_usd for r in records) == 5_500
+    assert sum(r.uncharged_micro_usd for r in records) == 4_500
+    assert all(r.cost_micro_usd + r.uncharged_micro_usd == 1_000 for r in records)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_swept_settlements_never_take_the_balance_below_zero(
+    make_customer: Any,
+) -> None:
+    customer = make_customer(credit_micro_usd=3_000)
+    reservations = [reserve(customer, 1_000, f"req_late_{i}", key=False) for i in range(3)]
+    release_expired_holds(now=timezone.now() + timedelta(days=1))
+    credit_account(
+        account=customer.account, amount=-1_500, kind=LedgerEntry.Kind.REFUND, idempotency_key="r"
+    )
+    jobs = [
+        lambda r=reservation: settle(reservation=r, cost=1_000, usage=USAGE)
+        for reservation in reservations
+    ]
+
+    records = in_parallel(jobs + jobs)
+
+    assert all(isinstance(record, UsageRecord) for record in records), records
+    assert UsageRecord.objects.filter(account_id=customer.account.pk).count() == 3
+    account = balanced(customer.account.pk)
+    assert account.balance_micro_usd == 0
 
 
 SPEND_CAP_HOLD = 1_000
