@@ -495,14 +495,84 @@ def _insert(db: BaseDatabaseWrapper, cursor: Any, obj: Model) -> None:
     obj._state.db = db.alias
 
 
-def release_expired_holds(now: Any = None) -> int:
-    """Give back credit held by requests whose worker died; returns holds released."""
-    released = 0
-    for hold in Hold.objects.expired(now).only("pk", "account_id", "amount_micro_usd"):
+def keep_hold(
+    *, request_id: str, cost: int | None = None, usage: dict[str, Any] | None = None
+) -> bool:
+    """Keep a running request's hold from expiring; False when the hold is gone.
+
+    One UPDATE moves the expiry to HOLD_TTL_SECONDS from now and, when `cost` is given,
+    records the progress the sweeper settles for should the worker die: `{"cost",
+    "usage"}`, usage as settle() takes it. Callers run it every HOLD_REFRESH_SECONDS.
+    """
+    changes: dict[str, Any] = {
+        "expires_at": timezone.now() + timedelta(seconds=settings.HOLD_TTL_SECONDS)
+    }
+    if cost is not None:
+        _check_cost(cost)
+        unknown = set(usage or {}) - _settle_usage_fields()
+        if unknown:
+            raise ValueError(f"keep_hold(): {sorted(unknown)} are not usage record fields")
+        changes["progress"] = {"cost": cost, "usage": usage or {}}
+    elif usage is not None:
+        raise ValueError("keep_hold() needs the cost of the usage it records")
+    return Hold.objects.filter(request_id=request_id).update(**changes) > 0
+
+
+@functools.cache
+def _settle_usage_fields() -> frozenset[str]:
+    """The usage keys settle() takes: the record's fields it does not set itself."""
+    own = {"id", "request_id", "account", "api_key"}
+    own |= {"cost_micro_usd", "reserved_micro_usd", "uncharged_micro_usd"}
+    return frozenset(f.name for f in UsageRecord._meta.concrete_fields) - own
+
+
+INTERRUPTED = "worker stopped before the request finished"
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """What one run of the sweeper did."""
+
+    settled: int
+    """Expired holds settled for the progress their worker had recorded."""
+    released: int
+    """Expired holds without progress, released without a charge."""
+
+
+def release_expired_holds(now: Any = None) -> Sweep:
+    """End the holds of requests whose worker died.
+
+    An expired hold with progress is settled for it (status error, flag `interrupted`);
+    one without is released. A hold refreshed meanwhile is left alone.
+    """
+    now = now or timezone.now()
+    settled = released = 0
+    for pk in list(Hold.objects.expired(now).values_list("pk", flat=True)):
         with transaction.atomic():
-            if Hold.objects.filter(pk=hold.pk).delete()[0]:
+            hold = Hold.objects.select_for_update().filter(pk=pk, expires_at__lte=now).first()
+            if hold is None:
+                continue
+            if hold.progress is None:
+                Hold.objects.filter(pk=pk).delete()
                 Account.objects.filter(pk=hold.account_id).update(
                     held_micro_usd=F("held_micro_usd") - hold.amount_micro_usd
                 )
                 released += 1
-    return released
+                continue
+            settle(
+                reservation=Reservation(
+                    account_id=hold.account_id,
+                    api_key_id=hold.api_key_id,
+                    request_id=hold.request_id,
+                    amount=hold.amount_micro_usd,
+                ),
+                cost=hold.progress["cost"],
+                usage=_interrupted(hold.progress["usage"]),
+            )
+            settled += 1
+    return Sweep(settled=settled, released=released)
+
+
+def _interrupted(usage: dict[str, Any]) -> dict[str, Any]:
+    flags = f"{usage.get('flags') or ''} interrupted"
+    return {**usage, "status": UsageRecord.Status.ERROR, "error": INTERRUPTED, "flags": flags}

@@ -204,6 +204,11 @@ class Hold(models.Model):
     amount_micro_usd = models.BigIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
+    progress = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="What the request had cost so far ({cost, usage}), for the sweeper.",
+    )
 
     objects = HoldQuerySet.as_manager()
 

@@ -1,25 +1,32 @@
 """Settlement: a charge never exceeds the hold or the balance, and says when it was capped.
 
+Holds stay alive while a call runs (keep_hold), and the sweeper settles a hold whose
+worker died for the progress it recorded, or releases it when none was recorded.
 Parallel settlements (threads, each with its own connection) never take a balance below
 zero nor a key's spend past its cap.
 """
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.db import connection, connections
 from django.db.models import Sum
 from django.utils import timezone
 
+from billing.checks import check_holds_are_refreshed_before_they_expire
 from billing.ledger import (
     Reservation,
     SpendCapExceeded,
     credit_account,
+    keep_hold,
     release_expired_holds,
     reserve_credits,
     settle,
@@ -46,6 +53,18 @@ def reserve(customer: Any, amount: int, request_id: str, *, key: bool = True) ->
         request_id=request_id,
         api_key=customer.api_key if key else None,
     )
+
+
+def expire(request_id: str) -> None:
+    Hold.objects.filter(request_id=request_id).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+
+def swept(now: Any = None) -> tuple[int, int]:
+    """What one sweeper run did: (holds settled for their progress, holds released)."""
+    sweep = release_expired_holds(now=now)
+    return sweep.settled, sweep.released
 
 
 def words(flags: str) -> set[str]:
@@ -207,6 +226,174 @@ def test_flags_too_long_for_the_record_are_refused(customer: Any) -> None:
         settle(reservation=reservation, cost=1, usage={**USAGE, "flags": "x" * 90})
 
     assert not UsageRecord.objects.filter(request_id="req_long_flags").exists()
+
+
+# --- keep_hold: a live request's hold does not expire ---------------------------------
+
+
+@pytest.mark.django_db
+def test_keep_hold_pushes_the_expiry_and_records_progress(customer: Any, settings: Any) -> None:
+    settings.HOLD_TTL_SECONDS = 60
+    reserve(customer, 500, "req_live")
+    expire("req_live")
+    before = timezone.now()
+
+    assert keep_hold(request_id="req_live") is True
+    hold = Hold.objects.get(request_id="req_live")
+    assert hold.progress is None
+    assert (
+        before + timedelta(seconds=60) <= hold.expires_at <= timezone.now() + timedelta(seconds=60)
+    )
+
+    progress_usage = {**USAGE, "stream": True, "ttft_ms": None}
+    assert keep_hold(request_id="req_live", cost=120, usage=progress_usage) is True
+    hold.refresh_from_db()
+    assert hold.progress == {"cost": 120, "usage": progress_usage}
+    assert swept() == (0, 0)
+
+
+@pytest.mark.django_db
+def test_keep_hold_without_progress_keeps_the_progress_recorded_before(customer: Any) -> None:
+    reserve(customer, 500, "req_keep")
+    keep_hold(request_id="req_keep", cost=50, usage=USAGE)
+
+    keep_hold(request_id="req_keep")
+
+    assert Hold.objects.get(request_id="req_keep").progress == {"cost": 50, "usage": USAGE}
+
+
+@pytest.mark.django_db
+def test_keep_hold_says_when_the_hold_is_gone(customer: Any) -> None:
+    reservation = reserve(customer, 500, "req_gone")
+    settle(reservation=reservation, cost=100, usage=USAGE)
+
+    assert keep_hold(request_id="req_gone", cost=100, usage=USAGE) is False
+    assert keep_hold(request_id="req_never_held") is False
+
+
+@pytest.mark.django_db
+def test_keep_hold_refuses_usage_without_a_cost_or_a_bad_cost(customer: Any) -> None:
+    reserve(customer, 500, "req_half")
+
+    with pytest.raises(ValueError, match="cost"):
+        keep_hold(request_id="req_half", usage=USAGE)
+    with pytest.raises(ValueError, match="cost"):
+        keep_hold(request_id="req_half", cost=-5, usage=USAGE)
+
+    assert Hold.objects.get(request_id="req_half").progress is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("refresh", [0, 60, 90])
+def test_a_refresh_interval_not_below_the_hold_ttl_is_refused(settings: Any, refresh: int) -> None:
+    settings.HOLD_TTL_SECONDS, settings.HOLD_REFRESH_SECONDS = 60, refresh
+
+    errors = check_holds_are_refreshed_before_they_expire()
+
+    assert [error.id for error in errors] == ["billing.E010"]
+    with pytest.raises(SystemCheckError, match=r"billing\.E010"):
+        call_command("check", stdout=io.StringIO())
+
+
+def test_the_refresh_interval_defaults_to_a_third_of_the_hold_ttl(settings: Any) -> None:
+    assert max(1, settings.HOLD_TTL_SECONDS // 3) == settings.HOLD_REFRESH_SECONDS
+    assert 0 < settings.HOLD_REFRESH_SECONDS < settings.HOLD_TTL_SECONDS
+
+
+# --- the sweeper settles what a dead worker had relayed ----------------------------------
+
+
+@pytest.mark.django_db
+def test_the_sweeper_settles_an_expired_hold_for_its_progress(customer: Any) -> None:
+    start = customer.account.balance_micro_usd
+    reserve(customer, 800, "req_killed")
+    keep_hold(
+        request_id="req_killed",
+        cost=300,
+        usage={**USAGE, "stream": True, "completion_tokens": 150, "flags": "usage_replaced"},
+    )
+    expire("req_killed")
+
+    assert swept() == (1, 0)
+    record = UsageRecord.objects.get(request_id="req_killed")
+    assert (record.status, record.error) == (UsageRecord.Status.ERROR, INTERRUPTED)
+    assert (record.cost_micro_usd, record.completion_tokens, record.stream) == (300, 150, True)
+    assert record.reserved_micro_usd == 800
+    assert record.api_key_id == customer.api_key.pk
+    assert words(record.flags) == {"usage_replaced", "interrupted"}
+    account = balanced(customer.account.pk)
+    assert (account.balance_micro_usd, account.held_micro_usd) == (start - 300, 0)
+    assert swept() == (0, 0)
+
+
+@pytest.mark.django_db
+def test_the_sweeper_caps_a_dead_workers_progress_at_its_hold(customer: Any) -> None:
+    start = customer.account.balance_micro_usd
+    reserve(customer, 800, "req_killed_big")
+    keep_hold(request_id="req_killed_big", cost=5_000, usage=USAGE)
+    expire("req_killed_big")
+
+    release_expired_holds()
+
+    record = UsageRecord.objects.get(request_id="req_killed_big")
+    assert (record.cost_micro_usd, record.uncharged_micro_usd) == (800, 4_200)
+    assert words(record.flags) == {"interrupted", "capped"}
+    assert balanced(customer.account.pk).balance_micro_usd == start - 800
+
+
+@pytest.mark.django_db
+def test_the_sweeper_releases_a_hold_without_progress_and_leaves_live_ones(
+    customer: Any,
+) -> None:
+    start = customer.account.balance_micro_usd
+    reserve(customer, 700, "req_dead_early")
+    reserve(customer, 300, "req_running")
+    reserve(customer, 200, "req_dead_late")
+    keep_hold(request_id="req_dead_late", cost=50, usage=USAGE)
+    expire("req_dead_early")
+    expire("req_dead_late")
+
+    assert swept() == (1, 1)
+    assert not UsageRecord.objects.filter(request_id="req_dead_early").exists()
+    account = balanced(customer.account.pk)
+    assert (account.balance_micro_usd, account.held_micro_usd) == (start - 50, 300)
+    assert list(Hold.objects.values_list("request_id", flat=True)) == ["req_running"]
+
+
+@pytest.mark.django_db
+def test_a_hold_refreshed_while_the_sweeper_runs_is_not_swept(customer: Any) -> None:
+    reserve(customer, 700, "req_slow")
+    expire("req_slow")
+    refreshed: list[bool] = []
+
+    def refresh_once_the_sweeper_has_read_it(execute: Any, sql: str, *args: Any) -> Any:
+        result = execute(sql, *args)
+        if not refreshed and sql.lstrip().upper().startswith("SELECT") and "hold" in sql:
+            refreshed.append(keep_hold(request_id="req_slow", cost=10, usage=USAGE))
+        return result
+
+    with connection.execute_wrapper(refresh_once_the_sweeper_has_read_it):
+        assert swept() == (0, 0)
+
+    assert refreshed == [True]
+    assert Hold.objects.get(request_id="req_slow").progress == {"cost": 10, "usage": USAGE}
+    balanced(customer.account.pk)
+
+
+@pytest.mark.django_db
+def test_sweepholds_prints_what_it_settled_and_released(customer: Any) -> None:
+    reserve(customer, 700, "req_a")
+    reserve(customer, 300, "req_b")
+    keep_hold(request_id="req_b", cost=100, usage=USAGE)
+    expire("req_a")
+    expire("req_b")
+    out = io.StringIO()
+
+    call_command("sweepholds", stdout=out)
+
+    assert "Settled 1 interrupted request" in out.getvalue()
+    assert "released 1 expired hold" in out.getvalue()
+    balanced(customer.account.pk)
 
 
 # --- parallel settlements -----------------------------------------------------------------
