@@ -533,6 +533,8 @@ INTERRUPTED = "worker stopped before the request finished"
 class Sweep:
     """What one run of the sweeper did."""
 
+    replayed: int
+    """Journaled settlements written (billing.journal)."""
     settled: int
     """Expired holds settled for the progress their worker had recorded."""
     released: int
@@ -542,9 +544,14 @@ class Sweep:
 def release_expired_holds(now: Any = None) -> Sweep:
     """End the holds of requests whose worker died.
 
-    An expired hold with progress is settled for it (status error, flag `interrupted`);
+    The settlement journal is replayed first, so a settlement that waited out a database
+    outage there is written before its hold could be taken for an interrupted one. Then
+    an expired hold with progress is settled for it (status error, flag `interrupted`);
     one without is released. A hold refreshed meanwhile is left alone.
     """
+    from billing.journal import replay_journal  # the journal replays through settle()
+
+    replayed = replay_journal()
     now = now or timezone.now()
     settled = released = 0
     for pk in list(Hold.objects.expired(now).values_list("pk", flat=True)):
@@ -570,7 +577,7 @@ def release_expired_holds(now: Any = None) -> Sweep:
                 usage=_interrupted(hold.progress["usage"]),
             )
             settled += 1
-    return Sweep(settled=settled, released=released)
+    return Sweep(replayed=replayed, settled=settled, released=released)
 
 
 def _interrupted(usage: dict[str, Any]) -> dict[str, Any]:

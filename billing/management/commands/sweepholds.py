@@ -9,11 +9,15 @@ from billing.ledger import release_expired_holds
 
 
 class Command(BaseCommand):
-    help = "Settle or release the holds of requests whose worker died (run every few minutes)."
+    help = (
+        "Replay the settlement journal, then settle or release the holds of requests "
+        "whose worker died (run every few minutes)."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         sweep = release_expired_holds()
         self.stdout.write(
+            f"Replayed {sweep.replayed} journaled settlement{pluralize(sweep.replayed)}. "
             f"Settled {sweep.settled} interrupted request{pluralize(sweep.settled)}, "
             f"released {sweep.released} expired hold{pluralize(sweep.released)}."
         )
