@@ -253,6 +253,10 @@ HOLD_TTL_SECONDS = envint("HOLD_TTL_SECONDS", "900")
 # Limits for keys that set none of their own (0: unlimited).
 DEFAULT_KEY_RPM = envint("DEFAULT_KEY_RPM", "0")
 DEFAULT_KEY_TPM = envint("DEFAULT_KEY_TPM", "0")
+HOLD_REFRESH_SECONDS = envint("HOLD_REFRESH_SECONDS", str(max(1, HOLD_TTL_SECONDS // 3)))
+SETTLEMENT_JOURNAL_DIR = Path(
+    envstr("SETTLEMENT_JOURNAL_DIR", str(BASE_DIR / "var" / "settlements"))
+)
 KEY_CACHE_SECONDS = float(envstr("KEY_CACHE_SECONDS", "2"))
 CATALOG_CACHE_SECONDS = float(envstr("CATALOG_CACHE_SECONDS", "5"))
 DEMO_TOKEN_DELAY_MS = envint("DEMO_TOKEN_DELAY_MS", "20")
