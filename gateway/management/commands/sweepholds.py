@@ -6,12 +6,14 @@ from django.core.management.base import BaseCommand
 from django.template.defaultfilters import pluralize
 
 from billing.ledger import release_expired_holds
+from gateway.idempotency import delete_expired_idempotent_requests
 
 
 class Command(BaseCommand):
     help = (
         "Replay the settlement journal, then settle or release the holds of requests "
-        "whose worker died (run every few minutes)."
+        "whose worker died, and forget Idempotency-Keys older than a day (run every few "
+        "minutes)."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -21,3 +23,5 @@ class Command(BaseCommand):
             f"Settled {sweep.settled} interrupted request{pluralize(sweep.settled)}, "
             f"released {sweep.released} expired hold{pluralize(sweep.released)}."
         )
+        forgotten = delete_expired_idempotent_requests()
+        self.stdout.write(f"Forgot {forgotten} expired idempotency key{pluralize(forgotten)}.")
