@@ -348,3 +348,24 @@ def test_an_answer_settled_during_a_database_outage_is_delivered_and_billed_once
     assert record.cost_micro_usd == expected_cost(record.prompt_tokens, record.completion_tokens)
     assert LedgerEntry.objects.filter(idempotency_key=f"usage:{request_id}").count() == 1
     assert_books_balance(customer.account)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_usage_far_above_what_was_relayed_is_capped_at_the_hold_and_flagged(
+    live_server_url, catalog, customer, stream
+):
+    catalog.script("primary-model", Ok(text="short", completion_tokens=5_000_000))
+
+    response = post(
+        live_server_url,
+        customer.secret,
+        {"model": "gpt-test", "messages": MESSAGES, "max_tokens": 50, "stream": stream},
+    )
+
+    assert response.status_code == 200
+    record = wait_for_record(response.headers["x-request-id"])
+    assert record.cost_micro_usd == record.reserved_micro_usd > 0
+    uncharged = expected_cost(record.prompt_tokens, 5_000_000) - record.cost_micro_usd
+    assert record.uncharged_micro_usd == uncharged
+    assert {"usage_suspect", "capped"} <= set(record.flags.split())
+    assert_books_balance(customer.account)
