@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -19,10 +18,11 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, Field, Model, OuterRef, Subquery, Sum
+from django.db.models import F, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from billing import sql
 from billing.models import Account, Hold, LedgerEntry, UsageRecord
 
 
@@ -130,9 +130,9 @@ def reserve_credits(
     capped = api_key is not None and api_key.spend_cap_micro_usd is not None
     if db.vendor == "postgresql" and not capped:
         # One statement: the conditional UPDATE and the hold row, committed together.
-        sql, fields = _reserve_statement(db.ops.quote_name)
+        statement, fields = sql.reserve_statement(db.ops.quote_name)
         with db.cursor() as cursor:
-            cursor.execute(sql, [amount, account_id, amount, *_values(db, hold, fields)])
+            cursor.execute(statement, [amount, account_id, amount, *sql.values(db, hold, fields)])
             held = cursor.rowcount == 1
     else:
         with transaction.atomic(), db.cursor() as cursor:
@@ -140,8 +140,8 @@ def reserve_credits(
                 _check_spend_cap(api_key, amount)
             # The hold row first, the account row last: every request of an account
             # updates that row, so its lock is held only from this UPDATE to the commit.
-            _insert(db, cursor, hold)
-            cursor.execute(_statements(db).reserve, [amount, account_id, amount])
+            sql.insert(db, cursor, hold)
+            cursor.execute(sql.statements(db).reserve, [amount, account_id, amount])
             held = cursor.rowcount == 1
             if not held:
                 transaction.set_rollback(True)
@@ -206,15 +206,15 @@ def settle(*, reservation: Reservation, cost: int, usage: dict[str, Any]) -> Usa
     db = transaction.get_connection()
     if db.vendor == "postgresql":
         return _settle_in_one_statement(db, reservation, cost, fields, flags)
-    sql = _statements(db)
+    statements = sql.statements(db)
     record = _usage_record(reservation, fields)
     try:
         with transaction.atomic(), db.cursor() as cursor:
-            cursor.execute(sql.release, [reservation.request_id])
+            cursor.execute(statements.release, [reservation.request_id])
             released = cursor.fetchone()
             # The write lock is this transaction's from its BEGIN IMMEDIATE: nothing can
             # change the balance between this read and the UPDATE below.
-            cursor.execute(sql.balance, [reservation.account_id])
+            cursor.execute(statements.balance, [reservation.account_id])
             if (row := cursor.fetchone()) is None:
                 raise Account.DoesNotExist(f"no account {reservation.account_id} to settle")
             (balance,) = row
@@ -222,13 +222,13 @@ def settle(*, reservation: Reservation, cost: int, usage: dict[str, Any]) -> Usa
             record.cost_micro_usd = charge
             record.uncharged_micro_usd = cost - charge
             record.flags = _merged_flags(flags, released=released is not None, capped=cost > charge)
-            _insert(db, cursor, record)
+            sql.insert(db, cursor, record)
             if charge:
-                _insert(db, cursor, _usage_entry(reservation, fields, charge))
+                sql.insert(db, cursor, _usage_entry(reservation, fields, charge))
             # Last, as in reserve_credits: the account row is the contended one. Unlimited
             # mode ends in the same statement when the balance falls below the floor.
             cursor.execute(
-                sql.settle,
+                statements.settle,
                 [
                     charge,
                     released[0] if released else 0,
@@ -307,7 +307,9 @@ def _settle_in_one_statement(
     """settle() on PostgreSQL: the same rows and checks, as one statement."""
     record = _usage_record(reservation, usage)
     entry = _usage_entry(reservation, usage, 0)
-    sql, record_fields, entry_fields = _settle_statement(db.ops.quote_name)
+    statement, record_fields, entry_fields = sql.settle_statement(
+        db.ops.quote_name, SETTLEMENT_FLAGS
+    )
     params = [
         reservation.request_id,
         reservation.account_id,
@@ -315,8 +317,8 @@ def _settle_in_one_statement(
         cost,
         reservation.amount,
         " ".join(flags),
-        *_values(db, record, record_fields),
-        *_values(db, entry, entry_fields),
+        *sql.values(db, record, record_fields),
+        *sql.values(db, entry, entry_fields),
         settings.UNLIMITED_MODE_FLOOR_MICRO_USD,
         reservation.account_id,
     ]
@@ -325,7 +327,7 @@ def _settle_in_one_statement(
     savepoint = transaction.atomic() if db.in_atomic_block else contextlib.nullcontext()
     try:
         with savepoint, db.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(statement, params)
             row = cursor.fetchone()
     except IntegrityError:
         if (existing := _first_settlement(reservation.request_id)) is None:
@@ -334,167 +336,8 @@ def _settle_in_one_statement(
     if row is None:
         raise Account.DoesNotExist(f"no account {reservation.account_id} to settle")
     record.pk, record.cost_micro_usd, record.uncharged_micro_usd, record.flags = row
-    record._state.adding = False
-    record._state.db = db.alias
+    sql.saved(record, db)
     return record
-
-
-@dataclass(frozen=True, slots=True)
-class _Statements:
-    reserve: str
-    release: str
-    balance: str
-    settle: str
-
-
-def _statements(db: BaseDatabaseWrapper) -> _Statements:
-    """The hot path's statements, built once per database vendor."""
-    return _statements_for(db.vendor, db.ops.quote_name)
-
-
-@functools.cache
-def _statements_for(vendor: str, quote: Callable[[str], str]) -> _Statements:
-    account, hold = quote(Account._meta.db_table), quote(Hold._meta.db_table)
-    balance, held = quote("balance_micro_usd"), quote("held_micro_usd")
-    unlimited = quote("unlimited")
-    return _Statements(
-        reserve=(
-            f"UPDATE {account} SET {held} = {held} + %s "  # noqa: S608 - names from model meta
-            f"WHERE {quote('id')} = %s AND {balance} - {held} >= %s"
-        ),
-        release=(
-            f"DELETE FROM {hold} WHERE {quote('request_id')} = %s "  # noqa: S608
-            f"RETURNING {quote('amount_micro_usd')}"
-        ),
-        balance=f"SELECT {balance} FROM {account} WHERE {quote('id')} = %s",  # noqa: S608
-        settle=(
-            f"UPDATE {account} SET {balance} = {balance} - %s, {held} = {held} - %s, "  # noqa: S608
-            f"{unlimited} = CASE WHEN {unlimited} AND {balance} - %s < %s "
-            f"THEN %s ELSE {unlimited} END WHERE {quote('id')} = %s"
-        ),
-    )
-
-
-def _insert_select(
-    model: type[Model], quote: Callable[[str], str], source: str, expressions: dict[str, str]
-) -> tuple[str, tuple[Field, ...]]:
-    """`INSERT INTO <model> (...) SELECT ... FROM <source>`: a parameter for each column
-    but those in `expressions` (SQL over `source`); returns the parameters' fields."""
-    written = _written(model)
-    columns = ", ".join(quote(column) for _, column in written)
-    values = ", ".join(expressions.get(column, "%s") for _, column in written)
-    return (
-        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT {values} FROM {source}",  # noqa: S608
-        tuple(f for f, column in written if column not in expressions),
-    )
-
-
-def _written(model: type[Model]) -> tuple[tuple[Field, str], ...]:
-    """The model's columns but the primary key, with their fields, in order."""
-    return tuple(
-        (f, f.column) for f in model._meta.concrete_fields if not f.primary_key and f.column
-    )
-
-
-@functools.cache
-def _reserve_statement(quote: Callable[[str], str]) -> tuple[str, tuple[Field, ...]]:
-    """PostgreSQL: the conditional hold on the account and the hold row, one statement;
-    no row is inserted (rowcount 0) when the account cannot cover the amount."""
-    account = quote(Account._meta.db_table)
-    balance, held = quote("balance_micro_usd"), quote("held_micro_usd")
-    insert, fields = _insert_select(Hold, quote, "reserved", {})
-    return (
-        f"WITH reserved AS (UPDATE {account} SET {held} = {held} + %s "  # noqa: S608
-        f"WHERE {quote('id')} = %s AND {balance} - {held} >= %s RETURNING {quote('id')}) "
-        f"{insert}",
-        fields,
-    )
-
-
-@functools.cache
-def _settle_statement(
-    quote: Callable[[str], str],
-) -> tuple[str, tuple[Field, ...], tuple[Field, ...]]:
-    """PostgreSQL: settle() as one statement that returns the usage record's id, charge,
-    uncharged amount and flags.
-
-    Release the hold first, then lock the account row (the one-time filter on `released`
-    orders the two, as the sweeper and the SQLite path do) and read its balance; charge
-    the cost capped at the hold and at that balance; write the usage record and (for a
-    charge) the ledger entry; update the account last.
-    """
-    account, hold = quote(Account._meta.db_table), quote(Hold._meta.db_table)
-    balance, held = quote("balance_micro_usd"), quote("held_micro_usd")
-    amount, unlimited, pk = quote("amount_micro_usd"), quote("unlimited"), quote("id")
-    hold_missing, capped = SETTLEMENT_FLAGS
-    usage, usage_fields = _insert_select(
-        UsageRecord,
-        quote,
-        "charge",
-        {
-            "cost_micro_usd": "charge.amount",
-            "uncharged_micro_usd": "charge.uncharged",
-            "flags": "charge.flags",
-        },
-    )
-    entry, entry_fields = _insert_select(
-        LedgerEntry, quote, "charge", {"amount_micro_usd": "-charge.amount"}
-    )
-    sql = (
-        f"WITH released AS (DELETE FROM {hold} WHERE {quote('request_id')} = %s "  # noqa: S608
-        f"RETURNING {amount}), "
-        f"locked AS (SELECT {balance} AS balance FROM {account} WHERE {pk} = %s "
-        "AND (SELECT count(*) FROM released) >= 0 FOR UPDATE), "
-        "capped AS (SELECT EXISTS (SELECT 1 FROM released) AS released, "
-        f"(SELECT COALESCE(SUM({amount}), 0) FROM released) AS released_amount, "
-        "%s::bigint AS cost, "
-        "LEAST(%s::bigint, %s::bigint, GREATEST(locked.balance, 0)) AS amount, "
-        "%s::text AS flags FROM locked), "
-        "charge AS (SELECT released, released_amount, amount, cost - amount AS uncharged, "
-        "concat_ws(' ', NULLIF(flags, ''), "
-        f"CASE WHEN NOT released THEN '{hold_missing}' END, "
-        f"CASE WHEN cost > amount THEN '{capped}' END) AS flags FROM capped), "
-        f"usage AS ({usage} RETURNING {pk}), "
-        f"entry AS ({entry} WHERE charge.amount > 0 RETURNING 1), "
-        f"account AS (UPDATE {account} SET {balance} = {balance} - charge.amount, "
-        f"{held} = {held} - charge.released_amount, "
-        f"{unlimited} = CASE WHEN {unlimited} AND {balance} - charge.amount < %s "
-        f"THEN false ELSE {unlimited} END FROM charge WHERE {account}.{pk} = %s "
-        "RETURNING 1) "
-        f"SELECT usage.{pk}, charge.amount, charge.uncharged, charge.flags FROM usage, charge"
-    )
-    return sql, usage_fields, entry_fields
-
-
-def _values(db: BaseDatabaseWrapper, obj: Model, fields: tuple[Field, ...]) -> list[Any]:
-    return [f.get_db_prep_save(f.pre_save(obj, True), db) for f in fields]
-
-
-@functools.cache
-def _insert_statement(
-    model: type[Model], vendor: str, quote: Callable[[str], str]
-) -> tuple[str, tuple[Field, ...]]:
-    written = _written(model)
-    columns = ", ".join(quote(column) for _, column in written)
-    marks = ", ".join(["%s"] * len(written))
-    return (
-        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({marks}) "  # noqa: S608
-        f"RETURNING {quote(model._meta.pk.attname)}",
-        tuple(f for f, _ in written),
-    )
-
-
-def _insert(db: BaseDatabaseWrapper, cursor: Any, obj: Model) -> None:
-    """INSERT one new row for `obj` and set its pk: Model.save() without the query compiler.
-
-    Only for the append-only rows of the hot path (holds, usage records, ledger entries),
-    which have no save() logic or signal receivers beyond the append-only check.
-    """
-    sql, fields = _insert_statement(type(obj), db.vendor, db.ops.quote_name)
-    cursor.execute(sql, _values(db, obj, fields))
-    obj.pk = cursor.fetchone()[0]
-    obj._state.adding = False
-    obj._state.db = db.alias
 
 
 def keep_hold(
