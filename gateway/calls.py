@@ -191,8 +191,11 @@ def _failure(exc: BaseException) -> tuple[str, str]:
 
 
 def _upstream_failed(model: ModelInfo, exc: ProviderError) -> GatewayError:
+    """What the customer is told when no route answered: a 503 that says when a route is
+    tried again, or the upstream's refusal of the request itself (its text masked)."""
     if exc.retryable:
-        return routing.no_healthy_upstream(model.id, exc.retry_after or 1, exc.message)
+        wait = routing.soonest_recovery(model) or exc.retry_after or 1
+        return routing.no_healthy_upstream(model.id, wait, exc.message)
     return GatewayError(exc.status, exc.message, code="upstream_error")
 
 
@@ -262,6 +265,7 @@ class Call:
             except ProviderError as exc:
                 self.generating = False
                 last = exc
+                log.warning("%s: attempt %d failed: %s", self.request_id, self.attempts, exc.detail)
                 metrics.upstream_failed(route.provider.name)
                 if not exc.retryable:
                     break
@@ -363,6 +367,7 @@ class Call:
             await self.end(UsageRecord.Status.OK)
         except ProviderError as exc:
             status, error = UsageRecord.Status.ERROR, exc.message
+            log.warning("%s: the stream failed: %s", self.request_id, exc.detail)
             metrics.upstream_failed(self.route.provider.name if self.route else "")
             yield GatewayError(
                 502, f"Upstream failed mid-stream: {exc.message}", code="upstream_error"

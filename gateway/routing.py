@@ -69,6 +69,11 @@ def routes_to_try(model: ModelInfo, *, fallback: bool) -> list[RouteInfo]:
     return healthy
 
 
+def soonest_recovery(model: ModelInfo) -> float:
+    """Seconds until the first of the model's routes is tried again (0: one is healthy)."""
+    return min((cooling_for(r.provider.id) for r in model.routes), default=0.0)
+
+
 def no_healthy_upstream(model_id: str, retry_after: float, reason: str) -> GatewayError:
     return GatewayError(
         503,
