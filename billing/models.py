@@ -295,7 +295,11 @@ class UsageRecord(models.Model):
         CANCELLED = "cancelled", "Cancelled by client"
 
     class Source(models.TextChoices):
-        API = "api", "API"
+        """The door a call came through (its protocol)."""
+
+        API = "api", "Chat Completions API"
+        MESSAGES = "messages", "Anthropic Messages API"
+        RESPONSES = "responses", "Responses API"
         WEB = "web", "Web chat"
 
     request_id = models.CharField(max_length=64, unique=True)
@@ -303,7 +307,7 @@ class UsageRecord(models.Model):
     api_key = models.ForeignKey(
         "accounts.ApiKey", models.SET_NULL, null=True, blank=True, related_name="usage"
     )
-    source = models.CharField(max_length=8, choices=Source.choices, default=Source.API)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
     model = models.CharField(max_length=200, db_index=True)
     provider = models.CharField(max_length=100, blank=True)
     upstream_model = models.CharField(max_length=200, blank=True)
