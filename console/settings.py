@@ -257,6 +257,9 @@ CATALOG_CACHE_SECONDS = float(envstr("CATALOG_CACHE_SECONDS", "5"))
 DEMO_TOKEN_DELAY_MS = envint("DEMO_TOKEN_DELAY_MS", "20")
 METRICS_TOKEN = envstr("METRICS_TOKEN")
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+# The public estimate and failed key checks, counted per client address (REMOTE_ADDR).
+ESTIMATE_MAX_BYTES = envint("ESTIMATE_MAX_BYTES", str(256 * 1024))
+ESTIMATE_REQUESTS_PER_MINUTE = envint("ESTIMATE_REQUESTS_PER_MINUTE", "60")
 
 # --- Billing: Stripe, unlimited mode, low-balance warning -------------------------
 STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY")

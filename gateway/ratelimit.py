@@ -7,24 +7,32 @@ window counter keeps a token cost cheap (one counter, not one entry per token).
 With Redis, both of a key's limits are checked, counted and read back in one Lua
 script (one round trip per request instead of four), with the `limits` library's
 sliding-window-counter arithmetic; in memory the library itself does the work.
+
+The same windows count per client address what no key pays for (`address_wait`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import math
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from django.conf import settings
+from django.http import HttpRequest
 
 from gateway.errors import GatewayError
 from gateway.state import on_reset
 
 if TYPE_CHECKING:
     from limits.aio.strategies import SlidingWindowCounterRateLimiter
+    from limits.strategies import (
+        SlidingWindowCounterRateLimiter as SyncSlidingWindowCounterRateLimiter,
+    )
 
 WINDOW_SECONDS = 60
 
@@ -232,4 +240,86 @@ def _too_many(
         f"Rate limit reached: {limit} {what} for this key. Try again in {headers['Retry-After']}s.",
         code="rate_limit_exceeded",
         headers=headers,
+    )
+
+
+# Per client address, for what no key pays for: the public estimate and failed key
+# checks. The windows are the same one-minute sliding counters as a key's, in Redis
+# through TAKE_SCRIPT or in memory through `limits`. Both must hold across event
+# loops, since the account API checks keys on a fresh loop each time (async_to_sync):
+# Redis scripts are kept per loop object (a dead loop's id comes back, bound to a
+# client of that loop), and memory is one store for the process, through `limits`'
+# thread-safe synchronous API (no I/O, so it does not block the loop).
+_address_scripts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+    weakref.WeakKeyDictionary()
+)
+_address_memory: list[SyncSlidingWindowCounterRateLimiter] = []
+
+
+@on_reset
+def forget_address_counts() -> None:
+    _address_scripts.clear()
+    _address_memory.clear()
+
+
+def client_address(request: HttpRequest) -> str:
+    """The address limits are counted by: REMOTE_ADDR, which uvicorn's --proxy-headers
+    sets from X-Forwarded-For behind a trusted proxy. An IPv6 client counts as its /64,
+    the block one subscriber is usually given."""
+    address = request.META.get("REMOTE_ADDR") or "unknown"
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
+async def address_wait(*, scope: str, address: str, per_minute: int, count: bool) -> int:
+    """Seconds `address` must wait before one more event in `scope` fits under
+    `per_minute`, or 0 when it fits now (and then, with `count`, it is counted).
+
+    `count=False` only looks: a check that must come before work which is counted only
+    when it fails (a failed key check).
+    """
+    identifier = f"address:{scope}:{address}"
+    if settings.REDIS_URL:
+        loop = asyncio.get_running_loop()
+        script = _address_scripts.get(loop)
+        if script is None:
+            script = aioredis.Redis.from_url(settings.REDIS_URL).register_script(TAKE_SCRIPT)
+            _address_scripts[loop] = script
+        current = f"sb:limit:{{{identifier}}}"
+        # Looking is taking nothing against one less: it fits only if one more would.
+        limit, cost = (per_minute, 1) if count else (per_minute - 1, 0)
+        [answer] = await script(keys=[f"{current}/-1", current], args=[WINDOW_SECONDS, limit, cost])
+        if answer[0]:
+            return 0
+        state = _state_from_counts(per_minute, *(int(value) for value in answer[1:]))
+        reset = state.reset_seconds
+    else:
+        from limits import RateLimitItemPerMinute
+        from limits.storage import MemoryStorage
+        from limits.strategies import SlidingWindowCounterRateLimiter
+
+        if not _address_memory:
+            _address_memory.append(SlidingWindowCounterRateLimiter(MemoryStorage()))
+        limiter = _address_memory[0]
+        item = RateLimitItemPerMinute(per_minute)
+        if (limiter.hit if count else limiter.test)(item, identifier):
+            return 0
+        reset = limiter.get_window_stats(item, identifier).reset_time - time.time()
+    return max(1, math.ceil(reset))
+
+
+def address_throttled(message: str, wait: int) -> GatewayError:
+    """The 429 for an address over its limit: `message`, and when to try again."""
+    return GatewayError(
+        429,
+        f"{message} Try again in {wait}s.",
+        code="rate_limit_exceeded",
+        headers={"Retry-After": str(wait)},
     )

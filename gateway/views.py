@@ -77,10 +77,12 @@ def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable
     return decorator
 
 
-def _read_body(request: HttpRequest) -> bytes:
+def _read_body(request: HttpRequest, limit: int | None = None) -> bytes:
+    """The body, or a 413 above `limit` bytes (MAX_REQUEST_BYTES unless given)."""
     from django.conf import settings
 
-    limit = settings.MAX_REQUEST_BYTES
+    if limit is None:
+        limit = settings.MAX_REQUEST_BYTES
     declared = request.META.get("CONTENT_LENGTH") or "0"
     if declared.isdigit() and int(declared) > limit:
         raise too_large(int(declared), limit)

@@ -13,7 +13,7 @@ import redis
 
 from gateway import state
 from gateway.errors import GatewayError
-from gateway.ratelimit import check_limits
+from gateway.ratelimit import address_wait, check_limits
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/14"
 # (requests per minute, tokens per minute, tokens of this request)
@@ -90,3 +90,25 @@ async def test_a_refused_request_says_when_to_retry(settings, redis_url):
     assert refused.value.status == 429
     assert 1 <= int(refused.value.headers["Retry-After"]) <= 120
     assert refused.value.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+async def address_outcomes() -> list[bool]:
+    """Whether each look (count=False) or count (count=True) found room, 2 a minute."""
+    answers = []
+    for count in [False, True, False, True, False, True]:
+        wait = await address_wait(scope="test", address="192.0.2.1", per_minute=2, count=count)
+        assert 0 <= wait <= 60
+        answers.append(wait == 0)
+    return answers
+
+
+async def test_address_limits_look_and_count_alike_in_redis_and_memory(settings, redis_url):
+    settings.REDIS_URL = ""
+    state.reset_process_state()
+    in_memory = await address_outcomes()
+
+    settings.REDIS_URL = redis_url
+    state.reset_process_state()
+    in_redis = await address_outcomes()
+
+    assert in_redis == in_memory == [True, True, True, True, False, False]
