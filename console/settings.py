@@ -260,6 +260,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 # The public estimate and failed key checks, counted per client address (REMOTE_ADDR).
 ESTIMATE_MAX_BYTES = envint("ESTIMATE_MAX_BYTES", str(256 * 1024))
 ESTIMATE_REQUESTS_PER_MINUTE = envint("ESTIMATE_REQUESTS_PER_MINUTE", "60")
+AUTH_FAILURES_PER_MINUTE = envint("AUTH_FAILURES_PER_MINUTE", "20")
 
 # --- Billing: Stripe, unlimited mode, low-balance warning -------------------------
 STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY")

@@ -23,6 +23,7 @@ from billing.money import format_usd
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import model_choices
 from gateway.errors import GatewayError
+from gateway.ratelimit import client_address
 
 View = Callable[..., HttpResponse]
 
@@ -40,7 +41,9 @@ def management_key_required(view: View) -> View:
     @wraps(view)
     def wrapper(request: ApiRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            key = async_to_sync(authenticate)(request.headers.get("Authorization"))
+            key = async_to_sync(authenticate)(
+                request.headers.get("Authorization"), client=client_address(request)
+            )
         except GatewayError as error:
             return error.response()
         if not key.can_manage:

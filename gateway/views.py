@@ -18,6 +18,7 @@ from gateway import calls, routing
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import ModelInfo
 from gateway.errors import GatewayError
+from gateway.ratelimit import client_address
 from gateway.sync import db_sync_to_async
 from gateway.validation import parse_json, too_large
 
@@ -56,7 +57,7 @@ def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable
                     )
                 if key_required:
                     request.api_key = await authenticate(  # type: ignore[attr-defined]
-                        request.headers.get("Authorization")
+                        request.headers.get("Authorization"), client=client_address(request)
                     )
                 response = await view(request, *args, **kwargs)
             except GatewayError as exc:
