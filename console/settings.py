@@ -30,7 +30,7 @@ DEV_SERVER_APPS = ["daphne"] if "runserver" in sys.argv else []
 
 INSTALLED_APPS = [
     *DEV_SERVER_APPS,
-    "django.contrib.admin",
+    "console.apps.SwitchboardAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -180,6 +180,8 @@ MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_PASSKEY_LOGIN_ENABLED = True
 MFA_PASSKEY_SIGNUP_ENABLED = True
 MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = DEBUG
+# Staff reach /admin/ only after a second factor in this session (console/admin.py).
+ADMIN_REQUIRE_2FA = envbool("ADMIN_REQUIRE_2FA", "false")
 
 # --- E-mail -----------------------------------------------------------------------
 EMAIL_HOST = envstr("EMAIL_HOST")
