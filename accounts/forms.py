@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import SpendPeriod
@@ -26,12 +27,8 @@ class ApiKeyForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text="Tick none to allow every model.",
     )
-    rpm_limit = forms.IntegerField(
-        label="Requests per minute", required=False, min_value=1, help_text="Empty: no limit."
-    )
-    tpm_limit = forms.IntegerField(
-        label="Tokens per minute", required=False, min_value=1, help_text="Empty: no limit."
-    )
+    rpm_limit = forms.IntegerField(label="Requests per minute", required=False, min_value=1)
+    tpm_limit = forms.IntegerField(label="Tokens per minute", required=False, min_value=1)
     spend_cap_usd = forms.DecimalField(
         label="Spend cap (USD)",
         required=False,
@@ -54,6 +51,13 @@ class ApiKeyForm(forms.Form):
         allowed = self.fields["allowed_models"]
         assert isinstance(allowed, forms.MultipleChoiceField)
         allowed.choices = models
+        for name, default in (
+            ("rpm_limit", settings.DEFAULT_KEY_RPM),
+            ("tpm_limit", settings.DEFAULT_KEY_TPM),
+        ):
+            self.fields[name].help_text = (
+                f"Empty: the default of {default:,} per minute." if default else "Empty: no limit."
+            )
 
     def clean_expires_on(self) -> Any:
         expires_on = self.cleaned_data["expires_on"]

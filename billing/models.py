@@ -204,6 +204,11 @@ class Hold(models.Model):
     amount_micro_usd = models.BigIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
+    progress = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="What the request had cost so far ({cost, usage}), for the sweeper.",
+    )
 
     objects = HoldQuerySet.as_manager()
 
@@ -308,6 +313,12 @@ class UsageRecord(models.Model):
     cached_tokens = models.PositiveIntegerField(default=0)
     cost_micro_usd = models.BigIntegerField(default=0)
     reserved_micro_usd = models.BigIntegerField(default=0)
+    uncharged_micro_usd = models.BigIntegerField(
+        default=0, help_text="Real cost above the charge: revenue lost to the hold or balance cap."
+    )
+    flags = models.CharField(
+        max_length=100, blank=True, help_text="Space-separated, e.g. capped hold_missing."
+    )
     latency_ms = models.PositiveIntegerField(default=0)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.OK)

@@ -126,11 +126,9 @@ if REDIS_URL:
             "CONFIG": {"hosts": [REDIS_URL]},
         }
     }
-    RATELIMIT_STORAGE_URI = "async+" + REDIS_URL
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    RATELIMIT_STORAGE_URI = "async+memory://"
 
 # --- Auth -------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -254,6 +252,13 @@ UPSTREAM_CONNECT_TIMEOUT = float(envstr("UPSTREAM_CONNECT_TIMEOUT", "5"))
 UPSTREAM_READ_TIMEOUT = float(envstr("UPSTREAM_READ_TIMEOUT", "120"))
 PROVIDER_COOLDOWN_SECONDS = envint("PROVIDER_COOLDOWN_SECONDS", "30")
 HOLD_TTL_SECONDS = envint("HOLD_TTL_SECONDS", "900")
+# Limits for keys that set none of their own (0: unlimited).
+DEFAULT_KEY_RPM = envint("DEFAULT_KEY_RPM", "0")
+DEFAULT_KEY_TPM = envint("DEFAULT_KEY_TPM", "0")
+HOLD_REFRESH_SECONDS = envint("HOLD_REFRESH_SECONDS", str(max(1, HOLD_TTL_SECONDS // 3)))
+SETTLEMENT_JOURNAL_DIR = Path(
+    envstr("SETTLEMENT_JOURNAL_DIR", str(BASE_DIR / "var" / "settlements"))
+)
 KEY_CACHE_SECONDS = float(envstr("KEY_CACHE_SECONDS", "2"))
 CATALOG_CACHE_SECONDS = float(envstr("CATALOG_CACHE_SECONDS", "5"))
 DEMO_TOKEN_DELAY_MS = envint("DEMO_TOKEN_DELAY_MS", "20")

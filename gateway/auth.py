@@ -32,6 +32,13 @@ from gateway.sync import db_sync_to_async
 
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
+    """What /v1 needs to know about a key, loaded in one query and cached briefly.
+
+    `rpm_limit` and `tpm_limit` are the limits the key is held to: its own, else the
+    operator's DEFAULT_KEY_RPM / DEFAULT_KEY_TPM; None (unlimited) when neither is set
+    or the account is in unlimited mode.
+    """
+
     id: int
     user_id: int
     account_id: int
@@ -72,6 +79,13 @@ def forget_key(prefix: str) -> None:
     _misses.pop(prefix, None)
 
 
+def _in_force(own: int | None, default: int, unlimited: bool) -> int | None:
+    """A key's own limit, else the operator's default (0: none); None means unlimited."""
+    if unlimited:
+        return None
+    return own or default or None
+
+
 def _load(prefix: str) -> KeyInfo | None:
     key = ApiKey.objects.select_related("user__account").filter(prefix=prefix).first()
     if key is None:
@@ -85,8 +99,8 @@ def _load(prefix: str) -> KeyInfo | None:
         kind=key.kind,
         hashed=key.hashed,
         allowed_models=tuple(key.allowed_models or ()),
-        rpm_limit=key.rpm_limit,
-        tpm_limit=key.tpm_limit,
+        rpm_limit=_in_force(key.rpm_limit, settings.DEFAULT_KEY_RPM, account.unlimited),
+        tpm_limit=_in_force(key.tpm_limit, settings.DEFAULT_KEY_TPM, account.unlimited),
         spend_cap_micro_usd=key.spend_cap_micro_usd,
         max_cost_per_request_micro_usd=key.max_cost_per_request_micro_usd,
         expires_at=key.expires_at,
