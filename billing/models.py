@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -13,7 +14,7 @@ from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
-from billing.money import format_usd
+from billing.money import PER_MTOK, format_usd
 
 
 class AccountQuerySet(models.QuerySet["Account"]):
@@ -221,6 +222,14 @@ class Hold(models.Model):
         return f"hold {self.request_id} {format_usd(self.amount_micro_usd)}"
 
 
+@dataclass(frozen=True, slots=True)
+class LineItem:
+    label: str
+    tokens: int
+    price_per_mtok: int
+    micro_usd: Decimal
+
+
 class UsageQuerySet(models.QuerySet["UsageRecord"]):
     def for_user(self, user: Any) -> UsageQuerySet:
         return self.filter(account__user=user)
@@ -314,7 +323,19 @@ class UsageRecord(models.Model):
     stream = models.BooleanField(default=False)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
-    cached_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0, help_text="read from the prompt cache")
+    cache_write_tokens = models.PositiveIntegerField(
+        default=0, help_text="written to the prompt cache (part of the prompt tokens)"
+    )
+    cache_write_1h_tokens = models.PositiveIntegerField(
+        default=0, help_text="of the cache writes, those kept for an hour"
+    )
+    unit_prices = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="micro-USD per million tokens charged for each kind of token used "
+        "(input, output, cache_read, cache_write, cache_write_1h), as they were",
+    )
     cost_micro_usd = models.BigIntegerField(default=0)
     reserved_micro_usd = models.BigIntegerField(default=0)
     uncharged_micro_usd = models.BigIntegerField(
@@ -342,6 +363,25 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model} {format_usd(self.cost_micro_usd)}"
+
+    def line_items(self) -> list[LineItem]:
+        """What the cost is made of: each kind of token, its count, its price per million
+        and its share of the cost (exact, before the total is rounded up)."""
+        written_1h = self.cache_write_1h_tokens
+        written = self.cache_write_tokens - written_1h
+        plain = self.prompt_tokens - self.cached_tokens - self.cache_write_tokens
+        counts = [
+            ("input", "Input", plain),
+            ("cache_read", "Cache reads", self.cached_tokens),
+            ("cache_write", "Cache writes (5 min)", written),
+            ("cache_write_1h", "Cache writes (1 h)", written_1h),
+            ("output", "Output", self.completion_tokens),
+        ]
+        return [
+            LineItem(label, tokens, price, Decimal(tokens * price) / PER_MTOK)
+            for kind, label, tokens in counts
+            if tokens > 0 and (price := self.unit_prices.get(kind)) is not None
+        ]
 
     @property
     def total_tokens(self) -> int:

@@ -44,7 +44,7 @@ from billing.ledger import (
     reserve_credits,
 )
 from billing.models import UsageRecord
-from billing.money import format_usd, token_cost
+from billing.money import format_usd
 from gateway import metering, metrics, routing
 from gateway.auth import KeyInfo
 from gateway.catalog import Catalog, ModelInfo, RouteInfo, catalog_is_fresh, get_catalog
@@ -169,15 +169,11 @@ def check_policy(key: KeyInfo, model: ModelInfo) -> None:
 
 
 def worst_case_cost(model: ModelInfo, prompt: int, output: int) -> int:
-    """The most a call can cost: the prompt with a margin for other tokenizers, and every
-    output token it may generate."""
-    return token_cost(
-        prompt_tokens=int(prompt * PROMPT_MARGIN) + PROMPT_SLACK_TOKENS,
-        completion_tokens=output,
-        cached_tokens=0,
-        input_price=model.input_price or 0,
-        output_price=model.output_price or 0,
-        cached_price=model.cached_price,
+    """The most a call can cost: the prompt with a margin for other tokenizers (at the
+    dearest of its prices: it may all be written to the cache), and every output token
+    it may generate."""
+    return model.worst_case_cost(
+        prompt=int(prompt * PROMPT_MARGIN) + PROMPT_SLACK_TOKENS, completion=output
     )
 
 
@@ -240,13 +236,12 @@ class Call:
         return self.charge is not None
 
     def cost(self, metered: metering.Metered) -> int:
-        return token_cost(
-            prompt_tokens=metered.prompt_tokens,
-            completion_tokens=metered.completion_tokens,
-            cached_tokens=metered.cached_tokens,
-            input_price=self.model.input_price or 0,
-            output_price=self.model.output_price or 0,
-            cached_price=self.model.cached_price,
+        return self.model.cost(
+            prompt=metered.prompt_tokens,
+            completion=metered.completion_tokens,
+            cached=metered.cached_tokens,
+            cache_write=metered.cache_write_tokens,
+            cache_write_1h=metered.cache_write_1h_tokens,
         )
 
     # --- 6. route ------------------------------------------------------------------
@@ -496,6 +491,9 @@ class Call:
             "prompt_tokens": metered.prompt_tokens,
             "completion_tokens": metered.completion_tokens,
             "cached_tokens": metered.cached_tokens,
+            "cache_write_tokens": metered.cache_write_tokens,
+            "cache_write_1h_tokens": metered.cache_write_1h_tokens,
+            "unit_prices": self.model.unit_prices(metered.kinds()),
             "latency_ms": int((time.monotonic() - self.started) * 1000),
             "ttft_ms": self.ttft_ms,
             "status": status,

@@ -199,6 +199,8 @@ def catalog_entry(model: ModelInfo) -> dict[str, Any]:
             "input": price(model.input_price),
             "output": price(model.output_price),
             "cached_input": price(model.cached_input_price),
+            "cache_write": price(model.cache_write_price),
+            "cache_write_1h": price(model.cache_write_1h_price),
         },
         "providers": [r.provider.name for r in model.routes],
         "enabled": model.enabled,

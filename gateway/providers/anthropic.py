@@ -203,11 +203,18 @@ def messages_request(body: dict[str, Any], upstream_model: str) -> dict[str, Any
 
 
 def anthropic_usage(usage: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI usage from Anthropic's: cache reads and writes counted once, in the prompt."""
+    """OpenAI usage from Anthropic's: cache reads and writes counted once, in the prompt,
+    the writes split into 5-minute and 1-hour ones where Anthropic says."""
     cache_read = usage.get("cache_read_input_tokens") or 0
     cache_write = usage.get("cache_creation_input_tokens") or 0
+    split = usage.get("cache_creation")
+    if not isinstance(split, dict):
+        split = {}
+    cache_write_1h = min(split.get("ephemeral_1h_input_tokens") or 0, cache_write)
     prompt = (usage.get("input_tokens") or 0) + cache_read + cache_write
-    return usage_dict(prompt, usage.get("output_tokens") or 0, cache_read)
+    return usage_dict(
+        prompt, usage.get("output_tokens") or 0, cache_read, cache_write, cache_write_1h
+    )
 
 
 def chat_completion(result: dict[str, Any], upstream_model: str) -> dict[str, Any]:

@@ -229,11 +229,20 @@ class Adapter:
         raise NotImplementedError
 
 
-def usage_dict(prompt: int, completion: int, cached: int = 0) -> dict[str, Any]:
-    """OpenAI's usage object."""
+def usage_dict(
+    prompt: int, completion: int, cached: int = 0, cache_write: int = 0, cache_write_1h: int = 0
+) -> dict[str, Any]:
+    """OpenAI's usage object. Prompt-cache writes (Anthropic's cache creation), which
+    OpenAI's object has no field for, are `prompt_tokens_details.cache_write_tokens`
+    (and `cache_write_1h_tokens`, the part written for an hour), parts of the prompt."""
+    details: dict[str, int] = {"cached_tokens": cached}
+    if cache_write:
+        details["cache_write_tokens"] = cache_write
+        if cache_write_1h:
+            details["cache_write_1h_tokens"] = cache_write_1h
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
+        "prompt_tokens_details": details,
     }

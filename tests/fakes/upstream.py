@@ -22,6 +22,7 @@ path), one behaviour consumed per request, `Ok()` once the queue is empty:
 
 - `Ok(text=None, tool_calls=None, delay=0.0, usage=True, prompt_tokens=None,
   completion_tokens=None, cached_tokens=0, cache_creation_tokens=0,
+  cache_creation_1h_tokens=0,
   reasoning_tokens=0, finish_reason=None)`: a normal answer. `text=None` means
   `default_text(model)` (no text when tool_calls are given); `tool_calls` is a list of
   (name, arguments JSON); `delay` is slept before every streamed event but the first
@@ -42,7 +43,9 @@ with their trailing spaces), one piece per event and one token each; a tool call
 one token plus one per 8-character fragment of its arguments. Prompt tokens are
 `prompt_tokens_for(...)`: characters of all text in the messages and system // 4 + 1.
 `cached_tokens` and `cache_creation_tokens` are parts of `prompt_tokens` (Anthropic's
-input_tokens is what is left); `reasoning_tokens` are part of `completion_tokens`.
+input_tokens is what is left), and `cache_creation_1h_tokens` the part of the cache
+writes Anthropic's `cache_creation` reports as 1-hour ones; `reasoning_tokens` are part
+of `completion_tokens`.
 With `response_format` json_object/json_schema (OpenAI) or `responseMimeType`
 application/json (Gemini) the text is `{"answer": <text>}`.
 
@@ -108,6 +111,7 @@ class Ok:
     completion_tokens: int | None = None
     cached_tokens: int = 0
     cache_creation_tokens: int = 0
+    cache_creation_1h_tokens: int = 0
     reasoning_tokens: int = 0
     finish_reason: str | None = None
 
@@ -172,6 +176,7 @@ def _answer(call: Call, ok: Ok, serial: int) -> Answer:
         completion=ok.completion_tokens if ok.completion_tokens is not None else completion,
         cached=ok.cached_tokens,
         cache_creation=ok.cache_creation_tokens,
+        cache_creation_1h=ok.cache_creation_1h_tokens,
         reasoning=ok.reasoning_tokens,
         delay=ok.delay,
         serial=serial,

@@ -52,6 +52,7 @@ class Answer:
     completion: int
     cached: int
     cache_creation: int
+    cache_creation_1h: int
     reasoning: int
     delay: float
     serial: int
@@ -237,6 +238,10 @@ class AnthropicProtocol:
         return {
             "input_tokens": a.prompt - a.cached - a.cache_creation,
             "cache_creation_input_tokens": a.cache_creation,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": a.cache_creation - a.cache_creation_1h,
+                "ephemeral_1h_input_tokens": a.cache_creation_1h,
+            },
             "cache_read_input_tokens": a.cached,
             "output_tokens": a.completion,
         }
