@@ -403,6 +403,8 @@ def chat_body(body: dict[str, Any]) -> dict[str, Any]:
         raise invalid(f"Unrecognized request argument supplied: {', '.join(unknown)}", unknown[0])
     _refuse_what_needs_storage(body)
     _dropped_fields(body)
+    for name in ("prompt_cache_key", "safety_identifier"):
+        _string(body.get(name), name)
     chat: dict[str, Any] = {name: body[name] for name in SAME_NAME if body.get(name) is not None}
     chat["messages"] = _messages(body)
     stream = body.get("stream")
@@ -800,8 +802,8 @@ async def relay(call: calls.Call, stream: ResponseStream) -> AsyncIterator[bytes
 async def create_response(request: HttpRequest) -> HttpResponseBase:
     """POST /v1/responses: the Responses API, streamed or not, billed once."""
     body = parse_json(_read_body(request))
+    chat = chat_body(body)
     try:
-        chat = chat_body(body)
         call = await calls.open_call(
             key=request.api_key,  # type: ignore[attr-defined]
             body=chat,
