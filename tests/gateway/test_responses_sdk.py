@@ -418,3 +418,57 @@ def test_models_answers_codex_asking_with_its_client_version(live_server_url, cu
 
     assert response.status_code == 200
     assert sorted(m["id"] for m in response.json()["data"]) == sorted(ROUTES)
+
+
+def test_cached_and_reasoning_tokens_are_reported_in_the_usage(client, catalog, customer):
+    catalog.script("openai-up", Ok(prompt_tokens=40, cached_tokens=30, reasoning_tokens=5))
+
+    raw = client.responses.with_raw_response.create(model="gpt-test", input="Think.")
+    usage = raw.parse().usage
+
+    record = assert_billed_once(customer.account, raw.headers["x-request-id"])
+    assert usage.input_tokens == record.prompt_tokens == 40
+    assert usage.input_tokens_details.cached_tokens == record.cached_tokens == 30
+    assert usage.output_tokens_details.reasoning_tokens == 5
+    assert record.cost_micro_usd == expected_cost(40, record.completion_tokens, 30)
+
+
+def test_text_then_a_function_call_stream_as_two_output_items(client, catalog):
+    catalog.script("openai-up", Ok(text="Let me look.", tool_calls=[("get_weather", "{}")]))
+
+    with client.responses.stream(model="gpt-test", input="Weather?", tools=[WEATHER_TOOL]) as s:
+        events = list(s)
+        final = s.get_final_response()
+
+    assert [item.type for item in final.output] == ["message", "function_call"]
+    added = [e for e in events if e.type == "response.output_item.added"]
+    done = [e for e in events if e.type == "response.output_item.done"]
+    assert [e.output_index for e in added] == [e.output_index for e in done] == [0, 1]
+    kinds = [e.type for e in events]
+    # The message is finished before the function call begins.
+    assert kinds.index("response.content_part.done") < kinds.index(
+        "response.function_call_arguments.delta"
+    )
+    assert final.output_text == "Let me look."
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_retry_with_the_same_idempotency_key_is_replayed_not_billed_again(
+    client, catalog, customer, stream
+):
+    headers = {"Idempotency-Key": f"responses-{stream}"}
+
+    first = client.responses.with_raw_response.create(
+        model="gpt-test", input="Hi", stream=stream, extra_headers=headers
+    )
+    first_body = list(first.parse()) if stream else first.parse()
+    again = client.responses.with_raw_response.create(
+        model="gpt-test", input="Hi", stream=stream, extra_headers=headers
+    )
+    again_body = list(again.parse()) if stream else again.parse()
+
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.headers["x-request-id"] == first.headers["x-request-id"]
+    assert again_body == first_body
+    assert len(catalog.requests_for("openai-up")) == 1
+    assert_billed_once(customer.account, first.headers["x-request-id"])
