@@ -11,8 +11,8 @@ Nothing is stored: `store: true`, `previous_response_id`, `background`, `convers
 and `prompt` are refused with a 400 `unsupported_parameter`, as are tools other than
 `function` (web_search, file_search, …: Switchboard cannot run or price them). `reasoning`
 input items are dropped (chat routes cannot take them back), as are `include`,
-`truncation`, `max_tool_calls`, `top_logprobs`, `prompt_cache_retention` and
-`stream_options`. README, "The Responses API", lists it all.
+`truncation`, `max_tool_calls`, `top_logprobs`, `prompt_cache_retention`,
+`stream_options` and `client_metadata`. README, "The Responses API", lists it all.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ KNOWN_FIELDS = {
     "background",
     "conversation",
     "prompt",
+    "client_metadata",
 }
 # Fields passed to the call under the same name (checked there, as for chat completions).
 SAME_NAME = (
@@ -391,6 +392,7 @@ def _dropped_fields(body: dict[str, Any]) -> None:
         ):
             raise invalid(f"'{name}' must be an integer between 0 and {high}.", name)
     _object(body.get("stream_options"), "stream_options")
+    _object(body.get("client_metadata"), "client_metadata")
     metadata = _object(body.get("metadata"), "metadata")
     if not all(isinstance(v, str) for v in metadata.values()):
         raise invalid("'metadata' must map keys to strings.", "metadata")

@@ -1,0 +1,88 @@
+"""Codex CLI (the real one, pinned in tests/clients/codex/package.json) against the live
+server's Responses door, fully offline: its model provider is Switchboard, whose route
+is the fake upstream. `.ci/run` installs it; without it the test fails, never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from billing.models import UsageRecord
+from gateway.models import Model, Provider, Route
+from tests.gateway.test_responses_sdk import assert_billed_once
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CODEX = Path(__file__).parent / "codex" / "node_modules" / ".bin" / "codex"
+CONFIG = """\
+model = "gpt-test"
+model_provider = "switchboard"
+check_for_update_on_startup = false
+web_search = "disabled"
+
+[features]
+multi_agent = false
+
+[model_providers.switchboard]
+name = "Switchboard"
+base_url = "{base_url}"
+env_key = "SWITCHBOARD_API_KEY"
+wire_api = "responses"
+"""
+
+
+@pytest.fixture
+def catalog(fake_upstream):
+    provider = Provider.objects.create(
+        name="openai", kind="openai", base_url=fake_upstream.url + "/v1", api_key="k"
+    )
+    model = Model.objects.create(
+        id="gpt-test",
+        context_length=400_000,
+        max_output_tokens=32_000,
+        input_price=2_000_000,
+        output_price=8_000_000,
+        cached_input_price=500_000,
+    )
+    Route.objects.create(model=model, provider=provider, upstream_model="openai-up")
+    return fake_upstream
+
+
+def codex(tmp_path: Path, base_url: str, secret: str, prompt: str) -> subprocess.CompletedProcess:
+    if not CODEX.exists():
+        pytest.fail("Codex CLI is not installed: cd tests/clients/codex && npm ci --ignore-scripts")
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    (home / "config.toml").write_text(CONFIG.format(base_url=base_url))
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "CODEX_HOME": str(home),
+        "SWITCHBOARD_API_KEY": secret,
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    return subprocess.run(
+        [str(CODEX), "exec", "--skip-git-repo-check", "--sandbox", "read-only", prompt],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_codex_exec_answers_one_turn_billed_once(tmp_path, live_server_url, customer, catalog):
+    done = codex(tmp_path, live_server_url + "/v1", customer.secret, "Say hello.")
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Hello from openai-up. This answer is deterministic." in done.stdout
+    [record] = UsageRecord.objects.filter(account=customer.account)
+    assert_billed_once(customer.account, record.request_id)
+    assert record.stream is True
