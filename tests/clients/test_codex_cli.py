@@ -13,7 +13,8 @@ import pytest
 
 from billing.models import UsageRecord
 from gateway.models import Model, Provider, Route
-from tests.gateway.test_responses_sdk import assert_billed_once
+from tests.fakes.upstream import Ok
+from tests.gateway.test_responses_sdk import assert_billed_once, expected_cost
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,3 +87,35 @@ def test_codex_exec_answers_one_turn_billed_once(tmp_path, live_server_url, cust
     [record] = UsageRecord.objects.filter(account=customer.account)
     assert_billed_once(customer.account, record.request_id)
     assert record.stream is True
+
+
+def test_codex_runs_its_own_tool_and_completes_the_loop(
+    tmp_path, live_server_url, customer, catalog
+):
+    command = '{"cmd":"echo switchboard-tool-ran"}'
+    catalog.script(
+        "openai-up", Ok(tool_calls=[("exec_command", command)]), Ok(text="The command ran.")
+    )
+
+    done = codex(tmp_path, live_server_url + "/v1", customer.secret, "Run the echo command.")
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "The command ran." in done.stdout
+    first, second = catalog.requests_for("openai-up")
+    assert first.json["tools"] and second.json["tools"]
+    [call] = second.json["messages"][-2]["tool_calls"]
+    assert call["function"] == {"name": "exec_command", "arguments": command}
+    result = second.json["messages"][-1]
+    assert result["role"] == "tool" and result["tool_call_id"] == call["id"]
+    # The command's own output, so Codex really ran it (not an error quoting it).
+    assert "exited with code 0" in result["content"]
+    assert "Output:\nswitchboard-tool-ran" in result["content"]
+    records = UsageRecord.objects.filter(account=customer.account)
+    assert records.count() == 2
+    for record in records:
+        assert record.source == UsageRecord.Source.RESPONSES and record.status == "ok"
+        assert record.cost_micro_usd == expected_cost(
+            record.prompt_tokens, record.completion_tokens
+        )
+    customer.account.refresh_from_db()
+    assert customer.account.ledger_sum() == customer.account.balance_micro_usd
