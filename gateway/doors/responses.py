@@ -185,7 +185,7 @@ def _parts(content: Any, param: str) -> list[dict[str, Any]]:
 
 def _text_only(parts: list[dict[str, Any]], param: str) -> str:
     if any(part["type"] != "text" for part in parts):
-        raise invalid(f"'{param}' can hold text only here.", param)
+        raise _unsupported(param, "only text is served here (images go in user messages)")
     return "".join(part["text"] for part in parts)
 
 
