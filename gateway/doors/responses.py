@@ -106,6 +106,7 @@ FAILED_CODES = {
     "max_cost_exceeded": "insufficient_quota",
     "rate_limit_exceeded": "rate_limit_exceeded",
 }
+IMAGES_FOLLOW = "The function returned the images that follow."
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
@@ -215,18 +216,23 @@ def _function_call(item: dict[str, Any], param: str) -> dict[str, Any]:
     }
 
 
-def _function_output(item: dict[str, Any], param: str) -> dict[str, Any]:
+def _function_output(item: dict[str, Any], param: str) -> tuple[dict[str, Any], list[Any]]:
+    """The tool message for a function's output, and the images it returned (a chat
+    tool message holds text only: they follow in a user message)."""
     call_id = item.get("call_id")
     if not isinstance(call_id, str) or not call_id:
         raise invalid(f"'{param}.call_id' must be a non-empty string.", f"{param}.call_id")
     output = item.get("output")
     if isinstance(output, str):
-        text = output
-    elif isinstance(output, list) and output:
-        text = _text_only(_parts(output, f"{param}.output"), f"{param}.output")
-    else:
+        return {"role": "tool", "tool_call_id": call_id, "content": output}, []
+    if not isinstance(output, list) or not output:
         raise invalid(f"'{param}.output' must be a string or an array of parts.", f"{param}.output")
-    return {"role": "tool", "tool_call_id": call_id, "content": text}
+    parts = _parts(output, f"{param}.output")
+    text = "".join(part["text"] for part in parts if part["type"] == "text")
+    images = [part for part in parts if part["type"] != "text"]
+    if images and not text:
+        text = IMAGES_FOLLOW
+    return {"role": "tool", "tool_call_id": call_id, "content": text}, images
 
 
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -244,11 +250,15 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         return [*messages, {"role": "user", "content": items}]
     if not isinstance(items, list) or not items:
         raise invalid("'input' must be a string or a non-empty array of items.", "input")
+    images: list[Any] = []  # returned by functions, shown after their run of outputs
     for index, item in enumerate(items):
         param = f"input[{index}]"
         if not isinstance(item, dict):
             raise invalid(f"'{param}' must be an object.", param)
         kind = item.get("type", "message" if "role" in item else None)
+        if images and kind in {"message", "function_call"}:
+            messages.append({"role": "user", "content": images})
+            images = []
         if kind == "message":
             messages.append(_message(item, param))
         elif kind == "function_call":
@@ -261,7 +271,9 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function_call_output":
-            messages.append(_function_output(item, param))
+            message, returned = _function_output(item, param)
+            messages.append(message)
+            images += returned
         elif kind == "reasoning":
             # Reasoning from an OpenAI Responses model cannot be given back to a chat
             # route; the next turn is answered without it (README says so).
@@ -274,6 +286,8 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
                 f"input items of type {kind!r} are not served (only message, function_call, "
                 "function_call_output and reasoning)",
             )
+    if images:
+        messages.append({"role": "user", "content": images})
     if not any(m["role"] != "system" for m in messages):
         raise invalid("'input' must hold at least one message or function call.", "input")
     return messages
@@ -460,9 +474,12 @@ def door_error(exc: GatewayError) -> GatewayError:
         if chat_name in exc.message:
             exc.message = exc.message.replace(chat_name, "max_output_tokens")
     if exc.code == "context_length_exceeded":
-        exc.message = exc.message.replace("in the messages", "in the input").replace(
-            "the completion", "the output"
-        )
+        for chat_words, words in (
+            ("in the messages", "in the input"),
+            ("in the completion", "in the output"),
+            ("the messages or completion", "the input or max_output_tokens"),
+        ):
+            exc.message = exc.message.replace(chat_words, words)
     return exc
 
 

@@ -201,10 +201,10 @@ BAD_BODIES: list[tuple[str, bytes | dict[str, Any], int, str | None, str | None]
     ("function-output-without-call-id", output(call_id=None), 400, "input[1].call_id", None),
     ("function-output-is-a-number", output(output=3), 400, "input[1].output", None),
     (
-        "function-output-with-an-image",
-        output(output=[{"type": "input_image", "image_url": "https://x"}]),
+        "function-output-with-a-file",
+        output(output=[{"type": "input_file", "file_id": "file_1"}]),
         400,
-        "input[1].output",
+        "input[1].output[0]",
         UNSUPPORTED,
     ),
     ("instructions-not-a-string", body(instructions=["Be brief."]), 400, "instructions", None),
@@ -449,7 +449,7 @@ async def test_it_rejects_a_prompt_beyond_the_context_length_naming_the_input(
 
     error = assert_openai_error(response, 400, "context_length_exceeded")
     assert error["param"] == "input"
-    assert "in the input" in error["message"]
+    assert "in the input" in error["message"] and "messages" not in error["message"]
 
 
 async def test_it_refuses_a_missing_key(customers: Any) -> None:
