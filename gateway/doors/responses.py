@@ -18,6 +18,7 @@ input items are dropped (chat routes cannot take them back), as are `include`,
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +35,8 @@ from gateway.errors import GatewayError, invalid
 from gateway.idempotency import idempotent
 from gateway.validation import parse_json
 from gateway.views import _read_body, api_view, json_response
+
+log = logging.getLogger(__name__)
 
 KNOWN_FIELDS = {
     "model",
@@ -660,7 +663,17 @@ class ResponseStream:
             self._event("response.in_progress", response=response),
         ]
 
+    def translate(self, chunk: dict[str, Any]) -> list[bytes]:
+        """The events for one item of `Call.chunks()`: a chat chunk, the final usage
+        chunk, or the error that ends a broken stream."""
+        if "error" in chunk:
+            return self.failed(chunk["error"])
+        if chunk.get("usage") is not None and not chunk.get("choices"):
+            return self.completed(chunk["usage"])
+        return self.chunk(chunk)
+
     def chunk(self, chunk: dict[str, Any]) -> list[bytes]:
+        """The events for a chat chunk's text and tool-call deltas."""
         events: list[bytes] = []
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
@@ -802,16 +815,16 @@ async def relay(call: calls.Call, stream: ResponseStream) -> AsyncIterator[bytes
         yield event
     async with contextlib.aclosing(call.chunks()) as chunks:
         async for chunk in chunks:
-            if "error" in chunk:
-                for event in stream.failed(chunk["error"]):
-                    yield event
-            elif chunk.get("usage") is not None and not chunk.get("choices"):
-                for event in stream.completed(chunk["usage"]):
-                    yield event
-            else:
-                for event in stream.chunk(chunk):
-                    yield event
+            try:
+                events = stream.translate(chunk)
+            except Exception:
+                log.exception("the Responses stream of %s could not be translated", call.request_id)
+                await call.end(UsageRecord.Status.ERROR, "the Responses stream failed")
+                break
+            for event in events:
+                yield event
     if not stream.ended:
+        # Whatever stopped it, the client is told: Codex retries a stream without an end.
         for event in stream.failed({"message": "The stream stopped before its end."}):
             yield event
 

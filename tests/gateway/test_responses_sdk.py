@@ -472,3 +472,28 @@ def test_a_retry_with_the_same_idempotency_key_is_replayed_not_billed_again(
     assert again_body == first_body
     assert len(catalog.requests_for("openai-up")) == 1
     assert_billed_once(customer.account, first.headers["x-request-id"])
+
+
+def test_a_failure_in_the_translation_still_ends_the_stream_and_settles_it(
+    client, catalog, customer, monkeypatch
+):
+    from gateway.doors import responses
+
+    real = responses.ResponseStream.chunk
+    seen = {"chunks": 0}
+
+    def breaking(self, chunk):
+        seen["chunks"] += 1
+        if seen["chunks"] == 3:
+            raise RuntimeError("a bug in the translation")
+        return real(self, chunk)
+
+    monkeypatch.setattr(responses.ResponseStream, "chunk", breaking)
+
+    raw = client.responses.with_raw_response.create(model="gpt-test", input="Talk.", stream=True)
+    events = list(raw.parse())
+
+    assert events[-1].type == "response.failed"
+    assert events[-1].response.error.code == "server_error"
+    record = assert_billed_once(customer.account, raw.headers["x-request-id"], "error")
+    assert record.error == "the Responses stream failed"
