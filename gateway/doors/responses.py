@@ -74,7 +74,6 @@ SAME_NAME = (
     "model",
     "temperature",
     "top_p",
-    "parallel_tool_calls",
     "prompt_cache_key",
     "user",
     "safety_identifier",
@@ -351,6 +350,23 @@ def _tool_choice(choice: Any) -> Any:
     )
 
 
+def _tooling(body: dict[str, Any]) -> dict[str, Any]:
+    """`tools`, `tool_choice` and `parallel_tool_calls` for the chat call: without tools,
+    neither of the others (OpenAI refuses them alone, and they mean nothing then)."""
+    tools = _tools(body)
+    choice = _tool_choice(body.get("tool_choice"))
+    if isinstance(choice, dict) and not tools:
+        raise invalid("'tool_choice' names a function but no 'tools' were given.", "tool_choice")
+    if not tools:
+        return {}
+    fields: dict[str, Any] = {"tools": tools}
+    if choice is not None:
+        fields["tool_choice"] = choice
+    if body.get("parallel_tool_calls") is not None:
+        fields["parallel_tool_calls"] = body["parallel_tool_calls"]
+    return fields
+
+
 def _response_format(text: dict[str, Any]) -> dict[str, Any] | None:
     fmt = _object(text.get("format"), "text.format")
     kind = fmt.get("type")
@@ -424,6 +440,9 @@ def chat_body(body: dict[str, Any]) -> dict[str, Any]:
     _dropped_fields(body)
     for name in ("prompt_cache_key", "safety_identifier"):
         _string(body.get(name), name)
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise invalid("'parallel_tool_calls' must be a boolean.", "parallel_tool_calls")
     chat: dict[str, Any] = {name: body[name] for name in SAME_NAME if body.get(name) is not None}
     chat["messages"] = _messages(body)
     stream = body.get("stream")
@@ -435,17 +454,7 @@ def chat_body(body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise invalid("'max_output_tokens' must be a positive integer.", "max_output_tokens")
         chat["max_completion_tokens"] = limit
-    tools = _tools(body)
-    if tools:
-        chat["tools"] = tools
-    choice = _tool_choice(body.get("tool_choice"))
-    if choice is not None:
-        if isinstance(choice, dict) and not tools:
-            raise invalid(
-                "'tool_choice' names a function but no 'tools' were given.", "tool_choice"
-            )
-        if tools or choice == "none":
-            chat["tool_choice"] = choice
+    chat.update(_tooling(body))
     reasoning = _object(body.get("reasoning"), "reasoning")
     _choice(reasoning.get("effort"), "reasoning.effort", REASONING_EFFORTS)
     _choice(reasoning.get("summary"), "reasoning.summary", REASONING_SUMMARIES)

@@ -92,3 +92,11 @@ def test_text_format_json_schema_becomes_response_format() -> None:
         "json_schema": {"name": "out", "schema": schema, "strict": True},
     }
     assert body["verbosity"] == "low"
+
+
+def test_without_tools_neither_tool_choice_nor_parallel_tool_calls_is_sent() -> None:
+    body = chat_body(
+        {"model": "m", "input": "Hi", "tool_choice": "auto", "parallel_tool_calls": False}
+    )
+
+    assert "tool_choice" not in body and "parallel_tool_calls" not in body and "tools" not in body
