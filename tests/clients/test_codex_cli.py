@@ -25,8 +25,8 @@ model_provider = "switchboard"
 check_for_update_on_startup = false
 web_search = "disabled"
 
-[features]
-multi_agent = false
+[agents]
+enabled = false
 
 [model_providers.switchboard]
 name = "Switchboard"
@@ -119,3 +119,15 @@ def test_codex_runs_its_own_tool_and_completes_the_loop(
         )
     customer.account.refresh_from_db()
     assert customer.account.ledger_sum() == customer.account.balance_micro_usd
+
+
+def test_codex_out_of_credit_stops_with_the_reason_and_nothing_is_called(
+    tmp_path, live_server_url, make_customer, catalog
+):
+    poor = make_customer(credit_micro_usd=0)
+
+    done = codex(tmp_path, live_server_url + "/v1", poor.secret, "Say hello.")
+
+    assert done.returncode != 0
+    assert "Insufficient credits" in done.stdout + done.stderr
+    assert catalog.requests == []
