@@ -53,12 +53,14 @@ def catalog(fake_upstream):
     return fake_upstream
 
 
-def codex(tmp_path: Path, base_url: str, secret: str, prompt: str) -> subprocess.CompletedProcess:
+def codex(
+    tmp_path: Path, base_url: str, secret: str, prompt: str, config: str = CONFIG
+) -> subprocess.CompletedProcess:
     if not CODEX.exists():
         pytest.fail("Codex CLI is not installed: cd tests/clients/codex && npm ci --ignore-scripts")
     home = tmp_path / "codex-home"
     home.mkdir()
-    (home / "config.toml").write_text(CONFIG.format(base_url=base_url))
+    (home / "config.toml").write_text(config.format(base_url=base_url))
     work = tmp_path / "work"
     work.mkdir()
     env = {
@@ -131,3 +133,16 @@ def test_codex_out_of_credit_stops_with_the_reason_and_nothing_is_called(
     assert done.returncode != 0
     assert "Insufficient credits" in done.stdout + done.stderr
     assert catalog.requests == []
+
+
+def test_codex_with_its_web_search_on_is_told_which_tool_is_not_served(
+    tmp_path, live_server_url, customer, catalog
+):
+    config = CONFIG.replace('web_search = "disabled"\n', "")
+
+    done = codex(tmp_path, live_server_url + "/v1", customer.secret, "Hi.", config)
+
+    assert done.returncode != 0
+    assert "tools of type 'web_search' are not served" in done.stdout + done.stderr
+    assert catalog.requests == []
+    assert not UsageRecord.objects.filter(account=customer.account).exists()
