@@ -878,3 +878,16 @@ async def create_response(request: HttpRequest) -> HttpResponseBase:
     for name, value in call.headers.items():
         response[name] = value
     return response
+
+
+@api_view(("GET", "POST", "DELETE"))
+async def stored_response(request: HttpRequest, rest: str) -> HttpResponseBase:
+    """/v1/responses/<id> and what hangs from it (input_items, cancel): nothing is stored,
+    so there is nothing to read, cancel or delete; a 404 that says so."""
+    raise GatewayError(
+        404,
+        f"{request.method} {request.path} is not served: Switchboard does not store "
+        "responses, so none can be read, cancelled or deleted later. Send the whole "
+        "conversation in 'input' of POST /v1/responses, with 'store': false.",
+        code="response_not_found",
+    )

@@ -499,3 +499,24 @@ def test_a_failed_stream_carries_the_code_clients_act_on(code: str | None, faile
     error = failed_error({"message": "it broke", "code": code})
 
     assert error == {"code": failed, "message": "it broke"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/v1/responses/resp_123"),
+        ("delete", "/v1/responses/resp_123"),
+        ("get", "/v1/responses/resp_123/input_items"),
+        ("post", "/v1/responses/resp_123/cancel"),
+    ],
+)
+async def test_a_stored_response_is_a_404_saying_nothing_is_stored(
+    customer: Any, method: str, path: str
+) -> None:
+    client = AsyncClient()
+    response = await getattr(client, method)(
+        path, headers={"Authorization": f"Bearer {customer.secret}"}
+    )
+
+    error = assert_openai_error(response, 404, "response_not_found")
+    assert "does not store responses" in error["message"] and path in error["message"]
