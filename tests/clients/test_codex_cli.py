@@ -24,6 +24,7 @@ model = "gpt-test"
 model_provider = "switchboard"
 check_for_update_on_startup = false
 web_search = "disabled"
+model_context_window = 400000
 
 [agents]
 enabled = false
@@ -71,7 +72,16 @@ def codex(
         "NO_PROXY": "127.0.0.1,localhost",
     }
     return subprocess.run(
-        [str(CODEX), "exec", "--skip-git-repo-check", "--sandbox", "read-only", prompt],
+        # --strict-config: every line of the config README shows is one Codex knows.
+        [
+            str(CODEX),
+            "exec",
+            "--strict-config",
+            "--skip-git-repo-check",
+            "--sandbox",
+            "read-only",
+            prompt,
+        ],
         cwd=work,
         env=env,
         capture_output=True,
