@@ -37,20 +37,29 @@ wire_api = "responses"
 """
 
 
+ROUTES = {
+    "gpt-test": ("openai", "/v1", "openai-up"),
+    "claude-test": ("anthropic", "/v1", "claude-up"),
+    "gemini-test": ("gemini", "/v1beta", "gemini-up"),
+}
+
+
 @pytest.fixture
 def catalog(fake_upstream):
-    provider = Provider.objects.create(
-        name="openai", kind="openai", base_url=fake_upstream.url + "/v1", api_key="k"
-    )
-    model = Model.objects.create(
-        id="gpt-test",
-        context_length=400_000,
-        max_output_tokens=32_000,
-        input_price=2_000_000,
-        output_price=8_000_000,
-        cached_input_price=500_000,
-    )
-    Route.objects.create(model=model, provider=provider, upstream_model="openai-up")
+    """A model per kind of route, each with Codex's own context window."""
+    for model_id, (kind, path, upstream) in ROUTES.items():
+        provider = Provider.objects.create(
+            name=kind, kind=kind, base_url=fake_upstream.url + path, api_key="k"
+        )
+        model = Model.objects.create(
+            id=model_id,
+            context_length=400_000,
+            max_output_tokens=32_000,
+            input_price=2_000_000,
+            output_price=8_000_000,
+            cached_input_price=500_000,
+        )
+        Route.objects.create(model=model, provider=provider, upstream_model=upstream)
     return fake_upstream
 
 
@@ -91,11 +100,16 @@ def codex(
     )
 
 
-def test_codex_exec_answers_one_turn_billed_once(tmp_path, live_server_url, customer, catalog):
-    done = codex(tmp_path, live_server_url + "/v1", customer.secret, "Say hello.")
+@pytest.mark.parametrize("model", list(ROUTES))
+def test_codex_exec_answers_one_turn_billed_once(
+    tmp_path, live_server_url, customer, catalog, model
+):
+    config = CONFIG.replace('model = "gpt-test"', f'model = "{model}"')
+
+    done = codex(tmp_path, live_server_url + "/v1", customer.secret, "Say hello.", config)
 
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "Hello from openai-up. This answer is deterministic." in done.stdout
+    assert f"Hello from {ROUTES[model][2]}. This answer is deterministic." in done.stdout
     [record] = UsageRecord.objects.filter(account=customer.account)
     assert_billed_once(customer.account, record.request_id)
     assert record.stream is True
