@@ -3,9 +3,12 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from gateway import account_api, estimate, views
+from gateway.doors import responses
 
 urlpatterns = [
     path("chat/completions", views.chat_completions, name="v1-chat-completions"),
+    path("responses", responses.create_response, name="v1-responses"),
+    path("responses/<path:rest>", responses.stored_response, name="v1-stored-response"),
     path("models", views.models, name="v1-models"),
     path("models/<path:model_id>", views.model_detail, name="v1-model"),
     path("catalog", views.catalog, name="v1-catalog"),
