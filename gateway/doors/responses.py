@@ -511,8 +511,7 @@ def response_usage(usage: dict[str, Any]) -> dict[str, Any]:
         "input_tokens": prompt,
         "input_tokens_details": {
             "cached_tokens": int(usage["prompt_tokens_details"]["cached_tokens"]),
-            # Cache writes are not metered apart: they are in input_tokens, at its price.
-            "cache_write_tokens": 0,
+            "cache_write_tokens": int(usage["prompt_tokens_details"].get("cache_write_tokens", 0)),
         },
         "output_tokens": output,
         "output_tokens_details": {"reasoning_tokens": int(reasoning)},
