@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -216,9 +217,20 @@ class Hold(models.Model):
         return f"hold {self.request_id} {format_usd(self.amount_micro_usd)}"
 
 
+# What a request id can be (the gateway mints `req_` and 24 hex digits): a lookup of
+# anything else is answered without a query, and PostgreSQL never sees a NUL.
+REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 class UsageQuerySet(models.QuerySet["UsageRecord"]):
     def for_user(self, user: Any) -> UsageQuerySet:
         return self.filter(account__user=user)
+
+    def with_request_id(self, request_id: str) -> UsageQuerySet:
+        """The record of one request; empty, without a query, for a malformed id."""
+        if not REQUEST_ID.fullmatch(request_id):
+            return self.none()
+        return self.filter(request_id=request_id)
 
     def since_days(self, days: int, today: date | None = None) -> UsageQuerySet:
         """Records from the start of the UTC day `days - 1` days ago."""

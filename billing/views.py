@@ -252,7 +252,7 @@ def usage_detail(request: HttpRequest, request_id: str) -> TemplateResponse:
     record = (
         UsageRecord.objects.for_user(request.user)
         .select_related("api_key")
-        .filter(request_id=request_id)
+        .with_request_id(request_id)
         .first()
     )
     if record is None:
