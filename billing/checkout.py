@@ -19,7 +19,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.ledger import credit_account
-from billing.models import Account, CreditPackage, LedgerEntry, Purchase, StripeEvent
+from billing.models import (
+    STRIPE_ID,
+    Account,
+    CreditPackage,
+    LedgerEntry,
+    Purchase,
+    StripeEvent,
+)
 from billing.money import format_usd
 
 CENT = 10_000  # micro-USD
@@ -82,7 +89,7 @@ def malformed(event: Any) -> str | None:
     """
     if not isinstance(event, dict):
         return "the event is not an object"
-    if not isinstance(event.get("id"), str) or not event["id"]:
+    if not _is_stripe_id(event.get("id")):
         return "the event has no id"
     if not isinstance(event.get("type"), str):
         return "the event has no type"
@@ -93,12 +100,18 @@ def malformed(event: Any) -> str | None:
     return None if check is None else check(data["object"])
 
 
+def _is_stripe_id(value: Any, *, optional: bool = False) -> bool:
+    if optional and value is None:
+        return True
+    return isinstance(value, str) and STRIPE_ID.fullmatch(value) is not None
+
+
 def _session_problem(session: dict[str, Any]) -> str | None:
-    if not isinstance(session.get("id"), str) or not session["id"]:
+    if not _is_stripe_id(session.get("id")):
         return "the session has no id"
     if not isinstance(session.get("metadata") or {}, dict):
         return "the session's metadata is not an object"
-    if not isinstance(session.get("payment_intent") or "", str):
+    if not _is_stripe_id(session.get("payment_intent"), optional=True):
         return "the session's payment_intent is not an id"
     return None
 
@@ -108,7 +121,7 @@ def _charge_problem(charge: dict[str, Any]) -> str | None:
         value = charge.get(field, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return f"the charge's {field} is not a whole number of cents"
-    if not isinstance(charge.get("payment_intent") or "", str):
+    if not _is_stripe_id(charge.get("payment_intent"), optional=True):
         return "the charge's payment_intent is not an id"
     return None
 

@@ -393,9 +393,20 @@ class CreditPackage(models.Model):
         return self.price_micro_usd // 10_000
 
 
+# What a Stripe object id can be (`cs_test_a1B2…`, `pi_…`, `evt_…`): anything else
+# names nothing of ours, and is never sent to the database (PostgreSQL refuses NUL).
+STRIPE_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
+
+
 class PurchaseQuerySet(models.QuerySet["Purchase"]):
     def for_user(self, user: Any) -> PurchaseQuerySet:
         return self.filter(account__user=user)
+
+    def with_session_id(self, session_id: str) -> PurchaseQuerySet:
+        """The purchase of one Checkout Session; empty, without a query, for a malformed id."""
+        if not STRIPE_ID.fullmatch(session_id):
+            return self.none()
+        return self.filter(stripe_session_id=session_id)
 
 
 class Purchase(models.Model):

@@ -121,7 +121,7 @@ def _purchase(request: HttpRequest) -> Purchase:
     purchase = (
         Purchase.objects.for_user(request.user)
         .select_related("package", "account")
-        .filter(stripe_session_id=request.GET.get("session_id", ""))
+        .with_session_id(request.GET.get("session_id", ""))
         .first()
     )
     if purchase is None:
