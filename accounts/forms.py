@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import SpendPeriod
@@ -64,6 +65,13 @@ class ApiKeyForm(forms.Form):
         allowed = self.fields["allowed_models"]
         assert isinstance(allowed, forms.MultipleChoiceField)
         allowed.choices = models
+        for name, default in (
+            ("rpm_limit", settings.DEFAULT_KEY_RPM),
+            ("tpm_limit", settings.DEFAULT_KEY_TPM),
+        ):
+            self.fields[name].help_text = (
+                f"Empty: the default of {default:,} per minute." if default else "Empty: no limit."
+            )
 
     def clean_expires_on(self) -> Any:
         expires_on = self.cleaned_data["expires_on"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError, connections
 from django.db.models import F, Model, OuterRef, Subquery, Sum
@@ -112,3 +113,20 @@ def _accounts_not_summing_to(
         .order_by("pk")
         .values_list("pk", column, "total")[:SHOWN_PER_CHECK]
     )
+
+
+@register()
+def check_holds_are_refreshed_before_they_expire(
+    app_configs: Any = None, **kwargs: Any
+) -> list[Error]:
+    """A running call refreshes its hold every HOLD_REFRESH_SECONDS: it must be sooner
+    than HOLD_TTL_SECONDS, or the sweeper takes live requests for dead ones."""
+    refresh, ttl = settings.HOLD_REFRESH_SECONDS, settings.HOLD_TTL_SECONDS
+    if 0 < refresh < ttl:
+        return []
+    return [
+        Error(
+            f"HOLD_REFRESH_SECONDS ({refresh}) must be above 0 and below HOLD_TTL_SECONDS ({ttl})",
+            id="billing.E010",
+        )
+    ]

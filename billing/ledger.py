@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -19,9 +18,11 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, Field, Model, Sum
+from django.db.models import F, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from billing import sql
 from billing.models import Account, Hold, LedgerEntry, UsageRecord
 
 
@@ -129,9 +130,9 @@ def reserve_credits(
     capped = api_key is not None and api_key.spend_cap_micro_usd is not None
     if db.vendor == "postgresql" and not capped:
         # One statement: the conditional UPDATE and the hold row, committed together.
-        sql, fields = _reserve_statement(db.ops.quote_name)
+        statement, fields = sql.reserve_statement(db.ops.quote_name)
         with db.cursor() as cursor:
-            cursor.execute(sql, [amount, account_id, amount, *_values(db, hold, fields)])
+            cursor.execute(statement, [amount, account_id, amount, *sql.values(db, hold, fields)])
             held = cursor.rowcount == 1
     else:
         with transaction.atomic(), db.cursor() as cursor:
@@ -139,8 +140,8 @@ def reserve_credits(
                 _check_spend_cap(api_key, amount)
             # The hold row first, the account row last: every request of an account
             # updates that row, so its lock is held only from this UPDATE to the commit.
-            _insert(db, cursor, hold)
-            cursor.execute(_statements(db).reserve, [amount, account_id, amount])
+            sql.insert(db, cursor, hold)
+            cursor.execute(sql.statements(db).reserve, [amount, account_id, amount])
             held = cursor.rowcount == 1
             if not held:
                 transaction.set_rollback(True)
@@ -157,55 +158,80 @@ def _check_spend_cap(api_key: Any, amount: int) -> None:
     from accounts.models import ApiKey
 
     # Lock the key row so concurrent requests on one capped key see each other's holds.
-    ApiKey.objects.select_for_update().filter(pk=api_key.pk).values_list("pk").first()
+    # NO KEY UPDATE, not UPDATE: a settlement's foreign-key check takes KEY SHARE on the
+    # key at its commit while it holds the account row this transaction updates next, so
+    # a FOR UPDATE here deadlocks with it.
+    ApiKey.objects.select_for_update(no_key=True).filter(pk=api_key.pk).values_list("pk").first()
+    # Spent and held in one statement, so from one snapshot: a request settling meanwhile
+    # is counted once (held before its settlement commits, spent after), never zero times.
     since = api_key.period_start()
-    spent = UsageRecord.objects.spent_since(api_key_id=api_key.pk, since=since)
-    held = Hold.objects.filter(api_key_id=api_key.pk).aggregate(t=Sum("amount_micro_usd"))["t"] or 0
-    if spent + held + amount > api_key.spend_cap_micro_usd:
-        raise SpendCapExceeded(cap=api_key.spend_cap_micro_usd, spent=spent + held, needed=amount)
+    spent = (
+        UsageRecord.objects.filter(api_key_id=OuterRef("pk"), created_at__gte=since)
+        .values("api_key_id")
+        .annotate(total=Sum("cost_micro_usd"))
+        .values("total")
+    )
+    holds = (
+        Hold.objects.filter(api_key_id=OuterRef("pk"))
+        .values("api_key_id")
+        .annotate(total=Sum("amount_micro_usd"))
+        .values("total")
+    )
+    used = (
+        ApiKey.objects.filter(pk=api_key.pk)
+        .annotate(used=Coalesce(Subquery(spent), 0) + Coalesce(Subquery(holds), 0))
+        .values_list("used", flat=True)
+        .get()
+    )
+    if used + amount > api_key.spend_cap_micro_usd:
+        raise SpendCapExceeded(cap=api_key.spend_cap_micro_usd, spent=used, needed=amount)
+
+
+SETTLEMENT_FLAGS = ("hold_missing", "capped")
+"""The flags settle() decides itself; a caller's copy of them is dropped."""
 
 
 def settle(*, reservation: Reservation, cost: int, usage: dict[str, Any]) -> UsageRecord:
     """Charge the real cost, release the hold and record usage, in one transaction.
 
-    The charge never exceeds what was reserved, so no request can overspend. Settling
-    the same request twice returns the first record and charges nothing more.
+    The charge is the cost capped at what was held (also when the hold is already gone)
+    and at the balance read under the account's row lock, so no request overspends and
+    no balance goes below zero. What the caps left unpaid is the record's
+    `uncharged_micro_usd`; its `flags` are the caller's `usage["flags"]` plus
+    `hold_missing` (the sweeper had released the hold) and `capped` (cost > charge).
+    Settling the same request twice returns the first record and charges nothing more.
     """
-    request_id = reservation.request_id
+    _check_cost(cost)
+    fields, flags = _split_flags(usage)
     db = transaction.get_connection()
     if db.vendor == "postgresql":
-        return _settle_in_one_statement(db, reservation, cost, usage)
-    sql = _statements(db)
+        return _settle_in_one_statement(db, reservation, cost, fields, flags)
+    statements = sql.statements(db)
+    record = _usage_record(reservation, fields)
     try:
         with transaction.atomic(), db.cursor() as cursor:
-            cursor.execute(sql.release, [request_id])
-            released = cursor.rowcount > 0
-            charge = min(cost, reservation.amount) if released else cost
-            record = UsageRecord(
-                request_id=request_id,
-                account_id=reservation.account_id,
-                api_key_id=reservation.api_key_id,
-                cost_micro_usd=charge,
-                reserved_micro_usd=reservation.amount,
-                **usage,
-            )
-            _insert(db, cursor, record)
+            cursor.execute(statements.release, [reservation.request_id])
+            released = cursor.fetchone()
+            # The write lock is this transaction's from its BEGIN IMMEDIATE: nothing can
+            # change the balance between this read and the UPDATE below.
+            cursor.execute(statements.balance, [reservation.account_id])
+            if (row := cursor.fetchone()) is None:
+                raise Account.DoesNotExist(f"no account {reservation.account_id} to settle")
+            (balance,) = row
+            charge = min(cost, reservation.amount, max(balance, 0))
+            record.cost_micro_usd = charge
+            record.uncharged_micro_usd = cost - charge
+            record.flags = _merged_flags(flags, released=released is not None, capped=cost > charge)
+            sql.insert(db, cursor, record)
             if charge:
-                entry = LedgerEntry(
-                    account_id=reservation.account_id,
-                    kind=LedgerEntry.Kind.USAGE,
-                    amount_micro_usd=-charge,
-                    idempotency_key=f"usage:{request_id}",
-                    memo=f"{usage.get('model', '')} {request_id}"[:300],
-                )
-                _insert(db, cursor, entry)
+                sql.insert(db, cursor, _usage_entry(reservation, fields, charge))
             # Last, as in reserve_credits: the account row is the contended one. Unlimited
             # mode ends in the same statement when the balance falls below the floor.
             cursor.execute(
-                sql.settle,
+                statements.settle,
                 [
                     charge,
-                    reservation.amount if released else 0,
+                    released[0] if released else 0,
                     charge,
                     settings.UNLIMITED_MODE_FLOOR_MICRO_USD,
                     False,
@@ -213,42 +239,86 @@ def settle(*, reservation: Reservation, cost: int, usage: dict[str, Any]) -> Usa
                 ],
             )
     except IntegrityError:
-        existing = UsageRecord.objects.filter(request_id=request_id).first()
-        if existing is None:
+        if (existing := _first_settlement(reservation.request_id)) is None:
             raise
         return existing
     return record
 
 
-def _settle_in_one_statement(
-    db: BaseDatabaseWrapper, reservation: Reservation, cost: int, usage: dict[str, Any]
-) -> UsageRecord:
-    """settle() on PostgreSQL: the same rows and checks, as one statement."""
-    request_id = reservation.request_id
-    record = UsageRecord(
-        request_id=request_id,
+def _check_cost(cost: Any) -> None:
+    if type(cost) is not int or cost < 0:
+        raise ValueError(f"cost must be a whole, non-negative number of micro-USD, not {cost!r}")
+
+
+def _split_flags(usage: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The usage fields without `flags`, and the caller's flags (once each, in order)."""
+    fields = dict(usage)
+    flags = [
+        word
+        for word in dict.fromkeys(str(fields.pop("flags", "") or "").split())
+        if word not in SETTLEMENT_FLAGS
+    ]
+    longest = UsageRecord._meta.get_field("flags").max_length or 0
+    if len(" ".join([*flags, *SETTLEMENT_FLAGS])) > longest:
+        raise ValueError(f"usage flags {flags!r} leave no room for the settlement's own")
+    return fields, flags
+
+
+def _merged_flags(flags: list[str], *, released: bool, capped: bool) -> str:
+    hold_missing, capped_word = SETTLEMENT_FLAGS
+    return " ".join(
+        [*flags, *([hold_missing] if not released else []), *([capped_word] if capped else [])]
+    )
+
+
+def _usage_record(reservation: Reservation, usage: dict[str, Any]) -> UsageRecord:
+    """The request's usage record, its charge still to be decided."""
+    return UsageRecord(
+        request_id=reservation.request_id,
         account_id=reservation.account_id,
         api_key_id=reservation.api_key_id,
-        cost_micro_usd=0,
         reserved_micro_usd=reservation.amount,
         **usage,
     )
-    entry = LedgerEntry(
+
+
+def _usage_entry(reservation: Reservation, usage: dict[str, Any], charge: int) -> LedgerEntry:
+    return LedgerEntry(
         account_id=reservation.account_id,
         kind=LedgerEntry.Kind.USAGE,
-        amount_micro_usd=0,
-        idempotency_key=f"usage:{request_id}",
-        memo=f"{usage.get('model', '')} {request_id}"[:300],
+        amount_micro_usd=-charge,
+        idempotency_key=f"usage:{reservation.request_id}",
+        memo=f"{usage.get('model', '')} {reservation.request_id}"[:300],
     )
-    sql, record_fields, entry_fields = _settle_statement(db.ops.quote_name)
+
+
+def _first_settlement(request_id: str) -> UsageRecord | None:
+    """The record of a request settled before (its unique request id refused a second)."""
+    return UsageRecord.objects.filter(request_id=request_id).first()
+
+
+def _settle_in_one_statement(
+    db: BaseDatabaseWrapper,
+    reservation: Reservation,
+    cost: int,
+    usage: dict[str, Any],
+    flags: list[str],
+) -> UsageRecord:
+    """settle() on PostgreSQL: the same rows and checks, as one statement."""
+    record = _usage_record(reservation, usage)
+    entry = _usage_entry(reservation, usage, 0)
+    statement, record_fields, entry_fields = sql.settle_statement(
+        db.ops.quote_name, SETTLEMENT_FLAGS
+    )
     params = [
-        request_id,
+        reservation.request_id,
+        reservation.account_id,
+        cost,
         cost,
         reservation.amount,
-        cost,
-        *_values(db, record, record_fields),
-        *_values(db, entry, entry_fields),
-        reservation.amount,
+        " ".join(flags),
+        *sql.values(db, record, record_fields),
+        *sql.values(db, entry, entry_fields),
         settings.UNLIMITED_MODE_FLOOR_MICRO_USD,
         reservation.account_id,
     ]
@@ -257,159 +327,104 @@ def _settle_in_one_statement(
     savepoint = transaction.atomic() if db.in_atomic_block else contextlib.nullcontext()
     try:
         with savepoint, db.cursor() as cursor:
-            cursor.execute(sql, params)
-            record.pk, record.cost_micro_usd = cursor.fetchone()
+            cursor.execute(statement, params)
+            row = cursor.fetchone()
     except IntegrityError:
-        existing = UsageRecord.objects.filter(request_id=request_id).first()
-        if existing is None:
+        if (existing := _first_settlement(reservation.request_id)) is None:
             raise
         return existing
-    record._state.adding = False
-    record._state.db = db.alias
+    if row is None:
+        raise Account.DoesNotExist(f"no account {reservation.account_id} to settle")
+    record.pk, record.cost_micro_usd, record.uncharged_micro_usd, record.flags = row
+    sql.saved(record, db)
     return record
 
 
+def keep_hold(
+    *, request_id: str, cost: int | None = None, usage: dict[str, Any] | None = None
+) -> bool:
+    """Keep a running request's hold from expiring; False when the hold is gone.
+
+    One UPDATE moves the expiry to HOLD_TTL_SECONDS from now and, when `cost` is given,
+    records the progress the sweeper settles for should the worker die: `{"cost",
+    "usage"}`, usage as settle() takes it. Callers run it every HOLD_REFRESH_SECONDS.
+    """
+    changes: dict[str, Any] = {
+        "expires_at": timezone.now() + timedelta(seconds=settings.HOLD_TTL_SECONDS)
+    }
+    if cost is not None:
+        _check_cost(cost)
+        unknown = set(usage or {}) - _settle_usage_fields()
+        if unknown:
+            raise ValueError(f"keep_hold(): {sorted(unknown)} are not usage record fields")
+        changes["progress"] = {"cost": cost, "usage": usage or {}}
+    elif usage is not None:
+        raise ValueError("keep_hold() needs the cost of the usage it records")
+    return Hold.objects.filter(request_id=request_id).update(**changes) > 0
+
+
+@functools.cache
+def _settle_usage_fields() -> frozenset[str]:
+    """The usage keys settle() takes: the record's fields it does not set itself."""
+    own = {"id", "request_id", "account", "api_key"}
+    own |= {"cost_micro_usd", "reserved_micro_usd", "uncharged_micro_usd"}
+    return frozenset(f.name for f in UsageRecord._meta.concrete_fields) - own
+
+
+INTERRUPTED = "worker stopped before the request finished"
+
+
 @dataclass(frozen=True, slots=True)
-class _Statements:
-    reserve: str
-    release: str
-    settle: str
+class Sweep:
+    """What one run of the sweeper did."""
+
+    replayed: int
+    """Journaled settlements written (billing.journal)."""
+    settled: int
+    """Expired holds settled for the progress their worker had recorded."""
+    released: int
+    """Expired holds without progress, released without a charge."""
 
 
-def _statements(db: BaseDatabaseWrapper) -> _Statements:
-    """The hot path's statements, built once per database vendor."""
-    return _statements_for(db.vendor, db.ops.quote_name)
+def release_expired_holds(now: Any = None) -> Sweep:
+    """End the holds of requests whose worker died.
 
-
-@functools.cache
-def _statements_for(vendor: str, quote: Callable[[str], str]) -> _Statements:
-    account, hold = quote(Account._meta.db_table), quote(Hold._meta.db_table)
-    balance, held = quote("balance_micro_usd"), quote("held_micro_usd")
-    unlimited = quote("unlimited")
-    return _Statements(
-        reserve=(
-            f"UPDATE {account} SET {held} = {held} + %s "  # noqa: S608 - names from model meta
-            f"WHERE {quote('id')} = %s AND {balance} - {held} >= %s"
-        ),
-        release=f"DELETE FROM {hold} WHERE {quote('request_id')} = %s",  # noqa: S608
-        settle=(
-            f"UPDATE {account} SET {balance} = {balance} - %s, {held} = {held} - %s, "  # noqa: S608
-            f"{unlimited} = CASE WHEN {unlimited} AND {balance} - %s < %s "
-            f"THEN %s ELSE {unlimited} END WHERE {quote('id')} = %s"
-        ),
-    )
-
-
-def _insert_select(
-    model: type[Model], quote: Callable[[str], str], source: str, expressions: dict[str, str]
-) -> tuple[str, tuple[Field, ...]]:
-    """`INSERT INTO <model> (...) SELECT ... FROM <source>`: a parameter for each column
-    but those in `expressions` (SQL over `source`); returns the parameters' fields."""
-    written = _written(model)
-    columns = ", ".join(quote(column) for _, column in written)
-    values = ", ".join(expressions.get(column, "%s") for _, column in written)
-    return (
-        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT {values} FROM {source}",  # noqa: S608
-        tuple(f for f, column in written if column not in expressions),
-    )
-
-
-def _written(model: type[Model]) -> tuple[tuple[Field, str], ...]:
-    """The model's columns but the primary key, with their fields, in order."""
-    return tuple(
-        (f, f.column) for f in model._meta.concrete_fields if not f.primary_key and f.column
-    )
-
-
-@functools.cache
-def _reserve_statement(quote: Callable[[str], str]) -> tuple[str, tuple[Field, ...]]:
-    """PostgreSQL: the conditional hold on the account and the hold row, one statement;
-    no row is inserted (rowcount 0) when the account cannot cover the amount."""
-    account = quote(Account._meta.db_table)
-    balance, held = quote("balance_micro_usd"), quote("held_micro_usd")
-    insert, fields = _insert_select(Hold, quote, "reserved", {})
-    return (
-        f"WITH reserved AS (UPDATE {account} SET {held} = {held} + %s "  # noqa: S608
-        f"WHERE {quote('id')} = %s AND {balance} - {held} >= %s RETURNING {quote('id')}) "
-        f"{insert}",
-        fields,
-    )
-
-
-@functools.cache
-def _settle_statement(
-    quote: Callable[[str], str],
-) -> tuple[str, tuple[Field, ...], tuple[Field, ...]]:
-    """PostgreSQL: settle() as one statement that returns (usage record id, charge).
-
-    Release the hold; charge the cost, capped at the hold when there was one; write
-    the usage record and (for a charge) the ledger entry; update the account last.
+    The settlement journal is replayed first, so a settlement that waited out a database
+    outage there is written before its hold could be taken for an interrupted one. Then
+    an expired hold with progress is settled for it (status error, flag `interrupted`);
+    one without is released. A hold refreshed meanwhile is left alone.
     """
-    account, hold = quote(Account._meta.db_table), quote(Hold._meta.db_table)
-    balance, held = quote("balance_micro_usd"), quote("held_micro_usd")
-    unlimited = quote("unlimited")
-    usage, usage_fields = _insert_select(
-        UsageRecord, quote, "charge", {"cost_micro_usd": "charge.amount"}
-    )
-    entry, entry_fields = _insert_select(
-        LedgerEntry, quote, "charge", {"amount_micro_usd": "-charge.amount"}
-    )
-    sql = (
-        f"WITH released AS (DELETE FROM {hold} WHERE {quote('request_id')} = %s RETURNING 1), "  # noqa: S608
-        "charge AS (SELECT EXISTS (SELECT 1 FROM released) AS released, "
-        "CASE WHEN EXISTS (SELECT 1 FROM released) THEN LEAST(%s::bigint, %s::bigint) "
-        "ELSE %s::bigint END AS amount), "
-        f"usage AS ({usage} RETURNING {quote('id')}), "
-        f"entry AS ({entry} WHERE charge.amount > 0 RETURNING 1), "
-        f"account AS (UPDATE {account} SET {balance} = {balance} - charge.amount, "
-        f"{held} = {held} - CASE WHEN charge.released THEN %s ELSE 0 END, "
-        f"{unlimited} = CASE WHEN {unlimited} AND {balance} - charge.amount < %s "
-        f"THEN false ELSE {unlimited} END FROM charge WHERE {account}.{quote('id')} = %s "
-        "RETURNING 1) "
-        f"SELECT usage.{quote('id')}, charge.amount FROM usage, charge"
-    )
-    return sql, usage_fields, entry_fields
+    from billing.journal import replay_journal  # the journal replays through settle()
 
-
-def _values(db: BaseDatabaseWrapper, obj: Model, fields: tuple[Field, ...]) -> list[Any]:
-    return [f.get_db_prep_save(f.pre_save(obj, True), db) for f in fields]
-
-
-@functools.cache
-def _insert_statement(
-    model: type[Model], vendor: str, quote: Callable[[str], str]
-) -> tuple[str, tuple[Field, ...]]:
-    written = _written(model)
-    columns = ", ".join(quote(column) for _, column in written)
-    marks = ", ".join(["%s"] * len(written))
-    return (
-        f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({marks}) "  # noqa: S608
-        f"RETURNING {quote(model._meta.pk.attname)}",
-        tuple(f for f, _ in written),
-    )
-
-
-def _insert(db: BaseDatabaseWrapper, cursor: Any, obj: Model) -> None:
-    """INSERT one new row for `obj` and set its pk: Model.save() without the query compiler.
-
-    Only for the append-only rows of the hot path (holds, usage records, ledger entries),
-    which have no save() logic or signal receivers beyond the append-only check.
-    """
-    sql, fields = _insert_statement(type(obj), db.vendor, db.ops.quote_name)
-    cursor.execute(sql, _values(db, obj, fields))
-    obj.pk = cursor.fetchone()[0]
-    obj._state.adding = False
-    obj._state.db = db.alias
-
-
-def release_expired_holds(now: Any = None) -> int:
-    """Give back credit held by requests whose worker died; returns holds released."""
-    released = 0
-    for hold in Hold.objects.expired(now).only("pk", "account_id", "amount_micro_usd"):
+    replayed = replay_journal()
+    now = now or timezone.now()
+    settled = released = 0
+    for pk in list(Hold.objects.expired(now).values_list("pk", flat=True)):
         with transaction.atomic():
-            if Hold.objects.filter(pk=hold.pk).delete()[0]:
+            hold = Hold.objects.select_for_update().filter(pk=pk, expires_at__lte=now).first()
+            if hold is None:
+                continue
+            if hold.progress is None:
+                Hold.objects.filter(pk=pk).delete()
                 Account.objects.filter(pk=hold.account_id).update(
                     held_micro_usd=F("held_micro_usd") - hold.amount_micro_usd
                 )
                 released += 1
-    return released
+                continue
+            settle(
+                reservation=Reservation(
+                    account_id=hold.account_id,
+                    api_key_id=hold.api_key_id,
+                    request_id=hold.request_id,
+                    amount=hold.amount_micro_usd,
+                ),
+                cost=hold.progress["cost"],
+                usage=_interrupted(hold.progress["usage"]),
+            )
+            settled += 1
+    return Sweep(replayed=replayed, settled=settled, released=released)
+
+
+def _interrupted(usage: dict[str, Any]) -> dict[str, Any]:
+    flags = f"{usage.get('flags') or ''} interrupted"
+    return {**usage, "status": UsageRecord.Status.ERROR, "error": INTERRUPTED, "flags": flags}

@@ -205,6 +205,11 @@ class Hold(models.Model):
     amount_micro_usd = models.BigIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
+    progress = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="What the request had cost so far ({cost, usage}), for the sweeper.",
+    )
 
     objects = HoldQuerySet.as_manager()
 
@@ -302,7 +307,11 @@ class UsageRecord(models.Model):
         CANCELLED = "cancelled", "Cancelled by client"
 
     class Source(models.TextChoices):
-        API = "api", "API"
+        """The door a call came through (its protocol)."""
+
+        API = "api", "Chat Completions API"
+        MESSAGES = "messages", "Anthropic Messages API"
+        RESPONSES = "responses", "Responses API"
         WEB = "web", "Web chat"
 
     request_id = models.CharField(max_length=64, unique=True)
@@ -310,7 +319,7 @@ class UsageRecord(models.Model):
     api_key = models.ForeignKey(
         "accounts.ApiKey", models.SET_NULL, null=True, blank=True, related_name="usage"
     )
-    source = models.CharField(max_length=8, choices=Source.choices, default=Source.API)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
     model = models.CharField(max_length=200, db_index=True)
     provider = models.CharField(max_length=100, blank=True)
     upstream_model = models.CharField(max_length=200, blank=True)
@@ -320,6 +329,12 @@ class UsageRecord(models.Model):
     cached_tokens = models.PositiveIntegerField(default=0)
     cost_micro_usd = models.BigIntegerField(default=0)
     reserved_micro_usd = models.BigIntegerField(default=0)
+    uncharged_micro_usd = models.BigIntegerField(
+        default=0, help_text="Real cost above the charge: revenue lost to the hold or balance cap."
+    )
+    flags = models.CharField(
+        max_length=100, blank=True, help_text="Space-separated, e.g. capped hold_missing."
+    )
     latency_ms = models.PositiveIntegerField(default=0)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.OK)

@@ -30,7 +30,7 @@ DEV_SERVER_APPS = ["daphne"] if "runserver" in sys.argv else []
 
 INSTALLED_APPS = [
     *DEV_SERVER_APPS,
-    "django.contrib.admin",
+    "console.apps.SwitchboardAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -127,11 +127,9 @@ if REDIS_URL:
             "CONFIG": {"hosts": [REDIS_URL]},
         }
     }
-    RATELIMIT_STORAGE_URI = "async+" + REDIS_URL
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    RATELIMIT_STORAGE_URI = "async+memory://"
 
 # --- Auth -------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -181,6 +179,8 @@ MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_PASSKEY_LOGIN_ENABLED = True
 MFA_PASSKEY_SIGNUP_ENABLED = True
 MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = DEBUG
+# Staff reach /admin/ only after a second factor in this session (console/admin.py).
+ADMIN_REQUIRE_2FA = envbool("ADMIN_REQUIRE_2FA", "false")
 
 # --- E-mail -----------------------------------------------------------------------
 EMAIL_HOST = envstr("EMAIL_HOST")
@@ -274,11 +274,22 @@ UPSTREAM_CONNECT_TIMEOUT = float(envstr("UPSTREAM_CONNECT_TIMEOUT", "5"))
 UPSTREAM_READ_TIMEOUT = float(envstr("UPSTREAM_READ_TIMEOUT", "120"))
 PROVIDER_COOLDOWN_SECONDS = envint("PROVIDER_COOLDOWN_SECONDS", "30")
 HOLD_TTL_SECONDS = envint("HOLD_TTL_SECONDS", "900")
+# Limits for keys that set none of their own (0: unlimited).
+DEFAULT_KEY_RPM = envint("DEFAULT_KEY_RPM", "0")
+DEFAULT_KEY_TPM = envint("DEFAULT_KEY_TPM", "0")
+HOLD_REFRESH_SECONDS = envint("HOLD_REFRESH_SECONDS", str(max(1, HOLD_TTL_SECONDS // 3)))
+SETTLEMENT_JOURNAL_DIR = Path(
+    envstr("SETTLEMENT_JOURNAL_DIR", str(BASE_DIR / "var" / "settlements"))
+)
 KEY_CACHE_SECONDS = float(envstr("KEY_CACHE_SECONDS", "2"))
 CATALOG_CACHE_SECONDS = float(envstr("CATALOG_CACHE_SECONDS", "5"))
 DEMO_TOKEN_DELAY_MS = envint("DEMO_TOKEN_DELAY_MS", "20")
 METRICS_TOKEN = envstr("METRICS_TOKEN")
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+# The public estimate and failed key checks, counted per client address (REMOTE_ADDR).
+ESTIMATE_MAX_BYTES = envint("ESTIMATE_MAX_BYTES", str(256 * 1024))
+ESTIMATE_REQUESTS_PER_MINUTE = envint("ESTIMATE_REQUESTS_PER_MINUTE", "60")
+AUTH_FAILURES_PER_MINUTE = envint("AUTH_FAILURES_PER_MINUTE", "20")
 
 # --- Billing: Stripe, unlimited mode, low-balance warning -------------------------
 STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY")

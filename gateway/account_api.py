@@ -19,17 +19,22 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.forms import ApiKeyForm
-from accounts.models import ApiKey, User
+from accounts.models import ApiKey, ExceedsCreator, User
 from billing.ledger import account_for
 from billing.money import format_usd
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import model_choices
 from gateway.errors import GatewayError, invalid
+from gateway.ratelimit import client_address
 from gateway.validation import parse_json
 
 log = logging.getLogger(__name__)
 
 View = Callable[..., HttpResponse]
+
+# The request's names for ApiKey fields where they differ, and back.
+FIELDS = {"expires_on": "expires_at", "spend_cap_usd": "spend_cap_micro_usd"}
+PARAMS = {field: param for param, field in FIELDS.items()}
 
 
 class ApiRequest(HttpRequest):
@@ -75,7 +80,9 @@ def management_key_required(view: View) -> View:
     @wraps(view)
     def wrapper(request: ApiRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            key = async_to_sync(authenticate)(request.headers.get("Authorization"))
+            key = async_to_sync(authenticate)(
+                request.headers.get("Authorization"), client=client_address(request)
+            )
         except GatewayError as error:
             return error.response()
         if not key.can_manage:
@@ -210,7 +217,16 @@ def keys(request: ApiRequest) -> JsonResponse | HttpResponse:
             for key in ApiKey.objects.for_user(request.owner).filter(kind=ApiKey.Kind.API)
         ]
         return JsonResponse({"object": "list", "data": data})
-    fields = key_request_fields(parse_json(request.body))
+    body = parse_json(request.body)
+    try:
+        fields = request.api_key.key.bound_minted(
+            key_request_fields(body), given={FIELDS.get(param, param) for param in body}
+        )
+    except ExceedsCreator as exceeded:
+        param = PARAMS.get(exceeded.field, exceeded.field)
+        return GatewayError(
+            403, f"{param}: {exceeded.message}", param=param, code="key_exceeds_creator"
+        ).response()
     key, secret = ApiKey.objects.mint(user=request.owner, **fields)
     return JsonResponse({**key_as_dict(key), "key": secret}, status=201)
 

@@ -31,15 +31,17 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
+from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from billing.journal import schedule_replay, settle_or_journal
 from billing.ledger import (
     InsufficientCredits,
     Reservation,
     SpendCapExceeded,
+    keep_hold,
     reserve_credits,
-    settle,
 )
 from billing.models import UsageRecord
 from billing.money import format_usd, token_cost
@@ -50,7 +52,7 @@ from gateway.errors import GatewayError, invalid
 from gateway.http import upstream_client
 from gateway.providers import get_adapter
 from gateway.providers.base import Adapter, ProviderError
-from gateway.ratelimit import check_limits
+from gateway.ratelimit import check_limits, give_back
 from gateway.sync import db_sync_to_async
 from gateway.tokens import count_prompt
 from gateway.validation import requested_output_tokens, validate_chat
@@ -66,6 +68,7 @@ T = TypeVar("T")
 
 _catalog_async = db_sync_to_async(get_catalog)
 _reserve_async = db_sync_to_async(reserve_credits)
+_keep_hold_async = db_sync_to_async(keep_hold)
 _last_used_written: dict[int, float] = {}
 
 
@@ -188,8 +191,11 @@ def _failure(exc: BaseException) -> tuple[str, str]:
 
 
 def _upstream_failed(model: ModelInfo, exc: ProviderError) -> GatewayError:
+    """What the customer is told when no route answered: a 503 that says when a route is
+    tried again, or the upstream's refusal of the request itself (its text masked)."""
     if exc.retryable:
-        return routing.no_healthy_upstream(model.id, exc.retry_after or 1, exc.message)
+        wait = routing.soonest_recovery(model) or exc.retry_after or 1
+        return routing.no_healthy_upstream(model.id, wait, exc.message)
     return GatewayError(exc.status, exc.message, code="upstream_error")
 
 
@@ -222,6 +228,8 @@ class Call:
     record: UsageRecord | None = None
     _upstream: AsyncIterator[dict[str, Any]] | None = None
     _buffer: list[dict[str, Any]] = field(default_factory=list)
+    _keeper: asyncio.TimerHandle | None = None
+    _refreshing: asyncio.Future[None] | None = None
 
     @property
     def completion_id(self) -> str:
@@ -257,6 +265,7 @@ class Call:
             except ProviderError as exc:
                 self.generating = False
                 last = exc
+                log.warning("%s: attempt %d failed: %s", self.request_id, self.attempts, exc.detail)
                 metrics.upstream_failed(route.provider.name)
                 if not exc.retryable:
                     break
@@ -344,10 +353,11 @@ class Call:
         generator, and what was generated so far is charged as `cancelled`.
         """
         assert self._upstream is not None
-        status, error = UsageRecord.Status.ERROR, "the stream stopped"
+        status: str = UsageRecord.Status.ERROR
+        error = "the stream stopped"
         try:
-            for chunk in self._buffer:
-                yield self._stamped(chunk)
+            for buffered in self._buffer:
+                yield self._stamped(buffered)
             self._buffer = []
             while (chunk := await self._next_chunk()) is not None:
                 if chunk.get("choices"):
@@ -357,6 +367,7 @@ class Call:
             await self.end(UsageRecord.Status.OK)
         except ProviderError as exc:
             status, error = UsageRecord.Status.ERROR, exc.message
+            log.warning("%s: the stream failed: %s", self.request_id, exc.detail)
             metrics.upstream_failed(self.route.provider.name if self.route else "")
             yield GatewayError(
                 502, f"Upstream failed mid-stream: {exc.message}", code="upstream_error"
@@ -408,19 +419,46 @@ class Call:
                 else:
                     yield sse(event)
 
+    # --- the hold, kept alive -------------------------------------------------------
+
+    def keep_hold(self) -> None:
+        """Refresh the hold every HOLD_REFRESH_SECONDS while the call runs, so the sweeper
+        never releases a live call's credit, and record what the call has used so far, so
+        a worker killed mid-stream leaves a hold the sweeper can bill for it."""
+        self._keeper = asyncio.get_running_loop().call_later(
+            settings.HOLD_REFRESH_SECONDS, self._refresh_hold
+        )
+
+    def _refresh_hold(self) -> None:
+        if not self.ended:
+            self._refreshing = asyncio.ensure_future(self._record_progress())
+
+    async def _record_progress(self) -> None:
+        metered = self._progress()
+        try:
+            await _keep_hold_async(
+                request_id=self.request_id,
+                cost=min(self.cost(metered), self.reservation.amount),
+                usage=self._usage_fields(metered, UsageRecord.Status.ERROR, ""),
+            )
+        except Exception:
+            log.warning("could not refresh the hold of %s", self.request_id, exc_info=True)
+        if not self.ended:
+            self.keep_hold()
+
+    def _progress(self) -> metering.Metered:
+        if not self.generating:
+            return metering.NOTHING
+        return metering.checked_usage(
+            self.upstream_usage, prompt_estimate=self.prompt_estimate, generated="".join(self.seen)
+        )
+
     # --- 8. settle -----------------------------------------------------------------
 
     def _measure(self) -> metering.Metered:
         """What the call is billed for: nothing unless an upstream was generating."""
         if self.metered is None:
-            if self.generating:
-                self.metered = metering.checked_usage(
-                    self.upstream_usage,
-                    prompt_estimate=self.prompt_estimate,
-                    generated="".join(self.seen),
-                )
-            else:
-                self.metered = metering.NOTHING
+            self.metered = self._progress()
         return self.metered
 
     async def end(self, status: str, error: str = "") -> int:
@@ -430,6 +468,8 @@ class Call:
         left does not stop the settlement."""
         if self.charge is not None:
             return self.charge
+        if self._keeper is not None:
+            self._keeper.cancel()
         metered = self._measure()
         cost = self.cost(metered)
         self.charge = min(cost, self.reservation.amount)
@@ -462,12 +502,15 @@ class Call:
             "error": error[:300],
             "attempts": max(self.attempts, 1),
             "price_version": self.model.price_version,
+            "flags": " ".join(metered.flags),
         }
 
     def _after_settlement(self) -> None:
         """Work after the commit; its failure never reaches the client."""
         record = self.record
         if record is None:
+            # Journaled while the database is away: replayed by this worker when it is back.
+            schedule_replay()
             return
         self.charge = record.cost_micro_usd
         try:
@@ -479,12 +522,16 @@ class Call:
 def _settle_and_stamp(
     reservation: Reservation, cost: int, usage: dict[str, Any]
 ) -> UsageRecord | None:
-    """Settle in the database, then note when the key was last used (at most once a
-    minute per key and worker). A database failure is logged, never raised."""
+    """Settle in the database (or, while it is away, in the settlement journal: None), then
+    note when the key was last used (at most once a minute per key and worker). Never
+    raises: a failure is logged, and a settlement the journal could not take either
+    leaves its hold for the sweeper."""
     try:
-        record = settle(reservation=reservation, cost=cost, usage=usage)
+        record = settle_or_journal(reservation=reservation, cost=cost, usage=usage)
     except Exception:
         log.exception("settlement of %s failed", reservation.request_id)
+        return None
+    if record is None:
         return None
     key_id = reservation.api_key_id
     now = time.monotonic()
@@ -542,11 +589,9 @@ async def open_call(
             "Lower max_tokens or raise the cap.",
             code="max_cost_exceeded",
         )
-    headers: dict[str, str] = {}
-    if not key.unlimited:
-        headers = await check_limits(
-            key_id=key.id, rpm=key.rpm_limit, tpm=key.tpm_limit, tokens=prompt + output
-        )
+    headers = await check_limits(
+        key_id=key.id, rpm=key.rpm_limit, tpm=key.tpm_limit, tokens=prompt + output
+    )
     call = Call(
         request_id=request_id,
         key=key,
@@ -563,7 +608,13 @@ async def open_call(
         fallback=fallback,
         headers=headers,
     )
-    await hold_credit(call)
+    try:
+        await hold_credit(call)
+    except GatewayError:
+        # Refused for money: the request must not use up the key's rate limits.
+        await give_back(key_id=key.id, rpm=key.rpm_limit, tpm=key.tpm_limit, tokens=prompt + output)
+        raise
+    call.keep_hold()
     return call
 
 
@@ -593,7 +644,6 @@ async def hold_credit(call: Call) -> None:
             f"({exc.needed} micro-USD) and {format_usd(exc.available)} is available. "
             "Add credit on the Billing page or lower max_tokens.",
             code="insufficient_credits",
-            headers=call.headers,
         ) from exc
     except SpendCapExceeded as exc:
         raise GatewayError(
@@ -601,5 +651,4 @@ async def hold_credit(call: Call) -> None:
             f"This key's spend cap of {format_usd(exc.cap)} for its period would be exceeded "
             f"({format_usd(exc.spent)} already spent or held).",
             code="spend_cap_exceeded",
-            headers=call.headers,
         ) from exc

@@ -29,7 +29,7 @@ class ProviderInfo:
     name: str
     kind: str
     base_url: str
-    api_key: str
+    api_key: str = field(repr=False)
     timeout_seconds: int
 
 

@@ -61,3 +61,12 @@ class GatewayError(Exception):
 
 def invalid(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
     return GatewayError(400, message, param=param, code=code)
+
+
+def internal_error(request_id: str) -> GatewayError:
+    """The 500 for a failure nothing else explains, with the request id to report."""
+    return GatewayError(
+        500,
+        f"The gateway failed to handle this request (request id {request_id}).",
+        code="internal_error",
+    )

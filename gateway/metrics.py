@@ -99,6 +99,18 @@ CREDITS = Counter(
     "Credit charged to customers, in micro-USD, by model.",
     ["model"],
 )
+UNCHARGED = Counter(
+    "switchboard_credits_uncharged_micro_usd",
+    "Real cost above what was charged (capped at the hold or the balance), in micro-USD, "
+    "by model: revenue lost to under-reservation.",
+    ["model"],
+)
+FLAGGED = Counter(
+    "switchboard_settlements_flagged",
+    "Settlements by flag (capped, hold_missing, interrupted, usage_replaced, ...); "
+    "a settlement with several flags counts once under each.",
+    ["flag"],
+)
 UPSTREAM_ERRORS = Counter(
     "switchboard_upstream_errors",
     "Failed upstream attempts (including those a fallback route recovered), by provider.",
@@ -144,7 +156,8 @@ def instrumented(app: ASGIApp) -> ASGIApp:
 
 
 def completion_settled(record: UsageRecord) -> None:
-    """Count one settled chat completion: outcome, tokens, credit, time to first token."""
+    """Count one settled chat completion: outcome, tokens, credit, credit left uncharged,
+    flags, time to first token."""
     model = record.model
     COMPLETIONS.labels(model, "true" if record.stream else "false", record.status).inc()
     if record.prompt_tokens:
@@ -153,6 +166,10 @@ def completion_settled(record: UsageRecord) -> None:
         TOKENS.labels(model, "completion").inc(record.completion_tokens)
     if record.cost_micro_usd:
         CREDITS.labels(model).inc(record.cost_micro_usd)
+    if record.uncharged_micro_usd:
+        UNCHARGED.labels(model).inc(record.uncharged_micro_usd)
+    for flag in record.flags.split():
+        FLAGGED.labels(flag).inc()
     if record.ttft_ms is not None:
         TIME_TO_FIRST_TOKEN.labels(model).observe(record.ttft_ms / 1000)
 

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta
 
-from django.db import models
+from django.conf import settings
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 
@@ -94,3 +96,133 @@ class Route(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_id} → {self.provider.name}:{self.upstream_model}"
+
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+CLAIM_ATTEMPTS = 3
+
+
+class IdempotentRequestQuerySet(models.QuerySet["IdempotentRequest"]):
+    def expired(self, now: datetime | None = None) -> IdempotentRequestQuerySet:
+        """Entries past the replay window: treated as absent, deleted by the sweeper."""
+        return self.filter(created_at__lte=(now or timezone.now()) - IDEMPOTENCY_WINDOW)
+
+    def claim(
+        self, *, account_id: int, key: str, body_sha256: str, request_id: str
+    ) -> IdempotentRequest | None:
+        """Claim `key` for `request_id`: None when this request now holds it, else the
+        entry of the request that does (still running, or done and to be replayed).
+
+        The claim is an INSERT against the (account, key) unique constraint, so of two
+        first tries on two workers exactly one wins. A lapsed entry is taken over with a
+        conditional UPDATE, which also has one winner. Raises IntegrityError in the rare
+        case that the key kept changing hands while this request tried to read it.
+        """
+        attempts = 0
+        while True:
+            now = timezone.now()
+            try:
+                with transaction.atomic():
+                    self.create(
+                        account_id=account_id,
+                        key=key,
+                        body_sha256=body_sha256,
+                        request_id=request_id,
+                        created_at=now,
+                    )
+                return None
+            except IntegrityError:
+                attempts += 1
+                if attempts == CLAIM_ATTEMPTS:
+                    raise
+            holder = self.filter(account_id=account_id, key=key).first()
+            if holder is None:
+                continue  # released by its request (refused) since the INSERT
+            if not holder.has_lapsed(now):
+                return holder
+            taken = self.filter(
+                pk=holder.pk, request_id=holder.request_id, created_at=holder.created_at
+            ).update(
+                body_sha256=body_sha256,
+                request_id=request_id,
+                created_at=now,
+                state=IdempotentRequest.State.RUNNING,
+                status=None,
+                content_type="",
+                headers={},
+                body=b"",
+            )
+            if taken:
+                return None
+
+    def record(
+        self,
+        *,
+        account_id: int,
+        key: str,
+        request_id: str,
+        status: int,
+        content_type: str,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> None:
+        """Store the response of the request holding `key`, to be replayed to retries."""
+        self.filter(account_id=account_id, key=key, request_id=request_id).update(
+            state=IdempotentRequest.State.DONE,
+            status=status,
+            content_type=content_type,
+            headers=headers,
+            body=body,
+        )
+
+    def release(self, *, account_id: int, key: str, request_id: str) -> None:
+        """Forget a claim whose request was refused before anything was billed."""
+        self.filter(
+            account_id=account_id,
+            key=key,
+            request_id=request_id,
+            state=IdempotentRequest.State.RUNNING,
+        ).delete()
+
+
+class IdempotentRequest(models.Model):
+    """The first request sent with an `Idempotency-Key`, and the response retries get."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+
+    account = models.ForeignKey(
+        "billing.Account", models.CASCADE, related_name="idempotent_requests"
+    )
+    key = models.CharField(max_length=255)
+    body_sha256 = models.CharField(max_length=64)
+    request_id = models.CharField(max_length=64)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.RUNNING)
+    status = models.PositiveSmallIntegerField(null=True, blank=True)
+    content_type = models.CharField(max_length=100, blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    body = models.BinaryField(default=b"", blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = IdempotentRequestQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "key"], name="idempotent_request_account_key_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.state}, {self.request_id})"
+
+    def has_lapsed(self, now: datetime | None = None) -> bool:
+        """Past the replay window, or still running long after any live call would have
+        ended: its worker died, and the sweeper has settled or released its hold."""
+        age = (now or timezone.now()) - self.created_at
+        if age >= IDEMPOTENCY_WINDOW:
+            return True
+        return self.state == self.State.RUNNING and age >= timedelta(
+            seconds=settings.HOLD_TTL_SECONDS
+        )

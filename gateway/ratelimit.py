@@ -6,55 +6,71 @@ window counter keeps a token cost cheap (one counter, not one entry per token).
 
 With Redis, both of a key's limits are checked, counted and read back in one Lua
 script (one round trip per request instead of four), with the `limits` library's
-sliding-window-counter arithmetic; in memory the library itself does the work.
+sliding-window-counter arithmetic; in memory the library's MemoryStorage keeps the
+windows. Both give a window's counts and times to live, read by one function.
+
+Every answer carries OpenAI's six `x-ratelimit-*` headers. A window without a limit
+(None or 0) is reported as UNLIMITED requests or tokens remaining, resetting in 0s:
+OpenAI clients parse these headers as integers and durations, so a word or a negative
+number would read as "nothing left", while a large limit equal to its remainder reads
+as 0% used (Codex CLI) and never makes a client wait.
+
+The same windows count per client address what no key pays for (`address_wait`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import math
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from django.conf import settings
+from django.http import HttpRequest
 
 from gateway.errors import GatewayError
 from gateway.state import on_reset
 
 if TYPE_CHECKING:
-    from limits.aio.strategies import SlidingWindowCounterRateLimiter
+    from limits.aio.storage import MemoryStorage
+    from limits.storage import MemoryStorage as SyncMemoryStorage
 
 WINDOW_SECONDS = 60
+# The largest signed 32-bit integer: every client's integer type holds it.
+UNLIMITED = 2_147_483_647
+HEADER_NAMES = tuple(
+    f"x-ratelimit-{what}-{kind}"
+    for kind in ("requests", "tokens")
+    for what in ("limit", "remaining", "reset")
+)
 
-_limiters: dict[int, SlidingWindowCounterRateLimiter] = {}
+_memory: dict[int, MemoryStorage] = {}
 _scripts: dict[int, Any] = {}
 
 
 @on_reset
 def forget_limiters() -> None:
-    _limiters.clear()
+    _memory.clear()
     _scripts.clear()
 
 
-def _limiter() -> SlidingWindowCounterRateLimiter:
-    """One limiter per event loop: async Redis connections belong to their loop.
+def _memory_storage() -> MemoryStorage:
+    """One in-process store per event loop (its locks belong to the loop).
 
     Only the in-memory case (no REDIS_URL) uses the library, so it is imported then:
     with Redis a worker is a few MB smaller without it.
     """
-    from limits.aio.strategies import SlidingWindowCounterRateLimiter
-    from limits.storage import storage_from_string
+    from limits.aio.storage import MemoryStorage
 
     loop_id = id(asyncio.get_running_loop())
-    limiter = _limiters.get(loop_id)
-    if limiter is None:
-        uri = settings.RATELIMIT_STORAGE_URI
-        options: dict[str, Any] = {"implementation": "redispy"} if "redis" in uri else {}
-        limiter = SlidingWindowCounterRateLimiter(storage_from_string(uri, **options))
-        _limiters[loop_id] = limiter
-    return limiter
+    storage = _memory.get(loop_id)
+    if storage is None:
+        storage = _memory[loop_id] = MemoryStorage()
+    return storage
 
 
 @dataclass(slots=True)
@@ -64,35 +80,55 @@ class LimitState:
     reset_seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One of a key's limits and what this request costs against it."""
+
+    kind: str  # "requests" or "tokens"
+    limit: int
+    identifier: str
+    cost: int
+
+
 def _duration(seconds: float) -> str:
-    """OpenAI's reset format: '1s', '6m0s'."""
+    """OpenAI's reset format, a Go-style duration: '20ms', '1.5s', '6m0s'."""
     seconds = max(0.0, seconds)
-    minutes, rest = divmod(seconds, 60)
+    if seconds == 0:
+        return "0s"
+    if seconds < 1:
+        return f"{max(1, round(seconds * 1000))}ms"
+    minutes, rest = divmod(round(seconds, 1), 60)
     if minutes:
         return f"{int(minutes)}m{rest:.0f}s"
-    return f"{rest:.3g}s"
+    return f"{rest:g}s"
 
 
 def headers_for(requests: LimitState | None, tokens: LimitState | None) -> dict[str, str]:
+    """The six headers; a window without a limit (None) is reported as UNLIMITED."""
     headers: dict[str, str] = {}
-    for name, state in (("requests", requests), ("tokens", tokens)):
-        if state is not None:
-            headers[f"x-ratelimit-limit-{name}"] = str(state.limit)
-            headers[f"x-ratelimit-remaining-{name}"] = str(max(0, state.remaining))
-            headers[f"x-ratelimit-reset-{name}"] = _duration(state.reset_seconds)
+    for kind, state in (("requests", requests), ("tokens", tokens)):
+        if state is None:
+            state = LimitState(limit=UNLIMITED, remaining=UNLIMITED, reset_seconds=0)
+        headers[f"x-ratelimit-limit-{kind}"] = str(state.limit)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, state.remaining))
+        headers[f"x-ratelimit-reset-{kind}"] = _duration(state.reset_seconds)
     return headers
 
 
 # For each window (KEYS: previous, current; ARGV: limit, cost) in order: roll the
-# window over when due, count the cost if the weighted count leaves room, and return
-# {allowed, previous count, previous ttl ms, current count, current ttl ms}. It stops
-# at the first window that refuses, as the requests limit comes before the tokens one.
-TAKE_SCRIPT = """
+# window over when due, then by mode (ARGV[2]): 'take' counts the cost if the weighted
+# count leaves room (and only reads the windows after one that refuses, as the
+# requests limit comes before the tokens one), 'give' takes the cost back off the
+# current window then the previous one (never below 0), 'read' counts nothing. Returns
+# {counted, previous count, previous ttl ms, current count, current ttl ms} per window.
+WINDOWS_SCRIPT = """
 local expiry = tonumber(ARGV[1]) * 1000
+local mode = ARGV[2]
+local counting = mode == 'take'
 local answers = {}
 for i = 1, #KEYS / 2 do
     local previous, current = KEYS[2 * i - 1], KEYS[2 * i]
-    local limit, cost = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+    local limit, cost = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
     local current_ttl = tonumber(redis.call('pttl', current))
     if current_ttl > 0 and current_ttl < expiry then
         redis.call('rename', current, previous)
@@ -102,22 +138,34 @@ for i = 1, #KEYS / 2 do
     local previous_ttl = math.max(tonumber(redis.call('pttl', previous)) or 0, 0)
     local current_count = tonumber(redis.call('get', current)) or 0
     current_ttl = math.max(tonumber(redis.call('pttl', current)) or 0, 0)
-    local weighted = math.floor(previous_count * previous_ttl / expiry) + current_count
-    local allowed = 0
-    if cost <= limit and weighted + cost <= limit then
-        allowed = 1
-        if redis.call('exists', current) == 1 then
-            redis.call('incrby', current, cost)
+    local counted = 0
+    if counting then
+        local weighted = math.floor(previous_count * previous_ttl / expiry) + current_count
+        if cost <= limit and weighted + cost <= limit then
+            counted = 1
+            if redis.call('exists', current) == 1 then
+                redis.call('incrby', current, cost)
+            else
+                redis.call('set', current, cost, 'PX', expiry * 2)
+                current_ttl = expiry * 2
+            end
+            current_count = current_count + cost
         else
-            redis.call('set', current, cost, 'PX', expiry * 2)
-            current_ttl = expiry * 2
+            counting = false
         end
-        current_count = current_count + cost
+    elseif mode == 'give' then
+        local from_current = math.min(cost, current_count)
+        if from_current > 0 then
+            redis.call('decrby', current, from_current)
+            current_count = current_count - from_current
+        end
+        local from_previous = math.min(cost - from_current, previous_count)
+        if from_previous > 0 then
+            redis.call('decrby', previous, from_previous)
+            previous_count = previous_count - from_previous
+        end
     end
-    answers[i] = {allowed, previous_count, previous_ttl, current_count, current_ttl}
-    if allowed == 0 then
-        break
-    end
+    answers[i] = {counted, previous_count, previous_ttl, current_count, current_ttl}
 end
 return answers
 """
@@ -128,16 +176,16 @@ def _script() -> Any:
     loop_id = id(asyncio.get_running_loop())
     script = _scripts.get(loop_id)
     if script is None:
-        script = aioredis.Redis.from_url(settings.REDIS_URL).register_script(TAKE_SCRIPT)
+        script = aioredis.Redis.from_url(settings.REDIS_URL).register_script(WINDOWS_SCRIPT)
         _scripts[loop_id] = script
     return script
 
 
 def _state_from_counts(
-    limit: int, previous: int, previous_ttl_ms: int, current: int, current_ttl_ms: int
+    limit: int, previous: int, previous_ttl: float, current: int, current_ttl: float
 ) -> LimitState:
-    """Remaining and reset time as `limits`' SlidingWindowCounterRateLimiter reports them."""
-    previous_ttl, current_ttl = previous_ttl_ms / 1000, current_ttl_ms / 1000
+    """Remaining and reset time as `limits`' SlidingWindowCounterRateLimiter reports them,
+    from a window's counts and times to live in seconds (both stores give these)."""
     weighted = previous * previous_ttl / WINDOW_SECONDS + current
     remaining = max(0, limit - math.floor(weighted))
     reset = 0.0
@@ -149,87 +197,216 @@ def _state_from_counts(
     return LimitState(limit=limit, remaining=remaining, reset_seconds=reset)
 
 
-async def _take_in_redis(
-    windows: list[tuple[int, str, int]],
-) -> list[tuple[bool, LimitState]]:
+async def _run_in_redis(mode: str, windows: list[Window]) -> list[tuple[bool, LimitState]]:
     keys: list[str] = []
-    args: list[int] = [WINDOW_SECONDS]
-    for limit, identifier, cost in windows:
-        current = f"sb:limit:{{{identifier}}}"
+    args: list[int | str] = [WINDOW_SECONDS, mode]
+    for window in windows:
+        current = f"sb:limit:{{{window.identifier}}}"
         keys += [f"{current}/-1", current]
-        args += [limit, cost]
+        args += [window.limit, window.cost]
     answers = await _script()(keys=keys, args=args)
     return [
-        (bool(answer[0]), _state_from_counts(limit, *(int(value) for value in answer[1:])))
-        for (limit, _, _), answer in zip(windows, answers, strict=False)
+        (
+            bool(counted),
+            _state_from_counts(
+                window.limit,
+                int(previous),
+                int(previous_ttl) / 1000,
+                int(current),
+                int(current_ttl) / 1000,
+            ),
+        )
+        for window, (counted, previous, previous_ttl, current, current_ttl) in zip(
+            windows, answers, strict=True
+        )
     ]
 
 
-async def _take(limit: int, identifier: str, cost: int) -> tuple[bool, LimitState]:
-    from limits import RateLimitItemPerMinute
+async def _give_back_in_memory(storage: MemoryStorage, key: str, cost: int) -> None:
+    """Take `cost` off the current window, then the previous one, as the script does."""
+    previous_key, current_key = storage.sliding_window_keys(key, WINDOW_SECONDS, time.time())
+    from_current = min(cost, await storage.get(current_key))
+    if from_current:
+        await storage.decr(current_key, from_current)
+    from_previous = min(cost - from_current, await storage.get(previous_key))
+    if from_previous:
+        await storage.decr(previous_key, from_previous)
 
-    limiter = _limiter()
-    item = RateLimitItemPerMinute(limit)
-    allowed = cost <= limit and await limiter.hit(item, identifier, cost=cost)
-    stats = await limiter.get_window_stats(item, identifier)
-    reset = max(0.0, stats.reset_time - time.time())
-    return allowed, LimitState(limit=limit, remaining=stats.remaining, reset_seconds=reset)
 
-
-async def _take_all(windows: list[tuple[int, str, int]]) -> list[tuple[bool, LimitState]]:
-    """(allowed, state) for each window in order, up to the first that refuses."""
-    if settings.REDIS_URL:
-        return await _take_in_redis(windows)
-    taken = []
+async def _run_in_memory(mode: str, windows: list[Window]) -> list[tuple[bool, LimitState]]:
+    storage = _memory_storage()
+    counting = mode == "take"
+    answers = []
     for window in windows:
-        taken.append(await _take(*window))
-        if not taken[-1][0]:
-            break
-    return taken
+        key = f"sb:limit:{window.identifier}"
+        counted = False
+        if counting:
+            counted = await storage.acquire_sliding_window_entry(
+                key, window.limit, WINDOW_SECONDS, window.cost
+            )
+            counting = counted
+        elif mode == "give":
+            await _give_back_in_memory(storage, key, window.cost)
+        counts = await storage.get_sliding_window(key, WINDOW_SECONDS)
+        answers.append((counted, _state_from_counts(window.limit, *counts)))
+    return answers
+
+
+async def _run(mode: str, windows: list[Window]) -> list[tuple[bool, LimitState]]:
+    """(counted, state) for each window in order, in Redis or in memory."""
+    if settings.REDIS_URL:
+        return await _run_in_redis(mode, windows)
+    return await _run_in_memory(mode, windows)
+
+
+def _windows(key_id: int, rpm: int | None, tpm: int | None, tokens: int) -> list[Window]:
+    windows = []
+    if rpm:
+        windows.append(Window("requests", rpm, f"rpm:{key_id}", 1))
+    if tpm:
+        windows.append(Window("tokens", tpm, f"tpm:{key_id}", tokens))
+    return windows
+
+
+def _headers(windows: list[Window], answers: list[tuple[bool, LimitState]]) -> dict[str, str]:
+    states = {window.kind: state for window, (_, state) in zip(windows, answers, strict=True)}
+    return headers_for(states.get("requests"), states.get("tokens"))
 
 
 async def check_limits(
     *, key_id: int, rpm: int | None, tpm: int | None, tokens: int
 ) -> dict[str, str]:
-    """Count this request against the key's limits; the headers to send, or a 429."""
-    windows = []
-    if rpm:
-        windows.append((rpm, f"rpm:{key_id}", 1))
-    if tpm:
-        windows.append((tpm, f"tpm:{key_id}", tokens))
+    """Count this request against the key's limits (None or 0: unlimited).
+
+    Returns the six `x-ratelimit-*` headers, or raises a 429 that carries them.
+    """
+    windows = _windows(key_id, rpm, tpm, tokens)
     if not windows:
-        return {}
-    taken = iter(await _take_all(windows))
-    request_state = token_state = None
-    if rpm:
-        allowed, request_state = next(taken)
-        if not allowed:
-            raise _too_many("requests per minute", rpm, request_state, None)
-    if tpm:
-        allowed, token_state = next(taken)
-        if not allowed:
-            if tokens > tpm:
-                raise GatewayError(
-                    429,
-                    f"Request too large: {tokens} tokens (prompt plus max output) exceed this "
-                    f"key's limit of {tpm} tokens per minute. Lower max_tokens or the prompt.",
-                    code="rate_limit_exceeded",
-                    headers=headers_for(request_state, token_state),
-                )
-            raise _too_many("tokens per minute", tpm, token_state, request_state)
-    return headers_for(request_state, token_state)
+        return headers_for(None, None)
+    answers = await _run("take", windows)
+    headers = _headers(windows, answers)
+    for window, (counted, state) in zip(windows, answers, strict=True):
+        if not counted:
+            raise _refused(window, state, headers)
+    return headers
 
 
-def _too_many(
-    what: str, limit: int, state: LimitState, requests: LimitState | None
-) -> GatewayError:
-    headers = (
-        headers_for(requests, state) if what.startswith("tokens") else headers_for(state, None)
-    )
-    headers["Retry-After"] = str(max(1, math.ceil(state.reset_seconds)))
+async def current_limits(*, key_id: int, rpm: int | None, tpm: int | None) -> dict[str, str]:
+    """The six `x-ratelimit-*` headers for the key's limits, read without counting."""
+    windows = _windows(key_id, rpm, tpm, 0)
+    if not windows:
+        return headers_for(None, None)
+    return _headers(windows, await _run("read", windows))
+
+
+async def give_back(*, key_id: int, rpm: int | None, tpm: int | None, tokens: int) -> None:
+    """Return one request and `tokens` tokens to the key's current windows.
+
+    For a request that `check_limits` counted and that was then refused before the
+    upstream was called (402 from the credit hold): it must not use up the limits.
+    """
+    windows = _windows(key_id, rpm, tpm, tokens)
+    if windows:
+        await _run("give", windows)
+
+
+def _refused(window: Window, state: LimitState, headers: dict[str, str]) -> GatewayError:
+    if window.kind == "tokens" and window.cost > window.limit:
+        return GatewayError(
+            429,
+            f"Request too large: {window.cost} tokens (prompt plus max output) exceed this "
+            f"key's limit of {window.limit} tokens per minute. Lower max_tokens or the prompt.",
+            code="rate_limit_exceeded",
+            headers=headers,
+        )
+    retry_after = str(max(1, math.ceil(state.reset_seconds)))
     return GatewayError(
         429,
-        f"Rate limit reached: {limit} {what} for this key. Try again in {headers['Retry-After']}s.",
+        f"Rate limit reached: {window.limit} {window.kind} per minute for this key. "
+        f"Try again in {retry_after}s.",
         code="rate_limit_exceeded",
-        headers=headers,
+        headers={**headers, "Retry-After": retry_after},
+    )
+
+
+# Per client address, for what no key pays for: the public estimate and failed key
+# checks. The windows are the same one-minute sliding counters as a key's, in Redis
+# through WINDOWS_SCRIPT or in memory through `limits`. Both must hold across event
+# loops, since the account API checks keys on a fresh loop each time (async_to_sync):
+# Redis scripts are kept per loop object (a dead loop's id comes back, bound to a
+# client of that loop), and memory is one store for the process, `limits`' thread-safe
+# synchronous MemoryStorage (no I/O, so it does not block the loop).
+_address_scripts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+    weakref.WeakKeyDictionary()
+)
+_address_memory: list[SyncMemoryStorage] = []
+
+
+@on_reset
+def forget_address_counts() -> None:
+    _address_scripts.clear()
+    _address_memory.clear()
+
+
+def client_address(request: HttpRequest) -> str:
+    """The address limits are counted by: REMOTE_ADDR, which uvicorn's --proxy-headers
+    sets from X-Forwarded-For behind a trusted proxy. An IPv6 client counts as its /64,
+    the block one subscriber is usually given."""
+    address = request.META.get("REMOTE_ADDR") or "unknown"
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
+async def _address_window(mode: str, limit: int, identifier: str) -> tuple[bool, LimitState]:
+    """(counted, state) of one window of cost 1, by mode 'take' or 'read'."""
+    if settings.REDIS_URL:
+        loop = asyncio.get_running_loop()
+        script = _address_scripts.get(loop)
+        if script is None:
+            script = aioredis.Redis.from_url(settings.REDIS_URL).register_script(WINDOWS_SCRIPT)
+            _address_scripts[loop] = script
+        current = f"sb:limit:{{{identifier}}}"
+        [answer] = await script(
+            keys=[f"{current}/-1", current], args=[WINDOW_SECONDS, mode, limit, 1]
+        )
+        counted, previous, previous_ttl, count, current_ttl = (int(value) for value in answer)
+        state = _state_from_counts(limit, previous, previous_ttl / 1000, count, current_ttl / 1000)
+        return bool(counted), state
+    from limits.storage import MemoryStorage
+
+    if not _address_memory:
+        _address_memory.append(MemoryStorage())
+    storage, key = _address_memory[0], f"sb:limit:{identifier}"
+    counted = mode == "take" and storage.acquire_sliding_window_entry(key, limit, WINDOW_SECONDS, 1)
+    return counted, _state_from_counts(limit, *storage.get_sliding_window(key, WINDOW_SECONDS))
+
+
+async def address_wait(*, scope: str, address: str, per_minute: int, count: bool) -> int:
+    """Seconds `address` must wait before one more event in `scope` fits under
+    `per_minute`, or 0 when it fits now (and then, with `count`, it is counted).
+
+    `count=False` only looks: a check that must come before work which is counted only
+    when it fails (a failed key check).
+    """
+    mode = "take" if count else "read"
+    counted, state = await _address_window(mode, per_minute, f"address:{scope}:{address}")
+    if counted or (not count and state.remaining >= 1):
+        return 0
+    return max(1, math.ceil(state.reset_seconds))
+
+
+def address_throttled(message: str, wait: int) -> GatewayError:
+    """The 429 for an address over its limit: `message`, and when to try again."""
+    return GatewayError(
+        429,
+        f"{message} Try again in {wait}s.",
+        code="rate_limit_exceeded",
+        headers={"Retry-After": str(wait)},
     )

@@ -1,7 +1,8 @@
 """Route selection: a model's routes by priority, skipping providers cooling down.
 
 A provider that fails with a retryable error (connection, timeout, 5xx, 429) is
-skipped for PROVIDER_COOLDOWN_SECONDS. Cooldowns are per process: they only save
+skipped for PROVIDER_COOLDOWN_SECONDS (unless fallback is off: then the first route is
+the only one, cooling or not). Cooldowns are per process: they only save
 doomed attempts, nothing about money or limits depends on them.
 """
 
@@ -46,7 +47,12 @@ def cooling_for(provider_id: int) -> float:
 
 
 def routes_to_try(model: ModelInfo, *, fallback: bool) -> list[RouteInfo]:
-    """Healthy routes in priority order (only the first when fallback is off), or a 503."""
+    """Healthy routes in priority order, or a 503.
+
+    With fallback off (`X-Fallback: off`) the caller asked for the first route and no
+    other, so it is tried even while cooling down: a mirror may differ in price or
+    behaviour, and the cooldown only exists to save attempts on the caller's behalf.
+    """
     if not model.routes:
         raise GatewayError(
             503,
@@ -54,11 +60,18 @@ def routes_to_try(model: ModelInfo, *, fallback: bool) -> list[RouteInfo]:
             code="no_route",
             headers={"Retry-After": "60"},
         )
+    if not fallback:
+        return list(model.routes[:1])
     healthy = [r for r in model.routes if cooling_for(r.provider.id) == 0]
     if not healthy:
         wait = min(cooling_for(r.provider.id) for r in model.routes)
         raise no_healthy_upstream(model.id, wait, "every provider is cooling down after errors")
-    return healthy if fallback else healthy[:1]
+    return healthy
+
+
+def soonest_recovery(model: ModelInfo) -> float:
+    """Seconds until the first of the model's routes is tried again (0: one is healthy)."""
+    return min((cooling_for(r.provider.id) for r in model.routes), default=0.0)
 
 
 def no_healthy_upstream(model_id: str, retry_after: float, reason: str) -> GatewayError:

@@ -239,6 +239,57 @@ def _stop(body: dict[str, Any]) -> None:
         raise invalid("'stop' must be a string or an array of at most 4 strings.", "stop")
 
 
+# Fields that make the upstream charge something other than its text token prices.
+# Switchboard bills every call at the model's text prices, so a call with one of these
+# would be billed less than it costs: refused, never passed through.
+PRICED_APART = {
+    "audio": "audio output is billed at the model's audio token prices",
+    "web_search_options": "web search is billed per search on top of the tokens",
+    "prediction": "a prediction's rejected tokens are billed as output beyond what is reserved",
+}
+PLAIN_SERVICE_TIERS = {"auto", "default"}
+
+
+def _unsupported(param: str, why: str) -> GatewayError:
+    return invalid(
+        f"'{param}' is not supported: {why}, and Switchboard bills the plain text price, "
+        f"so it cannot price this request. Remove '{param}'.",
+        param,
+        "unsupported_parameter",
+    )
+
+
+def _priced_as_text(body: dict[str, Any]) -> None:
+    """Refuse what the upstream prices apart from text tokens (see PRICED_APART)."""
+    tier = body.get("service_tier")
+    if tier is not None:
+        if not isinstance(tier, str):
+            raise invalid("'service_tier' must be a string.", "service_tier")
+        if tier not in PLAIN_SERVICE_TIERS:
+            raise _unsupported(
+                "service_tier",
+                f"the '{tier}' tier is billed at its own prices (only 'auto' and 'default' "
+                "are served)",
+            )
+    modalities = body.get("modalities")
+    if modalities is not None:
+        if not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities):
+            raise invalid("'modalities' must be an array of strings.", "modalities")
+        if "audio" in modalities:
+            raise _unsupported("modalities", PRICED_APART["audio"])
+    for name, why in PRICED_APART.items():
+        if body.get(name) is not None:
+            raise _unsupported(name, why)
+    for index, message in enumerate(body["messages"]):
+        content = message.get("content")
+        for part_index, part in enumerate(content if isinstance(content, list) else ()):
+            if part["type"] == "input_audio":
+                raise _unsupported(
+                    f"messages[{index}].content[{part_index}]",
+                    "input_audio is billed at the model's audio token prices",
+                )
+
+
 def validate_chat(body: dict[str, Any]) -> None:
     """Raise a 400 GatewayError for the first problem found in a chat request."""
     unknown = sorted(set(body) - KNOWN_FIELDS)
@@ -286,6 +337,7 @@ def validate_chat(body: dict[str, Any]) -> None:
     _stop(body)
     _tools(body)
     _response_format(body)
+    _priced_as_text(body)
 
 
 def requested_output_tokens(body: dict[str, Any]) -> int | None:

@@ -12,12 +12,15 @@ from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
+from redis.exceptions import RedisError
 
 from billing.models import UsageRecord
 from gateway import calls, routing
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import ModelInfo
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, internal_error
+from gateway.idempotency import idempotent
+from gateway.ratelimit import HEADER_NAMES, client_address, current_limits
 from gateway.sync import db_sync_to_async
 from gateway.validation import parse_json, too_large
 
@@ -53,9 +56,28 @@ def _check_host(request: HttpRequest) -> None:
         ) from None
 
 
+async def _add_limit_headers(response: HttpResponseBase, key: KeyInfo) -> None:
+    """Every answer to a key says where its rate limits stand (read, never counted).
+
+    Paths that counted the request already carry the headers; the others (reads, and
+    refusals before the limits were checked) are given the current values here.
+    """
+    if all(response.has_header(name) for name in HEADER_NAMES):
+        return
+    try:
+        headers = await current_limits(key_id=key.id, rpm=key.rpm_limit, tpm=key.tpm_limit)
+    except RedisError:
+        # The answer matters more than its headers.
+        log.warning("rate-limit headers left out: the limits store did not answer", exc_info=True)
+        return
+    for name, value in headers.items():
+        response.setdefault(name, value)
+
+
 def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable[[View], View]:
     """Method check, key authentication (attached as `request.api_key`), the request id,
-    and errors as the OpenAI error object: never an HTML page, never a bare 500."""
+    the rate-limit headers for the key, and errors as the OpenAI error object: never an
+    HTML page, never a bare 500."""
 
     def decorator(view: View) -> View:
         @csrf_exempt
@@ -75,20 +97,23 @@ def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable
                     )
                 if key_required:
                     request.api_key = await authenticate(  # type: ignore[attr-defined]
-                        request.headers.get("Authorization")
+                        request.headers.get("Authorization"), client=client_address(request)
                     )
                 response = await view(request, *args, **kwargs)
             except GatewayError as exc:
-                return exc.response(base)
+                response = exc.response(base)
             except Exception:
                 log.exception("unhandled error in %s (%s)", request.path, request_id)
-                return GatewayError(
-                    500,
-                    f"The gateway failed to handle this request (request id {request_id}).",
-                    code="internal_error",
-                ).response(base)
+                return internal_error(request_id).response(base)
             for name, value in base.items():
+                # A replayed answer keeps the x-request-id of the call that made it.
+                response.setdefault(name, value)
+            for name, value in API_HEADERS.items():
+                # Over a view's own (a stream's "no-cache"): no answer is ever stored.
                 response[name] = value
+            key = getattr(request, "api_key", None)
+            if key is not None:
+                await _add_limit_headers(response, key)
             return response
 
         return wrapper
@@ -96,10 +121,12 @@ def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable
     return decorator
 
 
-def _read_body(request: HttpRequest) -> bytes:
+def _read_body(request: HttpRequest, limit: int | None = None) -> bytes:
+    """The body, or a 413 above `limit` bytes (MAX_REQUEST_BYTES unless given)."""
     from django.conf import settings
 
-    limit = settings.MAX_REQUEST_BYTES
+    if limit is None:
+        limit = settings.MAX_REQUEST_BYTES
     declared = request.META.get("CONTENT_LENGTH") or "0"
     if declared.isdigit() and int(declared) > limit:
         raise too_large(int(declared), limit)
@@ -113,6 +140,7 @@ def _read_body(request: HttpRequest) -> bytes:
 
 
 @api_view(("POST",))
+@idempotent
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     """POST /v1/chat/completions: OpenAI's chat API, streamed or not, billed once."""
     body = parse_json(_read_body(request))

@@ -86,6 +86,13 @@ def _fresh_process_state() -> Iterator[None]:
     state.reset_process_state()
 
 
+@pytest.fixture(autouse=True)
+def _own_settlement_journal(settings: object, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Each test journals (and the sweeper replays) in a directory of its own, never in
+    the checkout's var/settlements."""
+    settings.SETTLEMENT_JOURNAL_DIR = tmp_path_factory.mktemp("settlements")  # type: ignore[attr-defined]
+
+
 @dataclass
 class Customer:
     user: object

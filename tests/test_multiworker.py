@@ -119,10 +119,10 @@ def shared_redis() -> str:
     return url
 
 
-@pytest.fixture
-def workers(transactional_db, tmp_path, shared_redis) -> Iterator[tuple[Worker, Worker]]:
+def worker_env(tmp_path: Path, redis_url: str, **extra: str) -> dict[str, str]:
+    """Production settings for a worker on this test run's database and Redis."""
     metrics_dir = tmp_path / "prometheus"
-    metrics_dir.mkdir()
+    metrics_dir.mkdir(exist_ok=True)
     env = {
         **os.environ,
         "DEBUG": "false",
@@ -130,14 +130,21 @@ def workers(transactional_db, tmp_path, shared_redis) -> Iterator[tuple[Worker, 
         "SECURE_SSL_REDIRECT": "false",
         "ALLOWED_HOSTS": "127.0.0.1",
         "DATABASE_URL": database_url(),
-        "REDIS_URL": shared_redis,
+        "REDIS_URL": redis_url,
         "DB_POOL_MAX": "10",
         "CATALOG_CACHE_SECONDS": "0.5",
         "METRICS_TOKEN": METRICS_TOKEN,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "LOG_LEVEL": "WARNING",
+        **extra,
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
+@pytest.fixture
+def workers(transactional_db, tmp_path, shared_redis) -> Iterator[tuple[Worker, Worker]]:
+    env = worker_env(tmp_path, shared_redis)
     pair = (Worker(env, tmp_path / "a.log"), Worker(env, tmp_path / "b.log"))
     try:
         for worker in pair:

@@ -21,9 +21,11 @@ from typing import Any
 
 import orjson
 
+from gateway.catalog import ProviderInfo
 from gateway.providers.base import (
     Adapter,
     ProviderError,
+    masked,
     usage_dict,
 )
 
@@ -249,8 +251,8 @@ def chat_completion(result: dict[str, Any], upstream_model: str) -> dict[str, An
 class _StreamState:
     """Turns Messages API stream events into chat.completion.chunk dicts."""
 
-    def __init__(self, provider_name: str, upstream_model: str) -> None:
-        self.provider_name = provider_name
+    def __init__(self, provider: ProviderInfo, upstream_model: str) -> None:
+        self.provider = provider
         self.id = ""
         self.model = upstream_model
         self.created = int(time.time())
@@ -303,7 +305,8 @@ class _StreamState:
         elif kind == "error":
             error = event.get("error") or {}
             raise ProviderError(
-                f"{self.provider_name}: {error.get('message', 'stream error')}",
+                f"{self.provider.name} failed mid-stream: "
+                f"{masked(str(error.get('message', 'stream error')), self.provider)}",
                 retryable=error.get("type") in RETRYABLE_STREAM_ERRORS,
                 body=event,
             )
@@ -365,7 +368,7 @@ class AnthropicAdapter(Adapter):
         self, body: dict[str, Any], upstream_model: str
     ) -> AsyncIterator[dict[str, Any]]:
         payload = {**messages_request(body, upstream_model), "stream": True}
-        state = _StreamState(self.provider.name, upstream_model)
+        state = _StreamState(self.provider, upstream_model)
         async with aclosing(self.stream_events(self._url(), payload)) as events:
             async for event in events:
                 if not isinstance(event, dict):

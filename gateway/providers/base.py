@@ -13,6 +13,7 @@ lets the router try the next route, if nothing has reached the client yet.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -24,7 +25,9 @@ from gateway.providers.sse import sse_events
 
 
 class ProviderError(Exception):
-    """An upstream failure; `status` is what the client sees if no fallback is left."""
+    """An upstream failure. `message` is safe to show the customer (and to store on the
+    usage record); `detail` is the operator's fuller account, secrets masked, for the
+    log. `status` is what the client sees if no fallback is left."""
 
     def __init__(
         self,
@@ -34,6 +37,7 @@ class ProviderError(Exception):
         retryable: bool = False,
         retry_after: float | None = None,
         body: dict[str, Any] | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -41,37 +45,81 @@ class ProviderError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.body = body
+        self.detail = detail or message
+
+
+# What upstream error texts may carry that is not the customer's to see: API keys in the
+# shapes the vendors use, and bearer tokens.
+SECRET_SHAPES = re.compile(
+    r"(?:sk-[A-Za-z0-9_\-*]{6,}|sk_[A-Za-z0-9_\-*]{6,}|AIza[0-9A-Za-z_\-]{10,}"
+    r"|[Bb]earer\s+\S+|(?:api[_-]?key|key)=[^&\s\"']+)"
+)
+LONGEST_UPSTREAM_TEXT = 300
+SHORTEST_KEY = 8  # shorter "keys" (tests, local servers) would redact ordinary words
+
+
+def masked(text: str, provider: ProviderInfo) -> str:
+    """`text` with the provider's key and anything shaped like a secret redacted."""
+    if len(provider.api_key) >= SHORTEST_KEY:
+        text = text.replace(provider.api_key, "[redacted]")
+    return SECRET_SHAPES.sub("[redacted]", text)[:LONGEST_UPSTREAM_TEXT]
+
+
+def _upstream_text(parsed: Any) -> str | None:
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    if isinstance(error, str):
+        return error
+    return None
+
+
+# The upstream refused Switchboard itself (its key, its account, a model the operator
+# routed to that the upstream does not have): the operator's problem, never the
+# customer's, so the customer sees an unavailable upstream and fallback applies.
+OPERATOR_STATUSES = {401, 402, 403, 404}
 
 
 def error_from_response(response: httpx.Response, provider: ProviderInfo) -> ProviderError:
     """A ProviderError for a non-2xx upstream answer (the body must have been read)."""
     status = response.status_code
-    retryable = status == 429 or status >= 500
     retry_after = None
     if "retry-after" in response.headers:
         try:
             retry_after = float(response.headers["retry-after"])
         except ValueError:
             retry_after = None
-    body = None
-    message = f"{provider.name} answered HTTP {status}"
     try:
         parsed = response.json()
     except ValueError:
         parsed = None
-    if isinstance(parsed, dict):
-        body = parsed
-        error = parsed.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            message = f"{provider.name}: {error['message']}"
-        elif isinstance(error, str):
-            message = f"{provider.name}: {error}"
+    text = _upstream_text(parsed)
+    detail = f"{provider.name} answered HTTP {status}" + (
+        f": {masked(text, provider)}" if text else ""
+    )
+    body = parsed if isinstance(parsed, dict) else None
+    if status in OPERATOR_STATUSES:
+        return ProviderError(
+            f"{provider.name} refused the gateway's request (HTTP {status})",
+            retryable=True,
+            retry_after=retry_after,
+            detail=detail,
+        )
+    if 400 <= status < 500 and status != 429:
+        # The customer's request was refused: say why, in the upstream's words, masked.
+        reason = f": {masked(text, provider)}" if text else ""
+        return ProviderError(
+            f"The upstream provider rejected the request (HTTP {status}){reason}",
+            status=400 if status != 413 else 413,
+            body=body,
+            detail=detail,
+        )
     return ProviderError(
-        message,
-        status=status if 400 <= status < 500 and status != 429 else 502,
-        retryable=retryable,
+        f"{provider.name} answered HTTP {status}",
+        retryable=True,
         retry_after=retry_after,
         body=body,
+        detail=detail,
     )
 
 
@@ -90,7 +138,8 @@ def stream_error(data: object, provider: ProviderInfo) -> ProviderError:
     message = data
     if isinstance(data, dict):
         message = data.get("message") or data
-    return ProviderError(f"{provider.name}: {message}", retryable=True)
+    text = masked(str(message), provider)
+    return ProviderError(f"{provider.name} failed mid-stream: {text}", retryable=True)
 
 
 DONE = object()  # the `data: [DONE]` event that ends an OpenAI stream

@@ -25,9 +25,11 @@ from typing import Any
 
 import orjson
 
+from gateway.catalog import ProviderInfo
 from gateway.providers.base import (
     Adapter,
     ProviderError,
+    masked,
     usage_dict,
 )
 
@@ -347,8 +349,8 @@ def chat_completion(result: dict[str, Any], upstream_model: str) -> dict[str, An
 class _StreamState:
     """Turns streamed GenerateContentResponse objects into chat.completion.chunk dicts."""
 
-    def __init__(self, provider_name: str, upstream_model: str) -> None:
-        self.provider_name = provider_name
+    def __init__(self, provider: ProviderInfo, upstream_model: str) -> None:
+        self.provider = provider
         self.id = ""
         self.model = upstream_model
         self.created = int(time.time())
@@ -375,7 +377,8 @@ class _StreamState:
         if "error" in result:
             error = result["error"] if isinstance(result["error"], dict) else {}
             raise ProviderError(
-                f"{self.provider_name}: {error.get('message', result['error'])}",
+                f"{self.provider.name} failed mid-stream: "
+                f"{masked(str(error.get('message', result['error'])), self.provider)}",
                 retryable=error.get("code", 500) in (429, 500, 503, 504),
                 body=result,
             )
@@ -449,7 +452,7 @@ class GeminiAdapter(Adapter):
         self, body: dict[str, Any], upstream_model: str
     ) -> AsyncIterator[dict[str, Any]]:
         url = self._url(upstream_model, "streamGenerateContent")
-        state = _StreamState(self.provider.name, upstream_model)
+        state = _StreamState(self.provider, upstream_model)
         events = self.stream_events(url, generate_request(body), {"alt": "sse"})
         async with aclosing(events):
             async for result in events:

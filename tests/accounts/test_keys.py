@@ -53,3 +53,14 @@ def test_it_sends_anonymous_visitors_to_the_login_page(client, db):
     response = client.get("/account/keys/")
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
+
+
+def test_it_says_what_an_empty_limit_means(owner_client, settings):
+    assert owner_client.get("/account/keys/").content.decode().count("Empty: no limit.") == 2
+
+    settings.DEFAULT_KEY_RPM = 600
+    settings.DEFAULT_KEY_TPM = 0
+    body = owner_client.get("/account/keys/").content.decode()
+
+    assert "Empty: the default of 600 per minute." in body
+    assert body.count("Empty: no limit.") == 1

@@ -281,6 +281,29 @@ BAD_BODIES: list[tuple[str, bytes | dict[str, Any], int, str | None]] = [
     ("parallel-tool-calls-string", body(parallel_tool_calls="no"), 400, "parallel_tool_calls"),
     ("max-tokens-above-model-cap", body(max_tokens=1025), 400, "max_tokens"),
     ("max-completion-tokens-above-cap", body(max_completion_tokens=5000), 400, None),
+    ("service-tier-not-a-string", body(service_tier=1), 400, "service_tier"),
+    ("modalities-not-a-list", body(modalities="text"), 400, "modalities"),
+    ("modalities-list-of-numbers", body(modalities=[1]), 400, "modalities"),
+    *(
+        (f"priced-{name}", body(**{field: value}), 400, field)
+        for name, field, value in (
+            ("service-tier-priority", "service_tier", "priority"),
+            ("service-tier-flex", "service_tier", "flex"),
+            ("service-tier-scale", "service_tier", "scale"),
+            ("audio-output", "audio", {"voice": "alloy", "format": "wav"}),
+            ("audio-modality", "modalities", ["text", "audio"]),
+            ("web-search", "web_search_options", {}),
+            ("web-search-with-context-size", "web_search_options", {"search_context_size": "low"}),
+            ("prediction", "prediction", {"type": "content", "content": "Hi"}),
+        )
+    ),
+]
+# Fields that change what the upstream charges: refused, since the call would be billed at
+# the plain text price. (id, field, value)
+PRICED_FIELDS = [
+    (name.removeprefix("priced-"), param, payload[param])
+    for name, payload, _, param in BAD_BODIES
+    if name.startswith("priced-")
 ]
 
 
@@ -460,6 +483,47 @@ async def test_it_rejects_a_bad_body_with_an_openai_error(
         assert error["param"] == param
 
 
+@pytest.mark.parametrize(
+    ("field", "value"), [pytest.param(f, v, id=name) for name, f, v in PRICED_FIELDS]
+)
+async def test_it_refuses_a_field_that_changes_the_upstreams_price(
+    customer: Customer, field: str, value: Any
+) -> None:
+    response = await post(body(**{field: value}), customer.secret)
+    error = assert_openai_error(response, 400, "unsupported_parameter")
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == field
+    assert f"'{field}'" in error["message"]
+    assert "price" in error["message"] and "text" in error["message"]
+
+
+async def test_it_refuses_audio_in_the_prompt_which_is_priced_apart_from_text(
+    customer: Customer,
+) -> None:
+    audio = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+    text = {"type": "text", "text": "What is said?"}
+    response = await post(message(role="user", content=[text, audio]), customer.secret)
+    error = assert_openai_error(response, 400, "unsupported_parameter")
+    assert error["param"] == "messages[0].content[1]"
+    assert "input_audio" in error["message"] and "price" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"service_tier": "auto"},
+        {"service_tier": "default"},
+        {"service_tier": None},
+        {"modalities": ["text"]},
+        {"audio": None, "prediction": None, "web_search_options": None},
+    ],
+)
+def test_fields_at_the_plain_price_pass_validation(fields: dict[str, Any]) -> None:
+    from gateway.validation import validate_chat
+
+    validate_chat(body(**fields))
+
+
 def test_the_table_of_bad_bodies_is_large_and_has_unique_names() -> None:
     names = [row[0] for row in BAD_BODIES]
     assert len(names) >= 45
@@ -473,12 +537,12 @@ def test_the_valid_body_the_table_spoils_passes_validation() -> None:
 
 
 def test_every_content_part_the_api_defines_passes_validation() -> None:
+    """All but input_audio, which is well formed but priced apart (refused as such)."""
     from gateway.validation import validate_chat
 
     parts = [
         {"type": "text", "text": "What is this?"},
         {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "low"}},
-        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
         {"type": "file", "file": {"file_id": "file-abc"}},
     ]
     answer = {"role": "assistant", "content": [{"type": "refusal", "refusal": "No."}]}

@@ -298,6 +298,45 @@ def test_fallback_off_answers_503_with_retry_after(client, catalog, customer):
     assert_books_balance(customer.account)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_fallback_off_tries_a_cooling_primary_and_never_the_mirror(client, catalog, stream):
+    catalog.script("primary-model", Fail(500))
+    cooled = client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+    assert cooled.choices[0].message.content.startswith("Hello from mirror-model")
+
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-test", messages=MESSAGES, stream=stream, extra_headers={"X-Fallback": "off"}
+    )
+
+    answer = raw.parse()
+    text = (
+        "".join(c.choices[0].delta.content or "" for c in answer if c.choices)
+        if stream
+        else answer.choices[0].message.content
+    )
+    assert text.startswith("Hello from primary-model")
+    assert len(catalog.requests_for("primary-model")) == 2
+    assert len(catalog.requests_for("mirror-model")) == 1
+    record = wait_for_record(raw.headers["x-request-id"])
+    assert (record.provider, record.attempts, record.status) == ("primary", 1, "ok")
+
+
+def test_fallback_off_answers_503_when_the_cooling_primary_fails_again(client, catalog, customer):
+    catalog.script("primary-model", Fail(500), Fail(503))
+    client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(
+            model="gpt-test", messages=MESSAGES, extra_headers={"X-Fallback": "off"}
+        )
+
+    assert caught.value.status_code == 503
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+    assert len(catalog.requests_for("primary-model")) == 2
+    assert len(catalog.requests_for("mirror-model")) == 1
+    assert_books_balance(customer.account)
+
+
 def test_a_failing_provider_cools_down_and_is_skipped(client, catalog):
     catalog.script("primary-model", Fail(500))
     client.chat.completions.create(model="gpt-test", messages=MESSAGES)

@@ -272,8 +272,8 @@ def test_the_sweeper_releases_an_expired_hold_once(customer: Any) -> None:
         expires_at=timezone.now() - timedelta(seconds=1)
     )
 
-    assert release_expired_holds() == 1
-    assert release_expired_holds() == 0
+    assert release_expired_holds().released == 1
+    assert release_expired_holds().released == 0
 
     account = Account.objects.get(pk=customer.account.pk)
     assert account.balance_micro_usd == start
@@ -287,7 +287,7 @@ def test_a_late_settlement_after_the_sweeper_charges_once_and_leaves_held_alone(
 ) -> None:
     start = customer.account.balance_micro_usd
     reservation = reserve(customer, 700, "req_late")
-    assert release_expired_holds(now=timezone.now() + timedelta(days=1)) == 1
+    assert release_expired_holds(now=timezone.now() + timedelta(days=1)).released == 1
 
     settle(reservation=reservation, cost=400, usage=USAGE)
     settle(reservation=reservation, cost=400, usage=USAGE)

@@ -176,3 +176,79 @@ def test_a_stream_is_in_flight_until_it_ends_and_then_counted_once(
     assert value(after, name) == idle
     assert record.status == UsageRecord.Status.OK
     assert value(after, "switchboard_time_to_first_token_seconds_count", model="metered-model")
+
+
+def test_it_counts_revenue_lost_to_capping_and_settlements_by_flag(
+    client, live_server_url, metrics_token, catalog
+):
+    """An upstream that reports far more usage than the hold covers: the charge is capped
+    at the hold, and /metrics shows the micro-USD left uncharged and the flag."""
+    catalog.script("up-primary", Ok(completion_tokens=900_000))
+    before = scrape(live_server_url)
+
+    raw = client.chat.completions.with_raw_response.create(
+        model="metered-model", messages=MESSAGES, max_tokens=10
+    )
+
+    record = wait_for_record(raw.headers["x-request-id"])
+    after = scrape(live_server_url)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert "capped" in record.flags.split()
+    assert record.uncharged_micro_usd > 0
+    uncharged = "switchboard_credits_uncharged_micro_usd_total"
+    assert delta(uncharged, model="metered-model") == record.uncharged_micro_usd
+    assert delta("switchboard_settlements_flagged_total", flag="capped") == 1
+    assert delta("switchboard_settlements_flagged_total", flag="hold_missing") == 0
+
+
+def test_it_counts_every_flag_of_a_settlement_once(live_server_url, metrics_token, customer):
+    """Settlements flagged by the caller and by settle() itself, counted once per flag."""
+    from billing.ledger import release_expired_holds, reserve_credits, settle
+    from gateway.metrics import completion_settled
+
+    usage = {"model": "flagged-model", "status": "ok", "flags": "usage_suspect"}
+    reservation = reserve_credits(
+        account_id=customer.account.pk, amount=100, request_id="req_flagged"
+    )
+    release_expired_holds(now=reservation_expired())
+    before = scrape(live_server_url)
+
+    completion_settled(settle(reservation=reservation, cost=250, usage=usage))
+    completion_settled(
+        settle(
+            reservation=reserve_credits(
+                account_id=customer.account.pk, amount=100, request_id="req_plain"
+            ),
+            cost=50,
+            usage={"model": "flagged-model", "status": "ok"},
+        )
+    )
+
+    after = scrape(live_server_url)
+    flagged = "switchboard_settlements_flagged_total"
+    assert (
+        value(after, flagged, flag="usage_suspect") - value(before, flagged, flag="usage_suspect")
+        == 1
+    )
+    assert (
+        value(after, flagged, flag="hold_missing") - value(before, flagged, flag="hold_missing")
+        == 1
+    )
+    assert value(after, flagged, flag="capped") - value(before, flagged, flag="capped") == 1
+    uncharged = "switchboard_credits_uncharged_micro_usd_total"
+    assert (
+        value(after, uncharged, model="flagged-model")
+        - value(before, uncharged, model="flagged-model")
+        == 150
+    )
+
+
+def reservation_expired():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return timezone.now() + timedelta(days=1)
