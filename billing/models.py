@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -230,9 +231,20 @@ class LineItem:
     micro_usd: Decimal
 
 
+# What a request id can be (the gateway mints `req_` and 24 hex digits): a lookup of
+# anything else is answered without a query, and PostgreSQL never sees a NUL.
+REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 class UsageQuerySet(models.QuerySet["UsageRecord"]):
     def for_user(self, user: Any) -> UsageQuerySet:
         return self.filter(account__user=user)
+
+    def with_request_id(self, request_id: str) -> UsageQuerySet:
+        """The record of one request; empty, without a query, for a malformed id."""
+        if not REQUEST_ID.fullmatch(request_id):
+            return self.none()
+        return self.filter(request_id=request_id)
 
     def since_days(self, days: int, today: date | None = None) -> UsageQuerySet:
         """Records from the start of the UTC day `days - 1` days ago."""
@@ -436,9 +448,20 @@ class CreditPackage(models.Model):
         return self.price_micro_usd // 10_000
 
 
+# What a Stripe object id can be (`cs_test_a1B2…`, `pi_…`, `evt_…`): anything else
+# names nothing of ours, and is never sent to the database (PostgreSQL refuses NUL).
+STRIPE_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
+
+
 class PurchaseQuerySet(models.QuerySet["Purchase"]):
     def for_user(self, user: Any) -> PurchaseQuerySet:
         return self.filter(account__user=user)
+
+    def with_session_id(self, session_id: str) -> PurchaseQuerySet:
+        """The purchase of one Checkout Session; empty, without a query, for a malformed id."""
+        if not STRIPE_ID.fullmatch(session_id):
+            return self.none()
+        return self.filter(stripe_session_id=session_id)
 
 
 class Purchase(models.Model):

@@ -14,12 +14,14 @@ urlpatterns = [
     path("catalog", views.catalog, name="v1-catalog"),
     path("generation/<str:request_id>", views.generation, name="v1-generation"),
     path("estimate", estimate.estimate, name="v1-estimate"),
-    re_path(r"^.*$", views.unknown_endpoint, name="v1-unknown"),
+    # Anything else, newlines (%0a) included: `.` would stop at one and fall to Django's HTML 404.
+    re_path(r"^[\s\S]*$", views.unknown_endpoint, name="v1-unknown"),
 ]
 
 # The account API for programs, mounted at /api/v1/ by console/urls.py ("api" namespace).
 account_api_urlpatterns = [
     path("me", account_api.me, name="me"),
     path("keys", account_api.keys, name="keys"),
-    path("keys/<int:key_id>", account_api.key_detail, name="key"),
+    path("keys/<id:key_id>", account_api.key_detail, name="key"),
+    re_path(r"^[\s\S]*$", account_api.unknown_endpoint, name="unknown"),
 ]

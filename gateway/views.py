@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
@@ -36,6 +36,24 @@ def json_response(
     for name, value in (headers or {}).items():
         response[name] = value
     return response
+
+
+# On every /v1 answer: never sniffed as another type, never kept by a cache (answers
+# are per key and cost money; an intermediary must not replay one).
+API_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+
+def _check_host(request: HttpRequest) -> None:
+    """ALLOWED_HOSTS, which /v1 would otherwise skip: without middleware nothing else
+    reads the host (on the console, CommonMiddleware does)."""
+    try:
+        request.get_host()
+    except DisallowedHost:
+        raise GatewayError(
+            400,
+            "This server does not answer for that Host header (ALLOWED_HOSTS).",
+            code="invalid_host",
+        ) from None
 
 
 async def _add_limit_headers(response: HttpResponseBase, key: KeyInfo) -> None:
@@ -67,8 +85,9 @@ def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable
         async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             request_id = calls.new_request_id()
             request.request_id = request_id  # type: ignore[attr-defined]
-            base = {"x-request-id": request_id}
+            base = {"x-request-id": request_id, **API_HEADERS}
             try:
+                _check_host(request)
                 if request.method not in methods:
                     raise GatewayError(
                         405,
@@ -89,6 +108,9 @@ def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable
             for name, value in base.items():
                 # A replayed answer keeps the x-request-id of the call that made it.
                 response.setdefault(name, value)
+            for name, value in API_HEADERS.items():
+                # Over a view's own (a stream's "no-cache"): no answer is ever stored.
+                response[name] = value
             key = getattr(request, "api_key", None)
             if key is not None:
                 await _add_limit_headers(response, key)
@@ -221,7 +243,8 @@ async def catalog(request: HttpRequest) -> HttpResponse:
 
 def _generation(request_id: str, user_id: int) -> dict[str, Any] | None:
     record = (
-        UsageRecord.objects.filter(request_id=request_id, account__user_id=user_id)
+        UsageRecord.objects.with_request_id(request_id)
+        .filter(account__user_id=user_id)
         .select_related("api_key")
         .first()
     )
@@ -261,7 +284,7 @@ async def generation(request: HttpRequest, request_id: str) -> HttpResponse:
     found = await _generation_async(request_id, key.user_id)
     if found is None:
         raise GatewayError(
-            404, f"No generation '{request_id}' for this account.", code="generation_not_found"
+            404, f"No generation {request_id!r} for this account.", code="generation_not_found"
         )
     return json_response(found)
 
