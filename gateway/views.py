@@ -162,7 +162,6 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         exc.headers = {**call.headers, **exc.headers}
         raise
     response = StreamingHttpResponse(call.sse(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     for name, value in call.headers.items():
         response[name] = value
