@@ -3,9 +3,12 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from gateway import account_api, estimate, views
+from gateway.doors import messages
 
 urlpatterns = [
     path("chat/completions", views.chat_completions, name="v1-chat-completions"),
+    path("messages", messages.messages, name="v1-messages"),
+    path("messages/count_tokens", messages.count_tokens, name="v1-messages-count-tokens"),
     path("models", views.models, name="v1-models"),
     path("models/<path:model_id>", views.model_detail, name="v1-model"),
     path("catalog", views.catalog, name="v1-catalog"),

@@ -27,6 +27,18 @@ from gateway.validation import parse_json, too_large
 log = logging.getLogger(__name__)
 
 View = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
+ErrorRenderer = Callable[[GatewayError, dict[str, str]], HttpResponse]
+Credentials = Callable[[HttpRequest], str | None]
+
+
+def openai_error(exc: GatewayError, headers: dict[str, str]) -> HttpResponse:
+    """The OpenAI error object: how every /v1 door but the Anthropic one answers errors."""
+    return exc.response(headers)
+
+
+def bearer_credentials(request: HttpRequest) -> str | None:
+    """The `Authorization` header, where OpenAI clients send their key."""
+    return request.headers.get("Authorization")
 
 
 def json_response(
@@ -56,10 +68,17 @@ async def _add_limit_headers(response: HttpResponseBase, key: KeyInfo) -> None:
         response.setdefault(name, value)
 
 
-def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable[[View], View]:
+def api_view(
+    methods: tuple[str, ...],
+    *,
+    key_required: bool = True,
+    render_error: ErrorRenderer = openai_error,
+    credentials: Credentials = bearer_credentials,
+) -> Callable[[View], View]:
     """Method check, key authentication (attached as `request.api_key`), the request id,
     the rate-limit headers for the key, and errors as the OpenAI error object: never an
-    HTML page, never a bare 500."""
+    HTML page, never a bare 500. A door that speaks another protocol passes its own
+    `render_error` and `credentials` (where its clients send the key)."""
 
     def decorator(view: View) -> View:
         @csrf_exempt
@@ -78,14 +97,14 @@ def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable
                     )
                 if key_required:
                     request.api_key = await authenticate(  # type: ignore[attr-defined]
-                        request.headers.get("Authorization")
+                        credentials(request)
                     )
                 response = await view(request, *args, **kwargs)
             except GatewayError as exc:
-                response = exc.response(base)
+                response = render_error(exc, base)
             except Exception:
                 log.exception("unhandled error in %s (%s)", request.path, request_id)
-                return internal_error(request_id).response(base)
+                return render_error(internal_error(request_id), base)
             for name, value in base.items():
                 # A replayed answer keeps the x-request-id of the call that made it.
                 response.setdefault(name, value)
