@@ -268,10 +268,12 @@ def test_pings_go_out_while_the_upstream_is_silent(live_server_url, customer, ca
 
 def test_an_upstream_failure_mid_stream_is_an_error_event(client, customer, catalog):
     catalog.script("openai-up", ErrorEvent(after_chunks=3))
-    with pytest.raises(anthropic.APIStatusError) as caught:
-        with client.messages.stream(model="gpt-test", max_tokens=50, messages=HELLO) as stream:
-            for _ in stream:
-                pass
+    with (
+        pytest.raises(anthropic.APIStatusError) as caught,
+        client.messages.stream(model="gpt-test", max_tokens=50, messages=HELLO) as stream,
+    ):
+        for _ in stream:
+            pass
     assert "mid-stream" in str(caught.value)
     record = assert_billed_once(final_request_id(customer), customer.account, status="error")
     assert record.completion_tokens > 0
