@@ -8,6 +8,9 @@ max_completion_tokens / max_tokens, else DEFAULT_MAX_TOKENS. `temperature` is cl
 to Anthropic's 0..1. Anthropic has no JSON mode, so `response_format` json_object /
 json_schema is best effort: an instruction (with the schema) appended to `system`.
 
+A matched stop sequence is kept on the choice as `stop_reason` (the field vLLM uses), so
+the Messages door can answer `stop_sequence` with the sequence that matched.
+
 Usage: prompt_tokens = input_tokens + cache_read_input_tokens +
 cache_creation_input_tokens (each token once), cached_tokens = cache_read_input_tokens.
 """
@@ -210,6 +213,14 @@ def anthropic_usage(usage: dict[str, Any]) -> dict[str, Any]:
     return usage_dict(prompt, usage.get("output_tokens") or 0, cache_read)
 
 
+def matched_stop_sequence(answer: dict[str, Any]) -> str | None:
+    """The stop sequence an answer (or a message_delta's delta) ended on, if any."""
+    sequence = answer.get("stop_sequence")
+    if answer.get("stop_reason") == "stop_sequence" and isinstance(sequence, str):
+        return sequence
+    return None
+
+
 def chat_completion(result: dict[str, Any], upstream_model: str) -> dict[str, Any]:
     """A chat.completion from a Messages API answer."""
     content = result.get("content") or []
@@ -229,19 +240,20 @@ def chat_completion(result: dict[str, Any], upstream_model: str) -> dict[str, An
     message: dict[str, Any] = {"role": "assistant", "content": text or (None if tool_calls else "")}
     if tool_calls:
         message["tool_calls"] = tool_calls
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": message,
+        "logprobs": None,
+        "finish_reason": FINISH_REASONS.get(result.get("stop_reason") or "", "stop"),
+    }
+    if matched := matched_stop_sequence(result):
+        choice["stop_reason"] = matched
     completion: dict[str, Any] = {
         "id": result.get("id", ""),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": result.get("model") or upstream_model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": FINISH_REASONS.get(result.get("stop_reason") or "", "stop"),
-            }
-        ],
+        "choices": [choice],
     }
     if isinstance(result.get("usage"), dict):
         completion["usage"] = anthropic_usage(result["usage"])
@@ -258,6 +270,7 @@ class _StreamState:
         self.created = int(time.time())
         self.usage: dict[str, Any] = {}
         self.finish = "stop"
+        self.stop_sequence: str | None = None
         self.role_sent = False
         self.tool_index: dict[int, int] = {}
 
@@ -296,9 +309,11 @@ class _StreamState:
         elif kind == "content_block_delta":
             return self._block_delta(event)
         elif kind == "message_delta":
-            reason = (event.get("delta") or {}).get("stop_reason")
+            delta = event.get("delta") or {}
+            reason = delta.get("stop_reason")
             if reason:
                 self.finish = FINISH_REASONS.get(reason, "stop")
+            self.stop_sequence = matched_stop_sequence(delta)
             self.usage.update(
                 {k: v for k, v in (event.get("usage") or {}).items() if v is not None}
             )
@@ -339,7 +354,10 @@ class _StreamState:
         return []
 
     def closing(self) -> list[dict[str, Any]]:
-        chunks = [self.chunk({}, self.finish)]
+        last = self.chunk({}, self.finish)
+        if self.stop_sequence:
+            last["choices"][0]["stop_reason"] = self.stop_sequence
+        chunks = [last]
         if self.usage:
             chunks.append(self.usage_chunk())
         return chunks

@@ -55,6 +55,8 @@ class Answer:
     reasoning: int
     delay: float
     serial: int
+    stop_sequence: str | None = None
+    reasoning_text: str = ""
 
     @property
     def pieces(self) -> list[str]:
@@ -137,6 +139,10 @@ class OpenAIProtocol:
                 {"index": 0, "message": message, "logprobs": None, "finish_reason": a.finish}
             ],
         }
+        if a.stop_sequence:
+            result["choices"][0]["stop_reason"] = a.stop_sequence
+        if a.reasoning_text:
+            message["reasoning_content"] = a.reasoning_text
         if a.usage:
             result["usage"] = self._usage(a)
         return result
@@ -158,6 +164,7 @@ class OpenAIProtocol:
             return result
 
         chunks = [chunk({"role": "assistant", "content": ""})]
+        chunks += [chunk({"reasoning_content": piece}) for piece in pieces(a.reasoning_text)]
         chunks += [chunk({"content": piece}) for piece in a.pieces]
         for i, (name, args) in enumerate(a.tool_calls):
             function = {"name": name, "arguments": ""}
@@ -179,7 +186,10 @@ class OpenAIProtocol:
                 chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]})
                 for part in fragments(args)
             ]
-        chunks.append(chunk({}, a.finish))
+        closing = chunk({}, a.finish)
+        if a.stop_sequence:
+            closing["choices"][0]["stop_reason"] = a.stop_sequence
+        chunks.append(closing)
         if call.include_usage and a.usage:
             chunks.append({**base, "choices": [], "usage": self._usage(a)})
         return [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
@@ -241,6 +251,11 @@ class AnthropicProtocol:
             "output_tokens": a.completion,
         }
 
+    def _stop_reason(self, a: Answer) -> str:
+        if a.stop_sequence:
+            return "stop_sequence"
+        return self.stop_reasons.get(a.finish, a.finish)
+
     def _message(self, a: Answer, content: list[dict[str, Any]], done: bool) -> dict[str, Any]:
         message: dict[str, Any] = {
             "id": f"msg_fake_{a.serial}",
@@ -248,8 +263,8 @@ class AnthropicProtocol:
             "role": "assistant",
             "model": a.model,
             "content": content,
-            "stop_reason": self.stop_reasons.get(a.finish, a.finish) if done else None,
-            "stop_sequence": None,
+            "stop_reason": self._stop_reason(a) if done else None,
+            "stop_sequence": a.stop_sequence if done else None,
         }
         if a.usage:
             message["usage"] = self._usage(a) if done else {**self._usage(a), "output_tokens": 1}
@@ -301,10 +316,7 @@ class AnthropicProtocol:
             events.append({"type": "content_block_stop", "index": i})
         delta: dict[str, Any] = {
             "type": "message_delta",
-            "delta": {
-                "stop_reason": self.stop_reasons.get(a.finish, a.finish),
-                "stop_sequence": None,
-            },
+            "delta": {"stop_reason": self._stop_reason(a), "stop_sequence": a.stop_sequence},
         }
         if a.usage:
             delta["usage"] = {"output_tokens": a.completion}

@@ -525,3 +525,66 @@ def test_a_client_that_leaves_mid_stream_pays_for_what_it_got(live_server_url, c
     assert catalog.wait_for_disconnects(1)
     record = assert_billed_once(request_id, customer.account, status="cancelled")
     assert 5 <= record.completion_tokens < len(pieces(text))
+
+
+@pytest.mark.parametrize("model", ["gpt-test", "claude-test"])
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
+def test_a_matched_stop_sequence_is_stop_sequence(client, catalog, model, streamed):
+    catalog.script(UPSTREAMS[model], Ok(text="one two", stop_sequence="END"))
+    request = {"model": model, "max_tokens": 50, "messages": HELLO, "stop_sequences": ["END"]}
+    if streamed:
+        with client.messages.stream(**request) as stream:
+            message = stream.get_final_message()
+    else:
+        message = client.messages.create(**request)
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "END")
+    sent = catalog.requests_for(UPSTREAMS[model])[-1].json
+    assert sent.get("stop", sent.get("stop_sequences")) == ["END"]
+
+
+@pytest.mark.parametrize(
+    ("finish", "reason"),
+    [("length", "max_tokens"), ("content_filter", "refusal"), ("stop", "end_turn")],
+)
+def test_the_other_stop_reasons(client, catalog, finish, reason):
+    catalog.script("openai-up", Ok(finish_reason=finish))
+    message = client.messages.create(model="gpt-test", max_tokens=50, messages=HELLO)
+    assert message.stop_reason == reason and message.stop_sequence is None
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "stream"])
+def test_reasoning_from_the_upstream_comes_back_as_a_thinking_block(
+    client, customer, catalog, streamed
+):
+    catalog.script("openai-up", Ok(text="Four.", reasoning_text="Two and two make four."))
+    request = {"model": "gpt-test", "max_tokens": 50, "messages": HELLO}
+    if streamed:
+        with client.messages.stream(**request) as stream:
+            thinking = "".join(
+                event.delta.thinking
+                for event in stream
+                if event.type == "content_block_delta" and event.delta.type == "thinking_delta"
+            )
+            message = stream.get_final_message()
+        assert thinking == "Two and two make four."
+    else:
+        message = client.messages.create(**request)
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    assert message.content[0].thinking == "Two and two make four."
+    assert message.content[1].text == "Four."
+    record = assert_billed_once(final_request_id(customer), customer.account)
+    assert record.completion_tokens == len(pieces("Two and two make four. Four."))
+
+
+def test_an_idempotency_key_replays_the_first_answer_billed_once(client, customer, catalog):
+    headers = {"Idempotency-Key": "retry-me"}
+    first = client.messages.with_raw_response.create(
+        model="gpt-test", max_tokens=50, messages=HELLO, extra_headers=headers
+    )
+    again = client.messages.with_raw_response.create(
+        model="gpt-test", max_tokens=50, messages=HELLO, extra_headers=headers
+    )
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.parse().model_dump() == first.parse().model_dump()
+    assert len(catalog.requests) == 1
+    assert_billed_once(first.headers["x-request-id"], customer.account)
