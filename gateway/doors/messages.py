@@ -7,6 +7,10 @@ the canonical answer comes back as a Messages `message` (`to_message`) or as Ant
 stream of events (`MessageStream`). Errors are Anthropic's error object
 (`anthropic_error`); what the canonical body cannot carry is dropped on purpose (README,
 "The Messages door").
+
+The request as it came also rides along (`native_request`): a route whose adapter
+speaks Anthropic sends it on untranslated, and its own message or events are relayed
+(`NativeStream`), so cache marks, thinking and betas survive.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from gateway import calls
 from gateway.doors import read_json, sse_event
 from gateway.errors import GatewayError, invalid
 from gateway.idempotency import idempotent
+from gateway.providers.base import NativeRequest
 from gateway.tokens import count_prompt
 from gateway.views import api_view, json_response
 
@@ -95,6 +100,9 @@ UNSERVED_FIELDS = {
     "container": "code-execution containers are not served by this gateway",
     "mcp_servers": "remote MCP servers are not served by this gateway",
 }
+# Not sent on even to an Anthropic upstream: they change its price (a faster or
+# regional tier) or name the customer's Anthropic workspace, not the operator's.
+NOT_PASSED_THROUGH = ("speed", "inference_geo", "service_tier", "user_profile_id", "workspace_id")
 MAX_STOP_SEQUENCES = 4  # what OpenAI-compatible upstreams take
 IMAGE_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
 STOP_REASONS = {
@@ -477,6 +485,16 @@ def _output_config(config: Any, chat: dict[str, Any]) -> None:
     }
 
 
+def native_request(body: dict[str, Any], request: HttpRequest) -> NativeRequest:
+    """The request as it came, for an Anthropic-kind route (cache marks, thinking and
+    context management kept), with the client's anthropic-beta header."""
+    native = {name: value for name, value in body.items() if name not in NOT_PASSED_THROUGH}
+    headers = {}
+    if beta := request.headers.get("anthropic-beta"):
+        headers["anthropic-beta"] = beta
+    return NativeRequest("anthropic", native, headers)
+
+
 # --- the answer -------------------------------------------------------------------------
 
 
@@ -516,7 +534,10 @@ def _tool_input(arguments: str) -> dict[str, Any]:
 
 
 def to_message(result: dict[str, Any], *, request_id: str, model: str) -> dict[str, Any]:
-    """A Messages `message` for a canonical chat.completion."""
+    """A Messages `message` for a canonical chat.completion; an Anthropic upstream's own
+    message when it carries one (native), under our id and model."""
+    if isinstance(result.get("native"), dict):
+        return {**result["native"], "id": message_id(request_id), "model": model}
     choice = (result.get("choices") or [{}])[0]
     answer = choice.get("message") or {}
     content: list[dict[str, Any]] = []
@@ -668,6 +689,45 @@ class MessageStream:
         ]
 
 
+class NativeStream:
+    """An Anthropic upstream's own events, relayed as they came but for our message id
+    and model, and the closing usage, which gets the call's cost."""
+
+    def __init__(self, *, request_id: str, model: str) -> None:
+        self.request_id = request_id
+        self.model = model
+        self.closing: dict[str, Any] = {"type": "message_delta", "delta": {}, "usage": {}}
+
+    def start(self) -> list[bytes]:
+        return []  # the upstream's message_start is relayed
+
+    def on_chunk(self, chunk: dict[str, Any]) -> list[bytes]:
+        events: list[bytes] = []
+        for event in chunk.get("native") or ():
+            kind = event.get("type")
+            if kind == "message_start":
+                message = {
+                    **(event.get("message") or {}),
+                    "id": message_id(self.request_id),
+                    "model": self.model,
+                }
+                events.append(sse_event(kind, {**event, "message": message}))
+            elif kind == "message_delta":
+                self.closing = event  # sent with the cost once the call is settled
+            elif kind != "message_stop" and isinstance(kind, str):
+                events.append(sse_event(kind, event))
+        return events
+
+    def finish(self, usage: dict[str, Any]) -> list[bytes]:
+        final = {**(self.closing.get("usage") or {})}
+        if "cost_micro_usd" in usage:
+            final["cost_micro_usd"] = usage["cost_micro_usd"]
+        return [
+            sse_event("message_delta", {**self.closing, "usage": final}),
+            sse_event("message_stop", {"type": "message_stop"}),
+        ]
+
+
 PING = sse_event("ping", {"type": "ping"})
 
 
@@ -704,18 +764,29 @@ async def with_pings(
 
 
 async def relay(call: calls.Call) -> AsyncIterator[bytes]:
-    """An opened call's chunks as Anthropic's event stream, with pings while it is quiet."""
-    stream = MessageStream(
-        request_id=call.request_id, model=call.model.id, prompt_estimate=call.prompt_estimate
-    )
-    for event in stream.start():
-        yield event
+    """An opened call's chunks as Anthropic's event stream, with pings while it is quiet:
+    translated, or relayed when an Anthropic upstream answered natively."""
+    stream: MessageStream | NativeStream | None = None
     async with contextlib.aclosing(with_pings(call.chunks(), PING_SECONDS)) as chunks:
         async for chunk in chunks:
+            if stream is None and chunk is not None and "error" not in chunk:
+                # The opened route's first chunk says which: the rest come from it too.
+                if "native" in chunk:
+                    stream = NativeStream(request_id=call.request_id, model=call.model.id)
+                else:
+                    stream = MessageStream(
+                        request_id=call.request_id,
+                        model=call.model.id,
+                        prompt_estimate=call.prompt_estimate,
+                    )
+                for event in stream.start():
+                    yield event
             if chunk is None:
                 yield PING
             elif "error" in chunk:
                 yield sse_event("error", _stream_error(chunk["error"]))
+            elif stream is None:
+                continue
             elif chunk.get("usage") and not chunk.get("choices"):
                 for event in stream.finish(chunk["usage"]):
                     yield event
@@ -732,7 +803,8 @@ async def relay(call: calls.Call) -> AsyncIterator[bytes]:
 async def messages(request: HttpRequest) -> HttpResponseBase:
     """POST /v1/messages: the Anthropic Messages API, streamed or not, billed once."""
     request_id: str = request.request_id  # type: ignore[attr-defined]
-    chat = to_chat(read_json(request))
+    body = read_json(request)
+    chat = to_chat(body)
     call = await calls.open_call(
         key=request.api_key,  # type: ignore[attr-defined]
         body=chat,
@@ -740,6 +812,7 @@ async def messages(request: HttpRequest) -> HttpResponseBase:
         max_cost_header=request.headers.get("X-Max-Cost-Micro-Usd"),
         fallback=request.headers.get("X-Fallback", "on").strip().lower() != "off",
         source=UsageRecord.Source.MESSAGES,
+        native=native_request(body, request),
     )
     try:
         if not call.stream:

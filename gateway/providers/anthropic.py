@@ -11,6 +11,10 @@ json_schema is best effort: an instruction (with the schema) appended to `system
 A matched stop sequence is kept on the choice as `stop_reason` (the field vLLM uses), so
 the Messages door can answer `stop_sequence` with the sequence that matched.
 
+A Messages request from the Messages door (NativeRequest "anthropic") is sent on as it
+came, cache marks, thinking and betas included; the answer is turned into the canonical
+shapes for metering, with the upstream's own message or events under "native".
+
 Usage: prompt_tokens = input_tokens + cache_read_input_tokens +
 cache_creation_input_tokens (each token once), cached_tokens = cache_read_input_tokens.
 """
@@ -27,6 +31,7 @@ import orjson
 from gateway.catalog import ProviderInfo
 from gateway.providers.base import (
     Adapter,
+    NativeRequest,
     ProviderError,
     masked,
     usage_dict,
@@ -365,6 +370,7 @@ class _StreamState:
 
 class AnthropicAdapter(Adapter):
     requires_max_tokens = True
+    native_protocol = "anthropic"
 
     def headers(self) -> dict[str, str]:
         return {
@@ -396,5 +402,50 @@ class AnthropicAdapter(Adapter):
                         yield chunk
                     return
                 for chunk in state.on_event(event):
+                    yield chunk
+        raise self.ended_early()
+
+    async def complete_native(self, native: NativeRequest, upstream_model: str) -> dict[str, Any]:
+        payload = {**native.body, "model": upstream_model, "stream": False}
+        result = await self.post_json(self._url(), payload, headers=native.headers)
+        if not isinstance(result, dict) or not isinstance(result.get("content"), list):
+            raise ProviderError(f"{self.provider.name} sent no content", retryable=True)
+        completion = chat_completion(result, upstream_model)
+        thinking = "".join(
+            block.get("thinking") or ""
+            for block in result["content"]
+            if isinstance(block, dict) and block.get("type") == "thinking"
+        )
+        if thinking:
+            # Counted as generated output when the usage is checked (gateway.metering).
+            completion["choices"][0]["message"]["reasoning_content"] = thinking
+        return {**completion, "native": result}
+
+    async def stream_native(
+        self, native: NativeRequest, upstream_model: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The upstream's events, each carried (under "native") by the canonical chunk it
+        became, or by a chunk with an empty delta; thinking is counted as reasoning."""
+        payload = {**native.body, "model": upstream_model, "stream": True}
+        state = _StreamState(self.provider, upstream_model)
+        events = self.stream_events(self._url(), payload, headers=native.headers)
+        async with aclosing(events) as upstream:
+            async for event in upstream:
+                if not isinstance(event, dict):
+                    continue
+                if event.get("type") == "message_stop":
+                    chunks = state.closing()
+                    chunks[0]["native"] = [event]
+                    for chunk in chunks:
+                        yield chunk
+                    return
+                chunks = state.on_event(event)
+                thinking = (event.get("delta") or {}).get("thinking")
+                if isinstance(thinking, str) and thinking:
+                    chunks = [state.chunk({"reasoning_content": thinking})]
+                if not chunks:
+                    chunks = [state.chunk({})]
+                chunks[0]["native"] = [event]
+                for chunk in chunks:
                     yield chunk
         raise self.ended_early()

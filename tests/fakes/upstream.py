@@ -29,8 +29,9 @@ path), one behaviour consumed per request, `Ok()` once the queue is empty:
   `finish_reason` is OpenAI's word ("stop", "length", "tool_calls", "content_filter"),
   translated for each protocol, and any other word is sent verbatim. `stop_sequence`
   says the answer ended on that stop sequence (OpenAI: vLLM's `stop_reason` on the
-  choice; Anthropic: `stop_reason: "stop_sequence"`). `reasoning_text` (OpenAI only)
-  is streamed first as `reasoning_content` deltas, as DeepSeek does, one token a piece.
+  choice; Anthropic: `stop_reason: "stop_sequence"`). `reasoning_text` comes
+  first, one token a piece: OpenAI as `reasoning_content` (as DeepSeek sends it),
+  Anthropic as a thinking block with a signature; Gemini ignores it.
 - `Fail(status=500, retry_after=None, message=...)`: the protocol's error object with
   that status (and a Retry-After header when given).
 - `Stall(seconds, after_chunks=None)`: sends nothing for `seconds` (with

@@ -197,6 +197,7 @@ class OpenAIProtocol:
 
 class AnthropicProtocol:
     name = "anthropic"
+    SIGNATURE = "c2lnbmF0dXJlLWZha2U="
     stop_reasons = {
         "stop": "end_turn",
         "length": "max_tokens",
@@ -271,7 +272,12 @@ class AnthropicProtocol:
         return message
 
     def completion(self, a: Answer) -> dict[str, Any]:
-        content: list[dict[str, Any]] = [{"type": "text", "text": a.text}] if a.text else []
+        content: list[dict[str, Any]] = []
+        if a.reasoning_text:
+            content.append(
+                {"type": "thinking", "thinking": a.reasoning_text, "signature": self.SIGNATURE}
+            )
+        content += [{"type": "text", "text": a.text}] if a.text else []
         content += [
             {"type": "tool_use", "id": f"toolu_fake_{i}", "name": name, "input": orjson.loads(args)}
             for i, (name, args) in enumerate(a.tool_calls)
@@ -284,24 +290,39 @@ class AnthropicProtocol:
             {"type": "ping"},
         ]
         index = 0
+        if a.reasoning_text:
+            block = {"type": "thinking", "thinking": "", "signature": ""}
+            events.append({"type": "content_block_start", "index": 0, "content_block": block})
+            events += [
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "thinking_delta", "thinking": p},
+                }
+                for p in pieces(a.reasoning_text)
+            ]
+            signature = {"type": "signature_delta", "signature": self.SIGNATURE}
+            events.append({"type": "content_block_delta", "index": 0, "delta": signature})
+            events.append({"type": "content_block_stop", "index": 0})
+            index = 1
         if a.text:
             events.append(
                 {
                     "type": "content_block_start",
-                    "index": 0,
+                    "index": index,
                     "content_block": {"type": "text", "text": ""},
                 }
             )
             events += [
                 {
                     "type": "content_block_delta",
-                    "index": 0,
+                    "index": index,
                     "delta": {"type": "text_delta", "text": p},
                 }
                 for p in a.pieces
             ]
-            events.append({"type": "content_block_stop", "index": 0})
-            index = 1
+            events.append({"type": "content_block_stop", "index": index})
+            index += 1
         for i, (name, args) in enumerate(a.tool_calls, start=index):
             block = {"type": "tool_use", "id": f"toolu_fake_{i - index}", "name": name, "input": {}}
             events.append({"type": "content_block_start", "index": i, "content_block": block})

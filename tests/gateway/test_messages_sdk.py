@@ -505,13 +505,16 @@ def test_no_healthy_upstream_is_529_overloaded(client, customer, catalog, stream
     assert account.balance_micro_usd == 10_000_000 and account.held_micro_usd == 0
 
 
-def test_a_client_that_leaves_mid_stream_pays_for_what_it_got(live_server_url, customer, catalog):
+@pytest.mark.parametrize("model", ["gpt-test", "claude-test"])
+def test_a_client_that_leaves_mid_stream_pays_for_what_it_got(
+    live_server_url, customer, catalog, model
+):
     text = " ".join(f"word{i}" for i in range(40))
-    catalog.script("openai-up", Ok(text=text, delay=0.05))
+    catalog.script(UPSTREAMS[model], Ok(text=text, delay=0.05))
     with httpx.stream(
         "POST",
         live_server_url + "/v1/messages",
-        json={"model": "gpt-test", "max_tokens": 500, "messages": HELLO, "stream": True},
+        json={"model": model, "max_tokens": 500, "messages": HELLO, "stream": True},
         headers={"authorization": f"Bearer {customer.secret}"},
         timeout=10,
     ) as response:
