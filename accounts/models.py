@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import secrets
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -102,6 +103,22 @@ def period_starts(now: Any = None) -> dict[str, Any]:
     }
 
 
+# Spend-cap periods from shortest to longest: the same cap over a longer period allows less.
+PERIOD_ORDER: list[str] = [SpendPeriod.DAY, SpendPeriod.WEEK, SpendPeriod.MONTH, SpendPeriod.TOTAL]
+
+# Limits where None means "no limit" and a smaller number is narrower.
+CEILINGS = ("rpm_limit", "tpm_limit", "spend_cap_micro_usd", "max_cost_per_request_micro_usd")
+
+
+class ExceedsCreator(Exception):
+    """A key asked for more than the key creating it has: `field` says where."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
     def active(self) -> ApiKeyQuerySet:
         now = timezone.now()
@@ -197,6 +214,62 @@ class ApiKey(models.Model):
 
     def matches(self, secret: str) -> bool:
         return hmac.compare_digest(self.hashed, hash_secret(secret))
+
+    def bound_minted(self, fields: dict[str, Any], *, given: set[str]) -> dict[str, Any]:
+        """The fields (`mint`'s keywords) of a key this key creates, never more than its own.
+
+        A field not in `given` is inherited from this key; one that asks for more (a
+        model outside the allowlist, a higher or absent limit, cap or expiry, a shorter
+        cap period) raises ExceedsCreator. A management key may create management
+        keys: each is bounded by its creator, so a chain of them only narrows.
+        """
+        bounded = dict(fields)
+        if self.allowed_models:
+            if "allowed_models" not in given:
+                bounded["allowed_models"] = list(self.allowed_models)
+            else:
+                outside = [m for m in fields["allowed_models"] if m not in self.allowed_models]
+                if outside or not fields["allowed_models"]:
+                    raise ExceedsCreator(
+                        "allowed_models",
+                        f"the creating key may call only {', '.join(self.allowed_models)}, "
+                        "so the new key must list some of those and no others"
+                        + (f" (not {', '.join(outside)})." if outside else "."),
+                    )
+        for field in CEILINGS:
+            own = getattr(self, field)
+            if own is None:
+                continue
+            if field not in given:
+                bounded[field] = own
+            elif fields[field] is None or fields[field] > own:
+                shown = f"${Decimal(own) / 1_000_000}" if field.endswith("micro_usd") else own
+                raise ExceedsCreator(field, f"at most {shown}, the creating key's own limit.")
+        if self.spend_cap_micro_usd is not None:
+            if "spend_cap_period" not in given:
+                bounded["spend_cap_period"] = self.spend_cap_period
+            elif PERIOD_ORDER.index(fields["spend_cap_period"]) < PERIOD_ORDER.index(
+                self.spend_cap_period
+            ):
+                raise ExceedsCreator(
+                    "spend_cap_period",
+                    f"the creating key's cap is {self.get_spend_cap_period_display()}; "
+                    "the new key's period may not be shorter.",
+                )
+        if self.expires_at is not None:
+            wanted = fields.get("expires_at")
+            if "expires_at" not in given:
+                bounded["expires_at"] = self.expires_at
+            elif wanted is None or wanted - timedelta(days=1) >= self.expires_at:
+                raise ExceedsCreator(
+                    "expires_at",
+                    f"on or before {self.expires_at.date().isoformat()}, "
+                    "when the creating key expires.",
+                )
+            else:
+                # A date the creator still works on ends when the creator does.
+                bounded["expires_at"] = min(wanted, self.expires_at)
+        return bounded
 
     def allows_model(self, model_id: str) -> bool:
         return not self.allowed_models or model_id in self.allowed_models

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig, apps
+from django.contrib.admin import apps as admin_apps
 from django.db.models.signals import post_migrate
 
 
@@ -13,3 +14,10 @@ class ConsoleConfig(AppConfig):
         post_migrate.connect(
             name_the_site, sender=apps.get_app_config("sites"), dispatch_uid="console-site-name"
         )
+
+
+class SwitchboardAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with the console's sign-in in front (console/admin.py)."""
+
+    default = False  # ConsoleConfig is this module's app; this one is named in settings
+    default_site = "console.admin.SwitchboardAdminSite"

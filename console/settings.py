@@ -30,7 +30,7 @@ DEV_SERVER_APPS = ["daphne"] if "runserver" in sys.argv else []
 
 INSTALLED_APPS = [
     *DEV_SERVER_APPS,
-    "django.contrib.admin",
+    "console.apps.SwitchboardAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -178,6 +178,8 @@ MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_PASSKEY_LOGIN_ENABLED = True
 MFA_PASSKEY_SIGNUP_ENABLED = True
 MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = DEBUG
+# Staff reach /admin/ only after a second factor in this session (console/admin.py).
+ADMIN_REQUIRE_2FA = envbool("ADMIN_REQUIRE_2FA", "false")
 
 # --- E-mail -----------------------------------------------------------------------
 EMAIL_HOST = envstr("EMAIL_HOST")
@@ -262,6 +264,10 @@ CATALOG_CACHE_SECONDS = float(envstr("CATALOG_CACHE_SECONDS", "5"))
 DEMO_TOKEN_DELAY_MS = envint("DEMO_TOKEN_DELAY_MS", "20")
 METRICS_TOKEN = envstr("METRICS_TOKEN")
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+# The public estimate and failed key checks, counted per client address (REMOTE_ADDR).
+ESTIMATE_MAX_BYTES = envint("ESTIMATE_MAX_BYTES", str(256 * 1024))
+ESTIMATE_REQUESTS_PER_MINUTE = envint("ESTIMATE_REQUESTS_PER_MINUTE", "60")
+AUTH_FAILURES_PER_MINUTE = envint("AUTH_FAILURES_PER_MINUTE", "20")
 
 # --- Billing: Stripe, unlimited mode, low-balance warning -------------------------
 STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY")

@@ -17,14 +17,19 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.forms import ApiKeyForm
-from accounts.models import ApiKey, User
+from accounts.models import ApiKey, ExceedsCreator, User
 from billing.ledger import account_for
 from billing.money import format_usd
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import model_choices
 from gateway.errors import GatewayError
+from gateway.ratelimit import client_address
 
 View = Callable[..., HttpResponse]
+
+# The request's names for ApiKey fields where they differ, and back.
+FIELDS = {"expires_on": "expires_at", "spend_cap_usd": "spend_cap_micro_usd"}
+PARAMS = {field: param for param, field in FIELDS.items()}
 
 
 class ApiRequest(HttpRequest):
@@ -40,7 +45,9 @@ def management_key_required(view: View) -> View:
     @wraps(view)
     def wrapper(request: ApiRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            key = async_to_sync(authenticate)(request.headers.get("Authorization"))
+            key = async_to_sync(authenticate)(
+                request.headers.get("Authorization"), client=client_address(request)
+            )
         except GatewayError as error:
             return error.response()
         if not key.can_manage:
@@ -126,7 +133,16 @@ def keys(request: ApiRequest) -> JsonResponse | HttpResponse:
         return GatewayError(
             400, f"{param}: {' '.join(str(e) for e in errors)}", param=param
         ).response()
-    key, secret = ApiKey.objects.mint(user=request.owner, **form.key_fields())
+    try:
+        fields = request.api_key.key.bound_minted(
+            form.key_fields(), given={FIELDS.get(param, param) for param in body}
+        )
+    except ExceedsCreator as exceeded:
+        param = PARAMS.get(exceeded.field, exceeded.field)
+        return GatewayError(
+            403, f"{param}: {exceeded.message}", param=param, code="key_exceeds_creator"
+        ).response()
+    key, secret = ApiKey.objects.mint(user=request.owner, **fields)
     return JsonResponse({**key_as_dict(key), "key": secret}, status=201)
 
 

@@ -3,18 +3,25 @@
 GET takes token counts; POST takes the chat body (messages, tools, max_tokens) and
 counts the prompt itself with the same tokenizer the gateway reserves with. Without
 an output budget the estimate is the worst case: the model's output cap.
+
+Nobody pays for an estimate, so it is bounded: ESTIMATE_REQUESTS_PER_MINUTE per client
+address, a body of at most ESTIMATE_MAX_BYTES, and the prompt is counted on a thread,
+never on the event loop every stream of the worker shares.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from billing.money import micro_to_usd, token_cost
 from gateway import calls
 from gateway.catalog import ModelInfo
 from gateway.errors import invalid
+from gateway.ratelimit import address_throttled, address_wait, client_address
 from gateway.tokens import count_prompt
 from gateway.validation import parse_json, requested_output_tokens
 from gateway.views import _read_body, api_view, json_response
@@ -25,11 +32,12 @@ MAX_TOKENS = 100_000_000
 @api_view(("GET", "POST"), key_required=False)
 async def estimate(request: HttpRequest) -> HttpResponse:
     """Cost in micro-USD (and USD) of `input_tokens` in and `output_tokens` out on a model."""
+    await _count_the_client(request)
     output: Any
     if request.method == "POST":
-        body = parse_json(_read_body(request))
+        body = parse_json(_read_body(request, limit=settings.ESTIMATE_MAX_BYTES))
         name = body.get("model")
-        input_tokens = _prompt_tokens(body)
+        input_tokens = await asyncio.to_thread(_prompt_tokens, body)
         output = requested_output_tokens(body)
         output_param = "max_tokens"
     else:
@@ -58,6 +66,19 @@ async def estimate(request: HttpRequest) -> HttpResponse:
         "cost_usd": float(micro_to_usd(cost)),
     }
     return json_response(payload)
+
+
+async def _count_the_client(request: HttpRequest) -> None:
+    per_minute = settings.ESTIMATE_REQUESTS_PER_MINUTE
+    if not per_minute:
+        return
+    wait = await address_wait(
+        scope="estimate", address=client_address(request), per_minute=per_minute, count=True
+    )
+    if wait:
+        raise address_throttled(
+            f"Rate limit reached: {per_minute} estimates per minute from your address.", wait
+        )
 
 
 def _tokens(value: Any, param: str) -> int:

@@ -14,24 +14,30 @@ Every answer carries OpenAI's six `x-ratelimit-*` headers. A window without a li
 OpenAI clients parse these headers as integers and durations, so a word or a negative
 number would read as "nothing left", while a large limit equal to its remainder reads
 as 0% used (Codex CLI) and never makes a client wait.
+
+The same windows count per client address what no key pays for (`address_wait`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import math
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from django.conf import settings
+from django.http import HttpRequest
 
 from gateway.errors import GatewayError
 from gateway.state import on_reset
 
 if TYPE_CHECKING:
     from limits.aio.storage import MemoryStorage
+    from limits.storage import MemoryStorage as SyncMemoryStorage
 
 WINDOW_SECONDS = 60
 # The largest signed 32-bit integer: every client's integer type holds it.
@@ -320,4 +326,87 @@ def _refused(window: Window, state: LimitState, headers: dict[str, str]) -> Gate
         f"Try again in {retry_after}s.",
         code="rate_limit_exceeded",
         headers={**headers, "Retry-After": retry_after},
+    )
+
+
+# Per client address, for what no key pays for: the public estimate and failed key
+# checks. The windows are the same one-minute sliding counters as a key's, in Redis
+# through WINDOWS_SCRIPT or in memory through `limits`. Both must hold across event
+# loops, since the account API checks keys on a fresh loop each time (async_to_sync):
+# Redis scripts are kept per loop object (a dead loop's id comes back, bound to a
+# client of that loop), and memory is one store for the process, `limits`' thread-safe
+# synchronous MemoryStorage (no I/O, so it does not block the loop).
+_address_scripts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+    weakref.WeakKeyDictionary()
+)
+_address_memory: list[SyncMemoryStorage] = []
+
+
+@on_reset
+def forget_address_counts() -> None:
+    _address_scripts.clear()
+    _address_memory.clear()
+
+
+def client_address(request: HttpRequest) -> str:
+    """The address limits are counted by: REMOTE_ADDR, which uvicorn's --proxy-headers
+    sets from X-Forwarded-For behind a trusted proxy. An IPv6 client counts as its /64,
+    the block one subscriber is usually given."""
+    address = request.META.get("REMOTE_ADDR") or "unknown"
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
+async def _address_window(mode: str, limit: int, identifier: str) -> tuple[bool, LimitState]:
+    """(counted, state) of one window of cost 1, by mode 'take' or 'read'."""
+    if settings.REDIS_URL:
+        loop = asyncio.get_running_loop()
+        script = _address_scripts.get(loop)
+        if script is None:
+            script = aioredis.Redis.from_url(settings.REDIS_URL).register_script(WINDOWS_SCRIPT)
+            _address_scripts[loop] = script
+        current = f"sb:limit:{{{identifier}}}"
+        [answer] = await script(
+            keys=[f"{current}/-1", current], args=[WINDOW_SECONDS, mode, limit, 1]
+        )
+        counted, previous, previous_ttl, count, current_ttl = (int(value) for value in answer)
+        state = _state_from_counts(limit, previous, previous_ttl / 1000, count, current_ttl / 1000)
+        return bool(counted), state
+    from limits.storage import MemoryStorage
+
+    if not _address_memory:
+        _address_memory.append(MemoryStorage())
+    storage, key = _address_memory[0], f"sb:limit:{identifier}"
+    counted = mode == "take" and storage.acquire_sliding_window_entry(key, limit, WINDOW_SECONDS, 1)
+    return counted, _state_from_counts(limit, *storage.get_sliding_window(key, WINDOW_SECONDS))
+
+
+async def address_wait(*, scope: str, address: str, per_minute: int, count: bool) -> int:
+    """Seconds `address` must wait before one more event in `scope` fits under
+    `per_minute`, or 0 when it fits now (and then, with `count`, it is counted).
+
+    `count=False` only looks: a check that must come before work which is counted only
+    when it fails (a failed key check).
+    """
+    mode = "take" if count else "read"
+    counted, state = await _address_window(mode, per_minute, f"address:{scope}:{address}")
+    if counted or (not count and state.remaining >= 1):
+        return 0
+    return max(1, math.ceil(state.reset_seconds))
+
+
+def address_throttled(message: str, wait: int) -> GatewayError:
+    """The 429 for an address over its limit: `message`, and when to try again."""
+    return GatewayError(
+        429,
+        f"{message} Try again in {wait}s.",
+        code="rate_limit_exceeded",
+        headers={"Retry-After": str(wait)},
     )

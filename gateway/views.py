@@ -20,7 +20,7 @@ from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import ModelInfo
 from gateway.errors import GatewayError, internal_error
 from gateway.idempotency import idempotent
-from gateway.ratelimit import HEADER_NAMES, current_limits
+from gateway.ratelimit import HEADER_NAMES, client_address, current_limits
 from gateway.sync import db_sync_to_async
 from gateway.validation import parse_json, too_large
 
@@ -97,7 +97,7 @@ def api_view(
                     )
                 if key_required:
                     request.api_key = await authenticate(  # type: ignore[attr-defined]
-                        credentials(request)
+                        credentials(request), client=client_address(request)
                     )
                 response = await view(request, *args, **kwargs)
             except GatewayError as exc:
@@ -118,10 +118,12 @@ def api_view(
     return decorator
 
 
-def _read_body(request: HttpRequest) -> bytes:
+def _read_body(request: HttpRequest, limit: int | None = None) -> bytes:
+    """The body, or a 413 above `limit` bytes (MAX_REQUEST_BYTES unless given)."""
     from django.conf import settings
 
-    limit = settings.MAX_REQUEST_BYTES
+    if limit is None:
+        limit = settings.MAX_REQUEST_BYTES
     declared = request.META.get("CONTENT_LENGTH") or "0"
     if declared.isdigit() and int(declared) > limit:
         raise too_large(int(declared), limit)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import httpx
 import pytest
+from django.utils import timezone
 
 from accounts.models import ApiKey
 
@@ -140,3 +142,153 @@ def test_the_hidden_web_chat_key_is_neither_listed_nor_revocable(client, owner, 
     assert deleted.status_code == 404
     web.refresh_from_db()
     assert web.revoked_at is None
+
+
+@pytest.fixture
+def two_models(demo_catalog) -> None:
+    from gateway import state
+    from gateway.models import Model
+
+    Model.objects.create(id="other", title="Other", input_price=1, output_price=1)
+    state.reset_process_state()
+
+
+@pytest.fixture
+def bounded_secret(owner, two_models) -> str:
+    """A management key that may call only `demo`, with every limit and cap set."""
+    _, secret = ApiKey.objects.mint(
+        user=owner,
+        name="bounded",
+        can_manage=True,
+        allowed_models=["demo"],
+        rpm_limit=10,
+        tpm_limit=1_000,
+        spend_cap_micro_usd=5_000_000,
+        spend_cap_period="week",
+        max_cost_per_request_micro_usd=100_000,
+        expires_at=timezone.now() + timedelta(days=10, hours=1),
+    )
+    return secret
+
+
+def create_key(client, secret: str, **body: object):
+    return client.post(
+        "/api/v1/keys",
+        json.dumps({"name": "child", **body}),
+        content_type="application/json",
+        headers=bearer(secret),
+    )
+
+
+def refused_for_exceeding(response, param: str) -> str:
+    assert response.status_code == 403
+    error = response.json()["error"]
+    assert error["code"] == "key_exceeds_creator"
+    assert error["type"] == "permission_error"
+    assert error["param"] == param
+    assert error["message"].startswith(f"{param}: ")
+    return error["message"]
+
+
+def test_a_minted_key_inherits_every_bound_left_out(client, owner, bounded_secret):
+    creator = ApiKey.objects.get(name="bounded")
+
+    response = create_key(client, bounded_secret)
+
+    assert response.status_code == 201
+    child = ApiKey.objects.get(pk=response.json()["id"])
+    assert child.allowed_models == ["demo"]
+    assert (child.rpm_limit, child.tpm_limit) == (10, 1_000)
+    assert (child.spend_cap_micro_usd, child.spend_cap_period) == (5_000_000, "week")
+    assert child.max_cost_per_request_micro_usd == 100_000
+    assert child.expires_at == creator.expires_at
+
+
+def test_a_minted_key_may_be_narrower(client, owner, bounded_secret):
+    response = create_key(
+        client,
+        bounded_secret,
+        allowed_models=["demo"],
+        rpm_limit=5,
+        tpm_limit=500,
+        spend_cap_usd="2",
+        spend_cap_period="total",
+        expires_on=(timezone.now() + timedelta(days=3)).date().isoformat(),
+    )
+
+    assert response.status_code == 201
+    child = ApiKey.objects.get(pk=response.json()["id"])
+    assert (child.rpm_limit, child.tpm_limit, child.spend_cap_micro_usd) == (5, 500, 2_000_000)
+    assert child.spend_cap_period == "total"
+
+
+@pytest.mark.parametrize("models", [["demo", "other"], ["other"], []])
+def test_a_minted_key_may_call_no_model_its_creator_may_not(client, owner, bounded_secret, models):
+    message = refused_for_exceeding(
+        create_key(client, bounded_secret, allowed_models=models), "allowed_models"
+    )
+
+    assert "demo" in message
+    assert not ApiKey.objects.filter(name="child").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"rpm_limit": 11}, "rpm_limit"),
+        ({"rpm_limit": None}, "rpm_limit"),
+        ({"tpm_limit": 1_001}, "tpm_limit"),
+        ({"spend_cap_usd": "5.01"}, "spend_cap_usd"),
+        ({"spend_cap_usd": None}, "spend_cap_usd"),
+        ({"spend_cap_usd": "1", "spend_cap_period": "day"}, "spend_cap_period"),
+        ({"spend_cap_period": "day"}, "spend_cap_period"),
+    ],
+)
+def test_a_minted_key_has_no_higher_limit_or_cap(client, owner, bounded_secret, body, param):
+    message = refused_for_exceeding(create_key(client, bounded_secret, **body), param)
+
+    assert {"rpm_limit": "10", "tpm_limit": "1000", "spend_cap_usd": "$5"}.get(
+        param, "per week"
+    ) in message
+
+    assert not ApiKey.objects.filter(name="child").exists()
+
+
+def test_a_minted_key_expires_no_later_than_its_creator(client, owner, bounded_secret):
+    creator = ApiKey.objects.get(name="bounded")
+    later = (creator.expires_at + timedelta(days=1)).date().isoformat()
+
+    message = refused_for_exceeding(
+        create_key(client, bounded_secret, expires_on=later), "expires_on"
+    )
+    never = create_key(client, bounded_secret, expires_on=None)
+    same_day = create_key(client, bounded_secret, expires_on=creator.expires_at.date().isoformat())
+
+    assert creator.expires_at.date().isoformat() in message
+    refused_for_exceeding(never, "expires_on")
+    assert same_day.status_code == 201
+    assert ApiKey.objects.get(pk=same_day.json()["id"]).expires_at == creator.expires_at
+
+
+def test_a_minted_management_key_is_bounded_by_itself_in_turn(client, owner, bounded_secret):
+    made = create_key(client, bounded_secret, can_manage=True, rpm_limit=5)
+    assert made.status_code == 201
+    grandchild_secret = made.json()["key"]
+
+    wider = create_key(client, grandchild_secret, rpm_limit=6)
+    narrower = create_key(client, grandchild_secret, rpm_limit=4)
+
+    refused_for_exceeding(wider, "rpm_limit")
+    assert narrower.status_code == 201
+    grandchild = ApiKey.objects.get(pk=narrower.json()["id"])
+    assert grandchild.allowed_models == ["demo"]
+    assert grandchild.spend_cap_micro_usd == 5_000_000
+
+
+def test_a_key_without_bounds_mints_any_key(client, owner, manager_secret, two_models):
+    response = create_key(
+        client, manager_secret, allowed_models=["other"], rpm_limit=1_000_000, spend_cap_usd="99"
+    )
+
+    assert response.status_code == 201
+    assert response.json()["allowed_models"] == ["other"]

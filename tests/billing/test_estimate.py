@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import orjson
 import pytest
 
 from gateway.tokens import count_prompt
@@ -154,3 +158,102 @@ def test_a_disabled_model_is_not_found(client, demo_priced, warm_catalog):
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "model_not_found"
+
+
+def chat_body(size: int) -> bytes:
+    """A valid estimate body of about `size` bytes."""
+    text = "lorem ipsum " * (size // 12)
+    return orjson.dumps({"model": "demo", "messages": [{"role": "user", "content": text}]})
+
+
+def test_a_body_over_the_estimate_limit_is_413(client, demo_priced):
+    body = chat_body(300 * 1024)
+
+    response = client.post("/v1/estimate", body, content_type="application/json")
+
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert error["code"] == "request_too_large"
+    assert error["type"] == "invalid_request_error"
+    assert str(256 * 1024) in error["message"]
+
+
+def test_the_estimate_limit_is_a_setting_of_its_own(client, demo_priced, settings):
+    settings.ESTIMATE_MAX_BYTES = 2_000
+
+    small = client.post("/v1/estimate", chat_body(1_000), content_type="application/json")
+    large = client.post("/v1/estimate", chat_body(3_000), content_type="application/json")
+
+    assert small.status_code == 200
+    assert large.status_code == 413
+    assert "2000 bytes" in large.json()["error"]["message"]
+
+
+def test_the_prompt_is_counted_off_the_event_loop(client, demo_priced, monkeypatch):
+    from gateway import estimate
+
+    counted_on_a_loop: list[bool] = []
+    real = estimate.count_prompt
+
+    def recording(*args: Any) -> int:
+        try:
+            asyncio.get_running_loop()
+            counted_on_a_loop.append(True)
+        except RuntimeError:
+            counted_on_a_loop.append(False)
+        return real(*args)
+
+    monkeypatch.setattr(estimate, "count_prompt", recording)
+
+    response = client.post("/v1/estimate", chat_body(1_000), content_type="application/json")
+
+    assert response.status_code == 200
+    assert counted_on_a_loop == [False]
+
+
+def test_estimates_are_rate_limited_per_client_address(client, demo_priced, settings):
+    settings.ESTIMATE_REQUESTS_PER_MINUTE = 3
+    url = "/v1/estimate?model=demo&input_tokens=1&output_tokens=1"
+
+    first = [client.get(url, REMOTE_ADDR="198.51.100.7").status_code for _ in range(3)]
+    refused = client.get(url, REMOTE_ADDR="198.51.100.7")
+    posted = client.post(
+        "/v1/estimate", chat_body(100), content_type="application/json", REMOTE_ADDR="198.51.100.7"
+    )
+    elsewhere = client.get(url, REMOTE_ADDR="198.51.100.8")
+
+    assert first == [200, 200, 200]
+    assert refused.status_code == posted.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert elsewhere.status_code == 200
+
+
+def test_an_ipv6_client_is_counted_by_its_64_block(client, demo_priced, settings):
+    settings.ESTIMATE_REQUESTS_PER_MINUTE = 2
+    url = "/v1/estimate?model=demo&input_tokens=1&output_tokens=1"
+
+    answers = [client.get(url, REMOTE_ADDR=f"2001:db8:1:2::{n}").status_code for n in range(1, 4)]
+    other_block = client.get(url, REMOTE_ADDR="2001:db8:1:3::1")
+
+    assert answers == [200, 200, 429]
+    assert other_block.status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_behind_the_proxy_the_forwarded_address_is_the_client(
+    live_server_url, demo_catalog, settings
+):
+    import httpx
+
+    settings.ESTIMATE_REQUESTS_PER_MINUTE = 2
+    params = {"model": "demo", "input_tokens": 1, "output_tokens": 1}
+
+    def status(forwarded_for: str) -> int:
+        headers = {"X-Forwarded-For": forwarded_for}
+        response = httpx.get(f"{live_server_url}/v1/estimate", params=params, headers=headers)
+        return response.status_code
+
+    assert [status("203.0.113.5") for _ in range(3)] == [200, 200, 429]
+    assert status("203.0.113.6") == 200

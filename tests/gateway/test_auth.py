@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -155,3 +156,141 @@ async def test_the_key_of_an_inactive_user_is_refused(customer: Any) -> None:
     await User.objects.filter(pk=customer.user.pk).aupdate(is_active=False)
 
     await refused(f"Bearer {customer.secret}")
+
+
+def random_key() -> str:
+    return f"{KEY_PREFIX}{secrets.token_hex(LOOKUP_LENGTH // 2)}{secrets.token_urlsafe(32)}"
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The prefixes looked up in the database, in order."""
+    looked_up: list[str] = []
+    real = auth._load_async
+
+    async def recording(prefix: str) -> Any:
+        looked_up.append(prefix)
+        return await real(prefix)
+
+    monkeypatch.setattr(auth, "_load_async", recording)
+    return looked_up
+
+
+async def throttled(authorization: str, client: str) -> GatewayError:
+    with pytest.raises(GatewayError) as caught:
+        await authenticate(authorization, client=client)
+    assert caught.value.status == 429
+    assert caught.value.code == "rate_limit_exceeded"
+    assert 1 <= int(caught.value.headers["Retry-After"]) <= 60
+    return caught.value
+
+
+async def fail_from(client: str, times: int) -> None:
+    for _ in range(times):
+        with pytest.raises(GatewayError) as caught:
+            await authenticate(f"Bearer {random_key()}", client=client)
+        assert caught.value.status == 401
+
+
+async def test_failed_keys_from_one_address_are_throttled_before_any_lookup(
+    settings: Any, lookups: list[str]
+) -> None:
+    settings.AUTH_FAILURES_PER_MINUTE = 3
+    await fail_from("192.0.2.10", 2)
+    with pytest.raises(GatewayError) as malformed:
+        await authenticate("Bearer sk-sb-short", client="192.0.2.10")
+    assert malformed.value.status == 401
+
+    error = await throttled(f"Bearer {random_key()}", "192.0.2.10")
+    await throttled("Bearer sk-sb-short", "192.0.2.10")
+
+    assert "failed API key" in error.message
+    assert len(lookups) == 2
+
+
+async def test_a_missing_key_is_not_counted_as_a_failure(settings: Any) -> None:
+    settings.AUTH_FAILURES_PER_MINUTE = 2
+    for _ in range(5):
+        with pytest.raises(GatewayError):
+            await authenticate(None, client="192.0.2.11")
+
+    await fail_from("192.0.2.11", 2)
+
+
+async def test_failures_from_one_address_do_not_throttle_another(settings: Any) -> None:
+    settings.AUTH_FAILURES_PER_MINUTE = 3
+    await fail_from("192.0.2.12", 3)
+    await throttled(f"Bearer {random_key()}", "192.0.2.12")
+
+    await fail_from("192.0.2.13", 3)
+
+
+@pytest.mark.parametrize("cache_seconds", [60, 0])
+async def test_a_valid_key_keeps_working_from_a_throttled_address(
+    customer: Any, settings: Any, cache_seconds: int
+) -> None:
+    """Fresh in the cache, or stale (looked up again): a key this worker knows is checked."""
+    settings.AUTH_FAILURES_PER_MINUTE = 3
+    settings.KEY_CACHE_SECONDS = cache_seconds
+    await authenticate(f"Bearer {customer.secret}", client="192.0.2.14")
+    await fail_from("192.0.2.14", 3)
+    await throttled(f"Bearer {random_key()}", "192.0.2.14")
+
+    info = await authenticate(f"Bearer {customer.secret}", client="192.0.2.14")
+
+    assert info.id == customer.api_key.pk
+
+
+async def test_a_key_this_worker_has_not_seen_waits_out_the_throttle(
+    customer: Any, settings: Any, lookups: list[str]
+) -> None:
+    """The price of looking nothing up for a throttled address (README, Keys)."""
+    settings.AUTH_FAILURES_PER_MINUTE = 3
+    await fail_from("192.0.2.15", 3)
+
+    await throttled(f"Bearer {customer.secret}", "192.0.2.15")
+
+    assert customer.api_key.prefix not in lookups
+    assert (await authenticate(f"Bearer {customer.secret}", client="192.0.2.16")).id
+
+
+async def test_the_throttle_can_be_turned_off(settings: Any) -> None:
+    settings.AUTH_FAILURES_PER_MINUTE = 0
+
+    await fail_from("192.0.2.17", 30)
+
+
+async def test_unknown_prefixes_are_remembered_in_a_bounded_cache(
+    monkeypatch: pytest.MonkeyPatch, lookups: list[str]
+) -> None:
+    monkeypatch.setattr(auth, "NEGATIVE_CACHE_SIZE", 5)
+    keys = [random_key() for _ in range(20)]
+    for key in keys:
+        await refused(f"Bearer {key}")
+
+    await refused(f"Bearer {keys[-1]}")
+    await refused(f"Bearer {keys[0]}")
+
+    assert len(auth._cache) + len(auth._misses) <= 5
+    assert lookups == [parse_secret(key) for key in [*keys, keys[0]]]
+
+
+def test_the_api_throttles_failed_keys_per_client_address(client: Any, settings: Any) -> None:
+    settings.AUTH_FAILURES_PER_MINUTE = 2
+
+    def models(address: str) -> Any:
+        return client.get(
+            "/v1/models", HTTP_AUTHORIZATION=f"Bearer {random_key()}", REMOTE_ADDR=address
+        )
+
+    statuses = [models("198.51.100.20").status_code for _ in range(3)]
+    refused = models("198.51.100.20")
+    account_api = client.get(
+        "/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {random_key()}", REMOTE_ADDR="198.51.100.20"
+    )
+
+    assert statuses == [401, 401, 429]
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    assert int(refused["Retry-After"]) >= 1
+    assert account_api.status_code == 429
+    assert models("198.51.100.21").status_code == 401

@@ -16,7 +16,7 @@ import redis
 
 from gateway import state
 from gateway.errors import GatewayError
-from gateway.ratelimit import UNLIMITED, check_limits, current_limits, give_back
+from gateway.ratelimit import UNLIMITED, address_wait, check_limits, current_limits, give_back
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/14"
 HEADERS = [
@@ -233,3 +233,25 @@ async def test_giving_back_never_leaves_more_than_the_limit(backend):
         "2",
         "100",
     )
+
+
+async def address_outcomes() -> list[bool]:
+    """Whether each look (count=False) or count (count=True) found room, 2 a minute."""
+    answers = []
+    for count in [False, True, False, True, False, True]:
+        wait = await address_wait(scope="test", address="192.0.2.1", per_minute=2, count=count)
+        assert 0 <= wait <= 60
+        answers.append(wait == 0)
+    return answers
+
+
+async def test_address_limits_look_and_count_alike_in_redis_and_memory(settings, redis_url):
+    settings.REDIS_URL = ""
+    state.reset_process_state()
+    in_memory = await address_outcomes()
+
+    settings.REDIS_URL = redis_url
+    state.reset_process_state()
+    in_redis = await address_outcomes()
+
+    assert in_redis == in_memory == [True, True, True, True, False, False]
