@@ -18,7 +18,7 @@ from billing.models import UsageRecord
 from gateway import calls, routing
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import ModelInfo
-from gateway.errors import GatewayError, internal_error
+from gateway.errors import GatewayError, internal_error, openai_error
 from gateway.idempotency import idempotent
 from gateway.ratelimit import HEADER_NAMES, client_address, current_limits
 from gateway.sync import db_sync_to_async
@@ -29,11 +29,6 @@ log = logging.getLogger(__name__)
 View = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
 ErrorRenderer = Callable[[GatewayError, dict[str, str]], HttpResponse]
 Credentials = Callable[[HttpRequest], str | None]
-
-
-def openai_error(exc: GatewayError, headers: dict[str, str]) -> HttpResponse:
-    """The OpenAI error object: how every /v1 door but the Anthropic one answers errors."""
-    return exc.response(headers)
 
 
 def bearer_credentials(request: HttpRequest) -> str | None:
@@ -86,6 +81,7 @@ def api_view(
         async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             request_id = calls.new_request_id()
             request.request_id = request_id  # type: ignore[attr-defined]
+            request.render_error = render_error  # type: ignore[attr-defined]
             base = {"x-request-id": request_id}
             try:
                 if request.method not in methods:
