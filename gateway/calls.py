@@ -51,7 +51,7 @@ from gateway.catalog import Catalog, ModelInfo, RouteInfo, catalog_is_fresh, get
 from gateway.errors import GatewayError, invalid
 from gateway.http import upstream_client
 from gateway.providers import get_adapter
-from gateway.providers.base import Adapter, ProviderError
+from gateway.providers.base import Adapter, NativeRequest, ProviderError
 from gateway.ratelimit import check_limits, give_back
 from gateway.sync import db_sync_to_async
 from gateway.tokens import count_prompt
@@ -210,6 +210,8 @@ class Call:
     reservation: Reservation
     source: str = UsageRecord.Source.API
     fallback: bool = True
+    # The door's own request, sent on untranslated to a route whose adapter speaks it.
+    native: NativeRequest | None = None
     started: float = field(default_factory=time.monotonic)
     headers: dict[str, str] = field(default_factory=dict)
     route: RouteInfo | None = None
@@ -297,6 +299,8 @@ class Call:
         return result
 
     async def _complete(self, adapter: Adapter, route: RouteInfo) -> dict[str, Any]:
+        if self.native is not None and adapter.speaks(self.native):
+            return await adapter.complete_native(self.native, route.upstream_model)
         return await adapter.complete(self._upstream_body(adapter), route.upstream_model)
 
     async def open_stream(self) -> None:
@@ -312,7 +316,10 @@ class Call:
             raise
 
     async def _start_stream(self, adapter: Adapter, route: RouteInfo) -> None:
-        chunks = adapter.stream(self._upstream_body(adapter), route.upstream_model)
+        if self.native is not None and adapter.speaks(self.native):
+            chunks = adapter.stream_native(self.native, route.upstream_model)
+        else:
+            chunks = adapter.stream(self._upstream_body(adapter), route.upstream_model)
         self._upstream, self._buffer = chunks, []
         try:
             while (chunk := await self._next_chunk()) is not None:
@@ -564,9 +571,14 @@ async def open_call(
     max_cost_header: str | None = None,
     fallback: bool = True,
     source: str = UsageRecord.Source.API,
+    native: NativeRequest | None = None,
 ) -> Call:
     """Steps 1 to 5: validate, resolve the model, apply the key's policy and limits, and
-    hold the worst case. Raises GatewayError (nothing held) when the call is refused."""
+    hold the worst case. Raises GatewayError (nothing held) when the call is refused.
+
+    `body` is always the canonical chat body (what is validated, counted and held for);
+    a door may add `native`, its own request, which a route whose adapter speaks that
+    protocol gets instead (gateway/providers/base.py, NativeRequest)."""
     validate_chat(body)
     model = priced_model(await current_catalog(), body["model"], key)
     check_policy(key, model)
@@ -604,6 +616,7 @@ async def open_call(
         ),
         source=source,
         fallback=fallback,
+        native=native,
         headers=headers,
     )
     try:

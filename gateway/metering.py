@@ -105,6 +105,9 @@ def completion_text(result: dict[str, Any]) -> str:
     for choice in result.get("choices") or ():
         message = choice.get("message") or {}
         parts.append(message.get("content") or "")
+        # Reasoning is generated (and billed as output) like the text; streams count it too.
+        if isinstance(message.get("reasoning_content"), str):
+            parts.append(message["reasoning_content"])
         for tool_call in message.get("tool_calls") or ():
             parts.append(orjson.dumps(tool_call.get("function", {})).decode())
     return "".join(parts)

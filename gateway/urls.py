@@ -3,10 +3,12 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from gateway import account_api, estimate, views
-from gateway.doors import responses
+from gateway.doors import messages, responses
 
 urlpatterns = [
     path("chat/completions", views.chat_completions, name="v1-chat-completions"),
+    path("messages", messages.messages, name="v1-messages"),
+    path("messages/count_tokens", messages.count_tokens, name="v1-messages-count-tokens"),
     path("responses", responses.create_response, name="v1-responses"),
     path("responses/<path:rest>", responses.stored_response, name="v1-stored-response"),
     path("models", views.models, name="v1-models"),

@@ -18,7 +18,7 @@ from billing.models import UsageRecord
 from gateway import calls, routing
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import ModelInfo
-from gateway.errors import GatewayError, internal_error
+from gateway.errors import GatewayError, internal_error, openai_error
 from gateway.idempotency import idempotent
 from gateway.ratelimit import HEADER_NAMES, client_address, current_limits
 from gateway.sync import db_sync_to_async
@@ -27,6 +27,13 @@ from gateway.validation import parse_json, too_large
 log = logging.getLogger(__name__)
 
 View = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
+ErrorRenderer = Callable[[GatewayError, dict[str, str]], HttpResponse]
+Credentials = Callable[[HttpRequest], str | None]
+
+
+def bearer_credentials(request: HttpRequest) -> str | None:
+    """The `Authorization` header, where OpenAI clients send their key."""
+    return request.headers.get("Authorization")
 
 
 def json_response(
@@ -74,10 +81,17 @@ async def _add_limit_headers(response: HttpResponseBase, key: KeyInfo) -> None:
         response.setdefault(name, value)
 
 
-def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable[[View], View]:
+def api_view(
+    methods: tuple[str, ...],
+    *,
+    key_required: bool = True,
+    render_error: ErrorRenderer = openai_error,
+    credentials: Credentials = bearer_credentials,
+) -> Callable[[View], View]:
     """Method check, key authentication (attached as `request.api_key`), the request id,
     the rate-limit headers for the key, and errors as the OpenAI error object: never an
-    HTML page, never a bare 500."""
+    HTML page, never a bare 500. A door that speaks another protocol passes its own
+    `render_error` and `credentials` (where its clients send the key)."""
 
     def decorator(view: View) -> View:
         @csrf_exempt
@@ -85,6 +99,7 @@ def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable
         async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             request_id = calls.new_request_id()
             request.request_id = request_id  # type: ignore[attr-defined]
+            request.render_error = render_error  # type: ignore[attr-defined]
             base = {"x-request-id": request_id, **API_HEADERS}
             try:
                 _check_host(request)
@@ -97,14 +112,14 @@ def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable
                     )
                 if key_required:
                     request.api_key = await authenticate(  # type: ignore[attr-defined]
-                        request.headers.get("Authorization"), client=client_address(request)
+                        credentials(request), client=client_address(request)
                     )
                 response = await view(request, *args, **kwargs)
             except GatewayError as exc:
-                response = exc.response(base)
+                response = render_error(exc, base)
             except Exception:
                 log.exception("unhandled error in %s (%s)", request.path, request_id)
-                return internal_error(request_id).response(base)
+                return render_error(internal_error(request_id), base)
             for name, value in base.items():
                 # A replayed answer keeps the x-request-id of the call that made it.
                 response.setdefault(name, value)

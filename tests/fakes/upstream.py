@@ -28,7 +28,11 @@ path), one behaviour consumed per request, `Ok()` once the queue is empty:
   (name, arguments JSON); `delay` is slept before every streamed event but the first
   (once, before the answer, when not streaming); `usage=False` reports no usage at all;
   `finish_reason` is OpenAI's word ("stop", "length", "tool_calls", "content_filter"),
-  translated for each protocol, and any other word is sent verbatim.
+  translated for each protocol, and any other word is sent verbatim. `stop_sequence`
+  says the answer ended on that stop sequence (OpenAI: vLLM's `stop_reason` on the
+  choice; Anthropic: `stop_reason: "stop_sequence"`). `reasoning_text` comes
+  first, one token a piece: OpenAI as `reasoning_content` (as DeepSeek sends it),
+  Anthropic as a thinking block with a signature; Gemini ignores it.
 - `Fail(status=500, retry_after=None, message=...)`: the protocol's error object with
   that status (and a Retry-After header when given).
 - `Stall(seconds, after_chunks=None)`: sends nothing for `seconds` (with
@@ -114,6 +118,8 @@ class Ok:
     cache_creation_1h_tokens: int = 0
     reasoning_tokens: int = 0
     finish_reason: str | None = None
+    stop_sequence: str | None = None
+    reasoning_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,7 @@ def _answer(call: Call, ok: Ok, serial: int) -> Answer:
     if call.json_mode:
         text = orjson.dumps({"answer": text}).decode()
     completion = len(pieces(text)) + sum(1 + len(fragments(args)) for _, args in calls)
+    completion += len(pieces(ok.reasoning_text or ""))
     return Answer(
         model=call.model,
         text=text,
@@ -178,6 +185,8 @@ def _answer(call: Call, ok: Ok, serial: int) -> Answer:
         cache_creation=ok.cache_creation_tokens,
         cache_creation_1h=ok.cache_creation_1h_tokens,
         reasoning=ok.reasoning_tokens,
+        stop_sequence=ok.stop_sequence,
+        reasoning_text=ok.reasoning_text or "",
         delay=ok.delay,
         serial=serial,
     )
