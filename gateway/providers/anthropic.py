@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from gateway.catalog import ProviderInfo
+from gateway.providers import envelopes
 from gateway.providers.base import (
     Adapter,
     NativeRequest,
@@ -238,76 +239,34 @@ def chat_completion(result: dict[str, Any], upstream_model: str) -> dict[str, An
     content = result.get("content") or []
     text = "".join(block.get("text", "") for block in content if block.get("type") == "text")
     tool_calls = [
-        {
-            "id": block["id"],
-            "type": "function",
-            "function": {
-                "name": block["name"],
-                "arguments": orjson.dumps(block.get("input") or {}).decode(),
-            },
-        }
+        envelopes.tool_call(
+            block["id"], block["name"], orjson.dumps(block.get("input") or {}).decode()
+        )
         for block in content
         if block.get("type") == "tool_use"
     ]
-    message: dict[str, Any] = {"role": "assistant", "content": text or (None if tool_calls else "")}
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    choice: dict[str, Any] = {
-        "index": 0,
-        "message": message,
-        "logprobs": None,
-        "finish_reason": FINISH_REASONS.get(result.get("stop_reason") or "", "stop"),
-    }
-    if matched := matched_stop_sequence(result):
-        choice["stop_reason"] = matched
-    completion: dict[str, Any] = {
-        "id": result.get("id", ""),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": result.get("model") or upstream_model,
-        "choices": [choice],
-    }
-    if isinstance(result.get("usage"), dict):
-        completion["usage"] = anthropic_usage(result["usage"])
-    return completion
+    usage = result.get("usage")
+    return envelopes.completion(
+        id=result.get("id", ""),
+        created=int(time.time()),
+        model=result.get("model") or upstream_model,
+        message=envelopes.assistant_message(text, tool_calls),
+        finish_reason=FINISH_REASONS.get(result.get("stop_reason") or "", "stop"),
+        usage=anthropic_usage(usage) if isinstance(usage, dict) else None,
+        stop_reason=matched_stop_sequence(result),
+    )
 
 
-class _StreamState:
+class _StreamState(envelopes.ChunkStream):
     """Turns Messages API stream events into chat.completion.chunk dicts."""
 
     def __init__(self, provider: ProviderInfo, upstream_model: str) -> None:
+        super().__init__(upstream_model)
         self.provider = provider
-        self.id = ""
-        self.model = upstream_model
-        self.created = int(time.time())
         self.usage: dict[str, Any] = {}
         self.finish = "stop"
         self.stop_sequence: str | None = None
-        self.role_sent = False
         self.tool_index: dict[int, int] = {}
-
-    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        if not self.role_sent:
-            # The role rides on the first real delta, so an early error can still fall back.
-            delta = {"role": "assistant", **delta}
-            self.role_sent = True
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-
-    def usage_chunk(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [],
-            "usage": anthropic_usage(self.usage),
-        }
 
     def on_event(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         kind = event.get("type")
@@ -345,12 +304,7 @@ class _StreamState:
             return [self.chunk({"content": block["text"]})]
         if block.get("type") == "tool_use":
             index = self.tool_index[event["index"]] = len(self.tool_index)
-            call = {
-                "index": index,
-                "id": block["id"],
-                "type": "function",
-                "function": {"name": block["name"], "arguments": ""},
-            }
+            call = envelopes.tool_call_start(index, block["id"], block["name"])
             return [self.chunk({"tool_calls": [call]})]
         return []
 
@@ -361,17 +315,14 @@ class _StreamState:
         if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
             index = self.tool_index.get(event["index"])
             if index is not None:
-                arguments = {"index": index, "function": {"arguments": delta["partial_json"]}}
+                arguments = envelopes.tool_call_arguments(index, delta["partial_json"])
                 return [self.chunk({"tool_calls": [arguments]})]
         return []
 
     def closing(self) -> list[dict[str, Any]]:
-        last = self.chunk({}, self.finish)
-        if self.stop_sequence:
-            last["choices"][0]["stop_reason"] = self.stop_sequence
-        chunks = [last]
+        chunks = [self.finish_chunk(self.finish, self.stop_sequence)]
         if self.usage:
-            chunks.append(self.usage_chunk())
+            chunks.append(self.usage_chunk(anthropic_usage(self.usage)))
         return chunks
 
 

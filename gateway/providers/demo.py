@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
+from gateway.providers import envelopes
 from gateway.providers.base import Adapter, usage_dict
 from gateway.tokens import count_prompt, encoding
 
@@ -73,73 +74,53 @@ class DemoAdapter(Adapter):
         prompt = count_prompt(body["messages"], body.get("tools"))
         tool = _tool_to_call(body)
         if tool is not None:
-            message: dict[str, Any] = {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [_tool_call(tool)],
-            }
+            message = envelopes.assistant_message("", [_tool_call(tool)])
             completion, finish = 8, "tool_calls"
         else:
             pieces, finish = self._plan(body)
             completion = len(pieces)
-            message = {"role": "assistant", "content": "".join(pieces)}
+            message = envelopes.assistant_message("".join(pieces), [])
             await asyncio.sleep(settings.DEMO_TOKEN_DELAY_MS * completion / 1000 / 4)
-        return {
-            "id": "",
-            "object": "chat.completion",
-            "created": created,
-            "model": upstream_model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": usage_dict(prompt, completion),
-        }
+        return envelopes.completion(
+            id="",
+            created=created,
+            model=upstream_model,
+            message=message,
+            finish_reason=finish,
+            usage=usage_dict(prompt, completion),
+            logprobs=False,
+        )
 
     async def stream(
         self, body: dict[str, Any], upstream_model: str
     ) -> AsyncIterator[dict[str, Any]]:
-        created = int(time.time())
+        stream = envelopes.ChunkStream(upstream_model, logprobs=False)
         delay = settings.DEMO_TOKEN_DELAY_MS / 1000
         prompt = count_prompt(body["messages"], body.get("tools"))
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {
-                "id": "",
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": upstream_model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-
-        yield chunk({"role": "assistant", "content": ""})
+        # As OpenAI does: a first chunk with the role and empty content.
+        yield stream.chunk({"content": ""})
         tool = _tool_to_call(body)
         if tool is not None:
-            call = _tool_call(tool)
-            yield chunk(
-                {
-                    "tool_calls": [
-                        {"index": 0, **call, "function": {**call["function"], "arguments": ""}}
-                    ]
-                }
-            )
-            yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]})
-            yield chunk({}, "tool_calls")
+            name = tool["function"]["name"]
+            yield stream.chunk({"tool_calls": [envelopes.tool_call_start(0, _call_id(name), name)]})
+            yield stream.chunk({"tool_calls": [envelopes.tool_call_arguments(0, "{}")]})
+            yield stream.finish_chunk("tool_calls")
             completion = 8
         else:
             pieces, finish = self._plan(body)
             for piece in pieces:
                 if delay:
                     await asyncio.sleep(delay)
-                yield chunk({"content": piece})
-            yield chunk({}, finish)
+                yield stream.chunk({"content": piece})
+            yield stream.finish_chunk(finish)
             completion = len(pieces)
-        usage_chunk = chunk({})
-        usage_chunk["choices"] = []
-        usage_chunk["usage"] = usage_dict(prompt, completion)
-        yield usage_chunk
+        yield stream.usage_chunk(usage_dict(prompt, completion))
+
+
+def _call_id(name: str) -> str:
+    return f"call_demo_{name}"
 
 
 def _tool_call(tool: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": f"call_demo_{tool['function']['name']}",
-        "type": "function",
-        "function": {"name": tool["function"]["name"], "arguments": "{}"},
-    }
+    name = tool["function"]["name"]
+    return envelopes.tool_call(_call_id(name), name, "{}")

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from gateway.catalog import ProviderInfo
+from gateway.providers import envelopes
 from gateway.providers.base import (
     Adapter,
     ProviderError,
@@ -310,68 +311,38 @@ def chat_completion(result: dict[str, Any], upstream_model: str) -> dict[str, An
     candidate, parts = _candidate_parts(result)
     text = "".join(p.get("text", "") for p in parts)
     tool_calls = [
-        {
-            "id": _call_id(p["functionCall"]),
-            "type": "function",
-            "function": {
-                "name": p["functionCall"]["name"],
-                "arguments": orjson.dumps(p["functionCall"].get("args") or {}).decode(),
-            },
-        }
+        envelopes.tool_call(
+            _call_id(p["functionCall"]),
+            p["functionCall"]["name"],
+            orjson.dumps(p["functionCall"].get("args") or {}).decode(),
+        )
         for p in parts
         if "functionCall" in p
     ]
     reason = candidate.get("finishReason")
     if not result.get("candidates") and (result.get("promptFeedback") or {}).get("blockReason"):
         reason = "SAFETY"
-    message: dict[str, Any] = {"role": "assistant", "content": text or (None if tool_calls else "")}
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    completion: dict[str, Any] = {
-        "id": result.get("responseId", ""),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": upstream_model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": _finish(reason, bool(tool_calls)),
-            }
-        ],
-    }
-    if isinstance(result.get("usageMetadata"), dict):
-        completion["usage"] = gemini_usage(result["usageMetadata"])
-    return completion
+    metadata = result.get("usageMetadata")
+    return envelopes.completion(
+        id=result.get("responseId", ""),
+        created=int(time.time()),
+        model=upstream_model,
+        message=envelopes.assistant_message(text, tool_calls),
+        finish_reason=_finish(reason, bool(tool_calls)),
+        usage=gemini_usage(metadata) if isinstance(metadata, dict) else None,
+    )
 
 
-class _StreamState:
+class _StreamState(envelopes.ChunkStream):
     """Turns streamed GenerateContentResponse objects into chat.completion.chunk dicts."""
 
     def __init__(self, provider: ProviderInfo, upstream_model: str) -> None:
+        super().__init__(upstream_model)
         self.provider = provider
-        self.id = ""
-        self.model = upstream_model
-        self.created = int(time.time())
         self.usage: dict[str, Any] | None = None
         self.reason: str | None = None
         self.finished = False
-        self.role_sent = False
         self.tool_calls = 0
-
-    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        if not self.role_sent:
-            # The role rides on the first real delta, so an early error can still fall back.
-            delta = {"role": "assistant", **delta}
-            self.role_sent = True
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
 
     def on_response(self, result: dict[str, Any]) -> list[dict[str, Any]]:
         if "error" in result:
@@ -404,31 +375,17 @@ class _StreamState:
     def _tool_call(self, function_call: dict[str, Any]) -> list[dict[str, Any]]:
         index = self.tool_calls
         self.tool_calls += 1
-        header = {
-            "index": index,
-            "id": _call_id(function_call),
-            "type": "function",
-            "function": {"name": function_call["name"], "arguments": ""},
-        }
+        header = envelopes.tool_call_start(index, _call_id(function_call), function_call["name"])
         arguments = orjson.dumps(function_call.get("args") or {}).decode()
         return [
             self.chunk({"tool_calls": [header]}),
-            self.chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}),
+            self.chunk({"tool_calls": [envelopes.tool_call_arguments(index, arguments)]}),
         ]
 
     def closing(self) -> list[dict[str, Any]]:
-        chunks = [self.chunk({}, _finish(self.reason, self.tool_calls > 0))]
+        chunks = [self.finish_chunk(_finish(self.reason, self.tool_calls > 0))]
         if self.usage is not None:
-            chunks.append(
-                {
-                    "id": self.id,
-                    "object": "chat.completion.chunk",
-                    "created": self.created,
-                    "model": self.model,
-                    "choices": [],
-                    "usage": gemini_usage(self.usage),
-                }
-            )
+            chunks.append(self.usage_chunk(gemini_usage(self.usage)))
         return chunks
 
 
