@@ -6,6 +6,7 @@ the upstream's answer back into OpenAI shapes:
 - `stream()` yields `chat.completion.chunk` dicts as they arrive and ends with one
   chunk whose `choices` is empty and whose `usage` carries the counts (when the
   upstream reported them).
+Both are built with `gateway.providers.envelopes`, the one place these shapes are written.
 
 An adapter that speaks a door's own protocol (`native_protocol`) can also take that
 door's request as it came (`NativeRequest`): `complete_native()` and `stream_native()`
