@@ -50,7 +50,7 @@ from gateway.auth import KeyInfo
 from gateway.catalog import Catalog, ModelInfo, RouteInfo, catalog_is_fresh, get_catalog
 from gateway.errors import GatewayError, invalid
 from gateway.http import upstream_client
-from gateway.providers import get_adapter
+from gateway.providers import envelopes, get_adapter
 from gateway.providers.base import Adapter, NativeRequest, ProviderError
 from gateway.ratelimit import check_limits, give_back
 from gateway.sync import db_sync_to_async
@@ -398,17 +398,15 @@ class Call:
 
     def _usage_chunk(self) -> dict[str, Any]:
         metered = self._measure()
-        return {
-            "id": self.completion_id,
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": self.model.id,
-            "choices": [],
-            "usage": {
+        return envelopes.usage_chunk(
+            id=self.completion_id,
+            created=int(time.time()),
+            model=self.model.id,
+            usage={
                 **metered.usage,
                 **metering.cost_fields(min(self.cost(metered), self.reservation.amount)),
             },
-        }
+        )
 
     async def sse(self) -> AsyncIterator[bytes]:
         """The stream as server-sent events; [DONE] goes out before the settlement."""
