@@ -46,15 +46,20 @@ def quickstart_groups(base_url: str, model: str) -> list[TabGroup]:
                 f"curl {v1}/chat/completions \\\n"
                 f'  -H "Authorization: Bearer ${KEY_VARIABLE}" \\\n'
                 '  -H "Content-Type: application/json" \\\n'
-                f'  -d \'{{"model": "{model}", "messages": [{{"role": "user", '
-                '"content": "Hello!"}]}\'',
+                "  -d '{\n"
+                f'    "model": "{model}",\n'
+                '    "messages": [{"role": "user", "content": "Hello!"}]\n'
+                "  }'",
             ),
             Snippet(
                 "first-request-python",
                 "Python",
                 "import os\n\n"
                 "from openai import OpenAI\n\n"
-                f'client = OpenAI(base_url="{v1}", api_key=os.environ["{KEY_VARIABLE}"])\n'
+                "client = OpenAI(\n"
+                f'    base_url="{v1}",\n'
+                f'    api_key=os.environ["{KEY_VARIABLE}"],\n'
+                ")\n"
                 "reply = client.chat.completions.create(\n"
                 f'    model="{model}",\n'
                 '    messages=[{"role": "user", "content": "Hello!"}],\n'
@@ -87,16 +92,22 @@ def quickstart_groups(base_url: str, model: str) -> list[TabGroup]:
                 f"curl -N {v1}/chat/completions \\\n"
                 f'  -H "Authorization: Bearer ${KEY_VARIABLE}" \\\n'
                 '  -H "Content-Type: application/json" \\\n'
-                f'  -d \'{{"model": "{model}", "stream": true, '
-                '"stream_options": {"include_usage": true}, '
-                '"messages": [{"role": "user", "content": "Stream, please"}]}\'',
+                "  -d '{\n"
+                f'    "model": "{model}",\n'
+                '    "stream": true,\n'
+                '    "stream_options": {"include_usage": true},\n'
+                '    "messages": [{"role": "user", "content": "Stream, please"}]\n'
+                "  }'",
             ),
             Snippet(
                 "stream-python",
                 "Python",
                 "import os\n\n"
                 "from openai import OpenAI\n\n"
-                f'client = OpenAI(base_url="{v1}", api_key=os.environ["{KEY_VARIABLE}"])\n'
+                "client = OpenAI(\n"
+                f'    base_url="{v1}",\n'
+                f'    api_key=os.environ["{KEY_VARIABLE}"],\n'
+                ")\n"
                 "stream = client.chat.completions.create(\n"
                 f'    model="{model}",\n'
                 '    messages=[{"role": "user", "content": "Stream, please"}],\n'
@@ -200,7 +211,11 @@ def client_guides(base_url: str, model: str) -> dict[str, TabGroup]:
                     "Python",
                     "import os\n\n"
                     "from openai import OpenAI\n\n"
-                    f'client = OpenAI(base_url="{v1}", api_key=os.environ["{KEY_VARIABLE}"])\n\n'
+                    "client = OpenAI(\n"
+                    f'    base_url="{v1}",\n'
+                    f'    api_key=os.environ["{KEY_VARIABLE}"],\n'
+                    ")\n"
+                    "\n"
                     "# Chat Completions\n"
                     "reply = client.chat.completions.create(\n"
                     f'    model="{model}",\n'

@@ -70,7 +70,7 @@ def test_the_quickstart_has_curl_python_and_javascript_tabs(client):
     tabs = re.findall(r'role="tab"[^>]*>([^<]+)</button>', text)
     assert tabs[:3] == ["curl", "Python", "JavaScript"]
     assert f"curl {BASE_URL}/v1/chat/completions" in text
-    assert f'OpenAI(base_url="{BASE_URL}/v1"' in text
+    assert f'base_url="{BASE_URL}/v1"' in text
     assert f'baseURL: "{BASE_URL}/v1"' in text
 
 
