@@ -184,10 +184,12 @@ def client_guides(base_url: str, model: str) -> dict[str, TabGroup]:
                     "~/.codex/config.toml",
                     f'model = "{model}"\n'
                     'model_provider = "switchboard"\n'
-                    'web_search = "disabled"   # Switchboard serves function tools only\n'
+                    "# Switchboard serves function tools only:\n"
+                    'web_search = "disabled"\n'
                     "\n"
+                    "# its sub-agent tools are a `namespace` tool:\n"
                     "[agents]\n"
-                    "enabled = false           # its sub-agent tools are a `namespace` tool\n"
+                    "enabled = false\n"
                     "\n"
                     "[model_providers.switchboard]\n"
                     'name = "Switchboard"\n'
