@@ -10,7 +10,10 @@ from gateway.urls import account_api_urlpatterns
 urlpatterns = [
     path("", views.home, name="home"),
     path("pricing/", views.pricing, name="pricing"),
+    path("docs/", views.docs_index, name="docs"),
     path("docs/quickstart/", views.quickstart, name="quickstart"),
+    path("docs/clients/", views.docs_clients, name="docs-clients"),
+    path("docs/api/", views.docs_api, name="docs-api"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),

@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET
 
+from console import docs
 from console.pricing import DEFAULT_SORT, SORTS, pricing_rows
 from gateway.catalog import get_catalog
 from gateway.sync import db_sync_to_async
@@ -20,8 +21,37 @@ def home(request: HttpRequest) -> TemplateResponse:
 
 
 @require_GET
+def docs_index(request: HttpRequest) -> TemplateResponse:
+    return TemplateResponse(request, "console/docs/index.html", {"docs_page": "index"})
+
+
+@require_GET
 def quickstart(request: HttpRequest) -> TemplateResponse:
-    return TemplateResponse(request, "console/quickstart.html", {"base_url": settings.SITE_URL})
+    """The first request in curl, Python and JavaScript, against this site's base URL."""
+    context = {
+        "docs_page": "quickstart",
+        "base_url": settings.SITE_URL,
+        "groups": docs.quickstart_groups(settings.SITE_URL, docs.example_model()),
+    }
+    return TemplateResponse(request, "console/quickstart.html", context)
+
+
+@require_GET
+def docs_clients(request: HttpRequest) -> TemplateResponse:
+    """How to point each coding agent, SDK and chat app at this site."""
+    context = {
+        "docs_page": "clients",
+        "base_url": settings.SITE_URL,
+        "guides": docs.client_guides(settings.SITE_URL, docs.example_model()),
+    }
+    return TemplateResponse(request, "console/docs/clients.html", context)
+
+
+@require_GET
+def docs_api(request: HttpRequest) -> TemplateResponse:
+    """Every endpoint with its errors and headers."""
+    context = {"docs_page": "api", "base_url": settings.SITE_URL}
+    return TemplateResponse(request, "console/docs/api.html", context)
 
 
 @require_GET
