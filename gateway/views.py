@@ -12,10 +12,9 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
-from redis.exceptions import RedisError
 
 from billing.models import UsageRecord
-from gateway import calls, routing
+from gateway import calls, outages, routing
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import ModelInfo
 from gateway.errors import GatewayError, internal_error
@@ -48,10 +47,8 @@ async def _add_limit_headers(response: HttpResponseBase, key: KeyInfo) -> None:
         return
     try:
         headers = await current_limits(key_id=key.id, rpm=key.rpm_limit, tpm=key.tpm_limit)
-    except RedisError:
-        # The answer matters more than its headers.
-        log.warning("rate-limit headers left out: the limits store did not answer", exc_info=True)
-        return
+    except GatewayError:
+        return  # the limits store is away (noted once there): the answer matters more
     for name, value in headers.items():
         response.setdefault(name, value)
 
@@ -59,7 +56,8 @@ async def _add_limit_headers(response: HttpResponseBase, key: KeyInfo) -> None:
 def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable[[View], View]:
     """Method check, key authentication (attached as `request.api_key`), the request id,
     the rate-limit headers for the key, and errors as the OpenAI error object: never an
-    HTML page, never a bare 500."""
+    HTML page, never a bare 500. While the database is away every request is answered
+    503 at once (gateway.outages), and a dependency lost mid-request is a 503 too."""
 
     def decorator(view: View) -> View:
         @csrf_exempt
@@ -76,6 +74,8 @@ def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable
                         code="method_not_allowed",
                         headers={"Allow": ", ".join(methods)},
                     )
+                if not await outages.admit_async(outages.DATABASE):
+                    raise outages.unavailable(outages.DATABASE)
                 if key_required:
                     request.api_key = await authenticate(  # type: ignore[attr-defined]
                         request.headers.get("Authorization"), client=client_address(request)
@@ -83,9 +83,13 @@ def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable
                 response = await view(request, *args, **kwargs)
             except GatewayError as exc:
                 response = exc.response(base)
-            except Exception:
-                log.exception("unhandled error in %s (%s)", request.path, request_id)
-                return internal_error(request_id).response(base)
+            except Exception as exc:
+                kind = outages.kind_of(exc)
+                if kind is None:
+                    log.exception("unhandled error in %s (%s)", request.path, request_id)
+                    return internal_error(request_id).response(base)
+                outages.note(kind, exc)
+                response = outages.unavailable(kind).response(base)
             for name, value in base.items():
                 # A replayed answer keeps the x-request-id of the call that made it.
                 response.setdefault(name, value)
