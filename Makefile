@@ -16,7 +16,13 @@ run: $(STAMP)
 	$(BIN)/python manage.py synccatalog --demo
 	$(BIN)/python manage.py runserver 0.0.0.0:8000
 
-test: $(STAMP)
+# The real agent clients the door tests drive, pinned by their package-lock.json.
+CODEX := tests/clients/codex/node_modules/.bin/codex
+
+$(CODEX): tests/clients/codex/package-lock.json
+	cd tests/clients/codex && npm ci --ignore-scripts --no-audit --no-fund
+
+test: $(STAMP) $(CODEX)
 	$(BIN)/python -m pytest -q
 
 # Redis and PostgreSQL stopped and started again under load (also part of `make test`).

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +11,8 @@ from django.utils import timezone
 from accounts.models import SpendPeriod
 
 MICRO = 1_000_000
+# The RPM/TPM columns are PositiveIntegerFields: 32-bit signed on PostgreSQL.
+MAX_LIMIT = 2**31 - 1
 
 
 class ApiKeyForm(forms.Form):
@@ -27,8 +29,20 @@ class ApiKeyForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text="Tick none to allow every model.",
     )
-    rpm_limit = forms.IntegerField(label="Requests per minute", required=False, min_value=1)
-    tpm_limit = forms.IntegerField(label="Tokens per minute", required=False, min_value=1)
+    rpm_limit = forms.IntegerField(
+        label="Requests per minute",
+        required=False,
+        min_value=1,
+        max_value=MAX_LIMIT,
+        help_text="Empty: no limit.",
+    )
+    tpm_limit = forms.IntegerField(
+        label="Tokens per minute",
+        required=False,
+        min_value=1,
+        max_value=MAX_LIMIT,
+        help_text="Empty: no limit.",
+    )
     spend_cap_usd = forms.DecimalField(
         label="Spend cap (USD)",
         required=False,
@@ -63,6 +77,9 @@ class ApiKeyForm(forms.Form):
         expires_on = self.cleaned_data["expires_on"]
         if expires_on is not None and expires_on < timezone.now().date():
             raise forms.ValidationError("Pick today or a later date.")
+        if expires_on is not None and expires_on >= date.max:
+            # The key stops at the end of the day: the next midnight must be a date.
+            raise forms.ValidationError(f"Pick a date before {date.max.isoformat()}.")
         return expires_on
 
     def key_fields(self) -> dict[str, Any]:

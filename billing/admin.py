@@ -81,7 +81,7 @@ class AccountAdmin(admin.ModelAdmin):
     def get_urls(self):  # type: ignore[no-untyped-def]
         return [
             path(
-                "<int:pk>/adjust/",
+                "<id:pk>/adjust/",
                 self.admin_site.admin_view(self.adjust_view),
                 name="billing_account_adjust",
             ),

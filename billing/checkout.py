@@ -19,7 +19,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.ledger import credit_account
-from billing.models import Account, CreditPackage, LedgerEntry, Purchase, StripeEvent
+from billing.models import (
+    STRIPE_ID,
+    Account,
+    CreditPackage,
+    LedgerEntry,
+    Purchase,
+    StripeEvent,
+)
 from billing.money import format_usd
 
 CENT = 10_000  # micro-USD
@@ -72,6 +79,51 @@ def start_checkout(
         credit_micro_usd=package.total_credit_micro_usd,
     )
     return purchase, session.url
+
+
+def malformed(event: Any) -> str | None:
+    """What makes a verified event impossible to act on, or None when it is well formed.
+
+    Stripe signs what it sends, but a payload without the shape the handlers read is
+    refused whole (a 400, nothing recorded), never half-acted on or a 500.
+    """
+    if not isinstance(event, dict):
+        return "the event is not an object"
+    if not _is_stripe_id(event.get("id")):
+        return "the event has no id"
+    if not isinstance(event.get("type"), str):
+        return "the event has no type"
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        return "the event has no data.object"
+    check = SHAPES.get(event["type"])
+    return None if check is None else check(data["object"])
+
+
+def _is_stripe_id(value: Any, *, optional: bool = False) -> bool:
+    if optional and value is None:
+        return True
+    return isinstance(value, str) and STRIPE_ID.fullmatch(value) is not None
+
+
+def _session_problem(session: dict[str, Any]) -> str | None:
+    if not _is_stripe_id(session.get("id")):
+        return "the session has no id"
+    if not isinstance(session.get("metadata") or {}, dict):
+        return "the session's metadata is not an object"
+    if not _is_stripe_id(session.get("payment_intent"), optional=True):
+        return "the session's payment_intent is not an id"
+    return None
+
+
+def _charge_problem(charge: dict[str, Any]) -> str | None:
+    for field in ("amount", "amount_refunded"):
+        value = charge.get(field, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"the charge's {field} is not a whole number of cents"
+    if not _is_stripe_id(charge.get("payment_intent"), optional=True):
+        return "the charge's payment_intent is not an id"
+    return None
 
 
 def handle_event(event: dict[str, Any]) -> str:
@@ -173,4 +225,10 @@ HANDLERS: dict[str, Callable[[str, dict[str, Any]], str]] = {
     "checkout.session.completed": _credit_session,
     "checkout.session.async_payment_succeeded": _credit_session,
     "charge.refunded": _refund_charge,
+}
+# What each handler's object must look like (checked by `malformed` before it runs).
+SHAPES: dict[str, Callable[[dict[str, Any]], str | None]] = {
+    "checkout.session.completed": _session_problem,
+    "checkout.session.async_payment_succeeded": _session_problem,
+    "charge.refunded": _charge_problem,
 }

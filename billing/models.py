@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -13,7 +15,7 @@ from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
-from billing.money import format_usd
+from billing.money import PER_MTOK, format_usd
 
 
 class AccountQuerySet(models.QuerySet["Account"]):
@@ -221,9 +223,28 @@ class Hold(models.Model):
         return f"hold {self.request_id} {format_usd(self.amount_micro_usd)}"
 
 
+@dataclass(frozen=True, slots=True)
+class LineItem:
+    label: str
+    tokens: int
+    price_per_mtok: int
+    micro_usd: Decimal
+
+
+# What a request id can be (the gateway mints `req_` and 24 hex digits): a lookup of
+# anything else is answered without a query, and PostgreSQL never sees a NUL.
+REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 class UsageQuerySet(models.QuerySet["UsageRecord"]):
     def for_user(self, user: Any) -> UsageQuerySet:
         return self.filter(account__user=user)
+
+    def with_request_id(self, request_id: str) -> UsageQuerySet:
+        """The record of one request; empty, without a query, for a malformed id."""
+        if not REQUEST_ID.fullmatch(request_id):
+            return self.none()
+        return self.filter(request_id=request_id)
 
     def since_days(self, days: int, today: date | None = None) -> UsageQuerySet:
         """Records from the start of the UTC day `days - 1` days ago."""
@@ -314,7 +335,19 @@ class UsageRecord(models.Model):
     stream = models.BooleanField(default=False)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
-    cached_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0, help_text="read from the prompt cache")
+    cache_write_tokens = models.PositiveIntegerField(
+        default=0, help_text="written to the prompt cache (part of the prompt tokens)"
+    )
+    cache_write_1h_tokens = models.PositiveIntegerField(
+        default=0, help_text="of the cache writes, those kept for an hour"
+    )
+    unit_prices = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="micro-USD per million tokens charged for each kind of token used "
+        "(input, output, cache_read, cache_write, cache_write_1h), as they were",
+    )
     cost_micro_usd = models.BigIntegerField(default=0)
     reserved_micro_usd = models.BigIntegerField(default=0)
     uncharged_micro_usd = models.BigIntegerField(
@@ -342,6 +375,25 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.model} {format_usd(self.cost_micro_usd)}"
+
+    def line_items(self) -> list[LineItem]:
+        """What the cost is made of: each kind of token, its count, its price per million
+        and its share of the cost (exact, before the total is rounded up)."""
+        written_1h = self.cache_write_1h_tokens
+        written = self.cache_write_tokens - written_1h
+        plain = self.prompt_tokens - self.cached_tokens - self.cache_write_tokens
+        counts = [
+            ("input", "Input", plain),
+            ("cache_read", "Cache reads", self.cached_tokens),
+            ("cache_write", "Cache writes (5 min)", written),
+            ("cache_write_1h", "Cache writes (1 h)", written_1h),
+            ("output", "Output", self.completion_tokens),
+        ]
+        return [
+            LineItem(label, tokens, price, Decimal(tokens * price) / PER_MTOK)
+            for kind, label, tokens in counts
+            if tokens > 0 and (price := self.unit_prices.get(kind)) is not None
+        ]
 
     @property
     def total_tokens(self) -> int:
@@ -396,9 +448,20 @@ class CreditPackage(models.Model):
         return self.price_micro_usd // 10_000
 
 
+# What a Stripe object id can be (`cs_test_a1B2…`, `pi_…`, `evt_…`): anything else
+# names nothing of ours, and is never sent to the database (PostgreSQL refuses NUL).
+STRIPE_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
+
+
 class PurchaseQuerySet(models.QuerySet["Purchase"]):
     def for_user(self, user: Any) -> PurchaseQuerySet:
         return self.filter(account__user=user)
+
+    def with_session_id(self, session_id: str) -> PurchaseQuerySet:
+        """The purchase of one Checkout Session; empty, without a query, for a malformed id."""
+        if not STRIPE_ID.fullmatch(session_id):
+            return self.none()
+        return self.filter(stripe_session_id=session_id)
 
 
 class Purchase(models.Model):

@@ -35,15 +35,24 @@ def token_cost(
     input_price: int,
     output_price: int,
     cached_price: int,
+    cache_write_tokens: int = 0,
+    cache_write_price: int = 0,
+    cache_write_1h_tokens: int = 0,
+    cache_write_1h_price: int = 0,
 ) -> int:
     """Cost in micro-USD of a request; prices are micro-USD per million tokens.
 
-    Cached prompt tokens are part of `prompt_tokens` (OpenAI's convention) and are
-    charged at the cached price instead of the input price.
+    Cache reads (`cached_tokens`) and cache writes (`cache_write_tokens`, of which
+    `cache_write_1h_tokens` were written for an hour) are parts of `prompt_tokens`
+    (OpenAI's convention), each counted once and charged at its own price instead of the
+    input price.
     """
     cached = min(cached_tokens, prompt_tokens)
-    total = (prompt_tokens - cached) * input_price + completion_tokens * output_price
-    total += cached * cached_price
+    written = min(cache_write_tokens, prompt_tokens - cached)
+    written_1h = min(cache_write_1h_tokens, written)
+    plain = prompt_tokens - cached - written
+    total = plain * input_price + completion_tokens * output_price + cached * cached_price
+    total += (written - written_1h) * cache_write_price + written_1h * cache_write_1h_price
     return -(-total // PER_MTOK)
 
 

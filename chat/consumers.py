@@ -77,7 +77,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             data = orjson.loads(text_data or bytes_data or b"")
         except orjson.JSONDecodeError:
             data = None
-        if not isinstance(data, dict):
+        # The page sends a string; a form would read 5 or ["hi"] as text and answer it.
+        if not isinstance(data, dict) or not isinstance(data.get("message") or "", str):
             await self.send(text_data=render_status("The page sent something unexpected."))
             return
         busy = self.turn is not None and not self.turn.done()

@@ -5,5 +5,5 @@ from django.urls import path
 from chat.consumers import ChatConsumer
 
 websocket_urlpatterns = [
-    path("ws/chat/<int:conversation_id>/", ChatConsumer.as_asgi()),
+    path("ws/chat/<id:conversation_id>/", ChatConsumer.as_asgi()),
 ]

@@ -8,6 +8,6 @@ app_name = "chat"
 urlpatterns = [
     path("", views.index, name="index"),
     path("new/", views.create, name="create"),
-    path("<int:conversation_id>/", views.conversation, name="conversation"),
-    path("<int:conversation_id>/delete/", views.delete, name="delete"),
+    path("<id:conversation_id>/", views.conversation, name="conversation"),
+    path("<id:conversation_id>/delete/", views.delete, name="delete"),
 ]

@@ -88,7 +88,8 @@ def key_revoke(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
 @login_required
 def close_account(request: AuthenticatedRequest) -> HttpResponse:
     user = request.user
-    form = CloseAccountForm(request.POST or None, email=user.email)
+    # Bound on every POST: an empty one is a form left blank, not a page view.
+    form = CloseAccountForm(request.POST if request.method == "POST" else None, email=user.email)
     if request.method == "POST" and form.is_valid():
         user.close()
         logout(request)

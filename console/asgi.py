@@ -22,6 +22,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from console.lean_handler import LeanASGIHandler  # noqa: E402
+from console.sockets import unrouted  # noqa: E402
 from console.unavailable import websockets_refused_while_away  # noqa: E402
 from gateway.metrics import instrumented  # noqa: E402
 
@@ -32,7 +33,9 @@ site_app = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": websockets_refused_while_away(
-            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            AllowedHostsOriginValidator(
+                AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, unrouted]))
+            )
         ),
     }
 )

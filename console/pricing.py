@@ -9,6 +9,11 @@ SORTS = {
     "model": lambda row: (row.title.casefold(), row.id),
     "input": lambda row: (row.input_price is None, row.input_price or 0, row.id),
     "output": lambda row: (row.output_price is None, row.output_price or 0, row.id),
+    "cache_read": lambda row: (
+        row.cached_input_price is None,
+        row.cached_input_price or 0,
+        row.id,
+    ),
     "context": lambda row: (row.context_length, row.id),
     "providers": lambda row: (row.providers, row.id),
 }
@@ -23,6 +28,8 @@ class PricingRow:
     input_price: int | None
     output_price: int | None
     cached_input_price: int | None
+    cache_write_price: int | None
+    cache_write_1h_price: int | None
     context_length: int
     providers: int
     search_text: str
@@ -43,6 +50,8 @@ def pricing_rows(
                 input_price=m.input_price,
                 output_price=m.output_price,
                 cached_input_price=m.cached_input_price,
+                cache_write_price=m.cache_write_price,
+                cache_write_1h_price=m.cache_write_1h_price,
                 context_length=m.context_length,
                 providers=len(providers),
                 search_text=" ".join([m.id, m.title, m.owned_by, *m.aliases, *providers]),

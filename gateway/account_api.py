@@ -1,29 +1,35 @@
 """The account API for programs: profile, balance and key management.
 
 Callers authenticate with an API key that has the management scope (`can_manage`);
-answers and errors use the same JSON shapes as /v1.
+answers and errors use the same JSON shapes as /v1, on every path and method under
+/api/v1/ (never an HTML page or an empty body).
 """
 
 from __future__ import annotations
 
-import json
+import logging
+import re
 from collections.abc import Callable
+from datetime import date
 from functools import wraps
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.forms import ApiKeyForm
 from accounts.models import ApiKey, ExceedsCreator, User
 from billing.ledger import account_for
 from billing.money import format_usd
+from gateway import outages
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import model_choices
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, invalid
 from gateway.ratelimit import client_address
+from gateway.validation import parse_json
+
+log = logging.getLogger(__name__)
 
 View = Callable[..., HttpResponse]
 
@@ -35,6 +41,40 @@ PARAMS = {field: param for param, field in FIELDS.items()}
 class ApiRequest(HttpRequest):
     api_key: KeyInfo
     owner: User
+
+
+def api_methods(*methods: str) -> Callable[[View], View]:
+    """Allow `methods` (else a JSON 405 with Allow) and answer every failure as the JSON
+    error object: a GatewayError as itself, an outage as its 503, anything else as a
+    logged 500."""
+
+    def decorator(view: View) -> View:
+        @csrf_exempt
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            try:
+                if request.method not in methods:
+                    raise GatewayError(
+                        405,
+                        f"Method {request.method} is not allowed here; use {', '.join(methods)}.",
+                        code="method_not_allowed",
+                        headers={"Allow": ", ".join(methods)},
+                    )
+                return view(request, *args, **kwargs)
+            except GatewayError as error:
+                return error.response()
+            except Exception as exc:
+                if kind := outages.kind_of(exc):
+                    outages.note(kind, exc)
+                    return outages.unavailable(kind).response()
+                log.exception("unhandled error in the account API")
+                return GatewayError(
+                    500, "The account API failed to handle this request.", code="internal_error"
+                ).response()
+
+        return wrapper
+
+    return decorator
 
 
 def management_key_required(view: View) -> View:
@@ -83,17 +123,76 @@ def key_as_dict(key: ApiKey) -> dict[str, Any]:
     }
 
 
-def parse_json_object(request: HttpRequest) -> dict[str, Any]:
-    try:
-        body = json.loads(request.body or b"{}")
-    except ValueError as exc:
-        raise GatewayError(400, f"The body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise GatewayError(400, "The body must be a JSON object.")
-    return body
+KEY_FIELDS = (
+    "name",
+    "expires_on",
+    "allowed_models",
+    "rpm_limit",
+    "tpm_limit",
+    "spend_cap_usd",
+    "spend_cap_period",
+    "can_manage",
+)
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
-@require_GET
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# What each field of a key request must be in JSON, before the form checks its range.
+# A form coerces ("no" is a true boolean, "10" an integer); JSON clients get no such
+# guesses, so a mistyped value is a 400 rather than a key with powers nobody meant.
+JSON_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "name": (lambda v: isinstance(v, str), "a string"),
+    "expires_on": (
+        lambda v: isinstance(v, str) and ISO_DATE.fullmatch(v) is not None,
+        "an ISO 8601 date (YYYY-MM-DD) or null",
+    ),
+    "allowed_models": (
+        lambda v: isinstance(v, list) and all(isinstance(m, str) for m in v),
+        "an array of model ids",
+    ),
+    "rpm_limit": (_is_int, "an integer or null"),
+    "tpm_limit": (_is_int, "an integer or null"),
+    "spend_cap_usd": (
+        lambda v: isinstance(v, int | float | str) and not isinstance(v, bool),
+        "a number of US dollars or null",
+    ),
+    "spend_cap_period": (lambda v: isinstance(v, str), "a string"),
+    "can_manage": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def key_request_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """The `ApiKey.objects.mint` fields that a `POST /api/v1/keys` body asks for.
+
+    Raises a 400 GatewayError naming the first field that is unknown, of the wrong JSON
+    type, or refused by ApiKeyForm (the same rules as the Keys page).
+    """
+    unknown = sorted(set(body) - set(KEY_FIELDS))
+    if unknown:
+        raise invalid(
+            f"{unknown[0]}: unknown field; a key takes {', '.join(KEY_FIELDS)}.", unknown[0]
+        )
+    data = dict(body)
+    for name, (accepts, expected) in JSON_TYPES.items():
+        value = body.get(name)
+        if value is not None and not accepts(value):
+            raise invalid(f"{name}: must be {expected}.", name)
+    if body.get("expires_on") is not None:
+        try:
+            data["expires_on"] = date.fromisoformat(body["expires_on"])
+        except ValueError:
+            raise invalid("expires_on: not a date on the calendar.", "expires_on") from None
+    form = ApiKeyForm(data, models=model_choices())
+    if not form.is_valid():
+        param, errors = next(iter(form.errors.items()))
+        raise invalid(f"{param}: {' '.join(str(e) for e in errors)}", param)
+    return form.key_fields()
+
+
+@api_methods("GET")
 @management_key_required
 def me(request: ApiRequest) -> JsonResponse:
     user = request.owner
@@ -114,7 +213,7 @@ def me(request: ApiRequest) -> JsonResponse:
     )
 
 
-@require_http_methods(["GET", "POST"])
+@api_methods("GET", "POST")
 @management_key_required
 def keys(request: ApiRequest) -> JsonResponse | HttpResponse:
     if request.method == "GET":
@@ -123,19 +222,10 @@ def keys(request: ApiRequest) -> JsonResponse | HttpResponse:
             for key in ApiKey.objects.for_user(request.owner).filter(kind=ApiKey.Kind.API)
         ]
         return JsonResponse({"object": "list", "data": data})
-    try:
-        body = parse_json_object(request)
-    except GatewayError as error:
-        return error.response()
-    form = ApiKeyForm(body, models=model_choices())
-    if not form.is_valid():
-        param, errors = next(iter(form.errors.items()))
-        return GatewayError(
-            400, f"{param}: {' '.join(str(e) for e in errors)}", param=param
-        ).response()
+    body = parse_json(request.body)
     try:
         fields = request.api_key.key.bound_minted(
-            form.key_fields(), given={FIELDS.get(param, param) for param in body}
+            key_request_fields(body), given={FIELDS.get(param, param) for param in body}
         )
     except ExceedsCreator as exceeded:
         param = PARAMS.get(exceeded.field, exceeded.field)
@@ -146,7 +236,7 @@ def keys(request: ApiRequest) -> JsonResponse | HttpResponse:
     return JsonResponse({**key_as_dict(key), "key": secret}, status=201)
 
 
-@require_http_methods(["DELETE"])
+@api_methods("DELETE")
 @management_key_required
 def key_detail(request: ApiRequest, key_id: int) -> JsonResponse | HttpResponse:
     key = ApiKey.objects.for_user(request.owner).filter(kind=ApiKey.Kind.API, pk=key_id).first()
@@ -154,3 +244,14 @@ def key_detail(request: ApiRequest, key_id: int) -> JsonResponse | HttpResponse:
         return GatewayError(404, f"No key with id {key_id}.", code="key_not_found").response()
     key.revoke()
     return JsonResponse(key_as_dict(key))
+
+
+@api_methods("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+def unknown_endpoint(request: HttpRequest) -> HttpResponse:
+    """Any other path under /api/v1/: a JSON 404 that says what exists."""
+    raise GatewayError(
+        404,
+        f"Unknown endpoint {request.method} {request.path}. The account API serves "
+        "/api/v1/me, /api/v1/keys and /api/v1/keys/<id>.",
+        code="unknown_endpoint",
+    )

@@ -59,6 +59,8 @@ class ModelAdmin(admin.ModelAdmin):
         "input_price",
         "output_price",
         "cached_input_price",
+        "cache_write_price",
+        "cache_write_1h_price",
         "context_length",
     ]
     list_filter = ["enabled", "owned_by"]

@@ -44,14 +44,14 @@ from billing.ledger import (
     reserve_credits,
 )
 from billing.models import UsageRecord
-from billing.money import format_usd, token_cost
+from billing.money import format_usd
 from gateway import metering, metrics, routing
 from gateway.auth import KeyInfo
 from gateway.catalog import Catalog, ModelInfo, RouteInfo, catalog_is_fresh, get_catalog
 from gateway.errors import GatewayError, invalid
 from gateway.http import upstream_client
 from gateway.providers import get_adapter
-from gateway.providers.base import Adapter, ProviderError
+from gateway.providers.base import Adapter, NativeRequest, ProviderError
 from gateway.ratelimit import check_limits, give_back
 from gateway.sync import db_sync_to_async
 from gateway.tokens import count_prompt
@@ -169,15 +169,11 @@ def check_policy(key: KeyInfo, model: ModelInfo) -> None:
 
 
 def worst_case_cost(model: ModelInfo, prompt: int, output: int) -> int:
-    """The most a call can cost: the prompt with a margin for other tokenizers, and every
-    output token it may generate."""
-    return token_cost(
-        prompt_tokens=int(prompt * PROMPT_MARGIN) + PROMPT_SLACK_TOKENS,
-        completion_tokens=output,
-        cached_tokens=0,
-        input_price=model.input_price or 0,
-        output_price=model.output_price or 0,
-        cached_price=model.cached_price,
+    """The most a call can cost: the prompt with a margin for other tokenizers (at the
+    dearest of its prices: it may all be written to the cache), and every output token
+    it may generate."""
+    return model.worst_case_cost(
+        prompt=int(prompt * PROMPT_MARGIN) + PROMPT_SLACK_TOKENS, completion=output
     )
 
 
@@ -214,6 +210,8 @@ class Call:
     reservation: Reservation
     source: str = UsageRecord.Source.API
     fallback: bool = True
+    # The door's own request, sent on untranslated to a route whose adapter speaks it.
+    native: NativeRequest | None = None
     started: float = field(default_factory=time.monotonic)
     headers: dict[str, str] = field(default_factory=dict)
     route: RouteInfo | None = None
@@ -240,13 +238,12 @@ class Call:
         return self.charge is not None
 
     def cost(self, metered: metering.Metered) -> int:
-        return token_cost(
-            prompt_tokens=metered.prompt_tokens,
-            completion_tokens=metered.completion_tokens,
-            cached_tokens=metered.cached_tokens,
-            input_price=self.model.input_price or 0,
-            output_price=self.model.output_price or 0,
-            cached_price=self.model.cached_price,
+        return self.model.cost(
+            prompt=metered.prompt_tokens,
+            completion=metered.completion_tokens,
+            cached=metered.cached_tokens,
+            cache_write=metered.cache_write_tokens,
+            cache_write_1h=metered.cache_write_1h_tokens,
         )
 
     # --- 6. route ------------------------------------------------------------------
@@ -302,6 +299,8 @@ class Call:
         return result
 
     async def _complete(self, adapter: Adapter, route: RouteInfo) -> dict[str, Any]:
+        if self.native is not None and adapter.speaks(self.native):
+            return await adapter.complete_native(self.native, route.upstream_model)
         return await adapter.complete(self._upstream_body(adapter), route.upstream_model)
 
     async def open_stream(self) -> None:
@@ -317,7 +316,10 @@ class Call:
             raise
 
     async def _start_stream(self, adapter: Adapter, route: RouteInfo) -> None:
-        chunks = adapter.stream(self._upstream_body(adapter), route.upstream_model)
+        if self.native is not None and adapter.speaks(self.native):
+            chunks = adapter.stream_native(self.native, route.upstream_model)
+        else:
+            chunks = adapter.stream(self._upstream_body(adapter), route.upstream_model)
         self._upstream, self._buffer = chunks, []
         try:
             while (chunk := await self._next_chunk()) is not None:
@@ -496,6 +498,9 @@ class Call:
             "prompt_tokens": metered.prompt_tokens,
             "completion_tokens": metered.completion_tokens,
             "cached_tokens": metered.cached_tokens,
+            "cache_write_tokens": metered.cache_write_tokens,
+            "cache_write_1h_tokens": metered.cache_write_1h_tokens,
+            "unit_prices": self.model.unit_prices(metered.kinds()),
             "latency_ms": int((time.monotonic() - self.started) * 1000),
             "ttft_ms": self.ttft_ms,
             "status": status,
@@ -566,9 +571,14 @@ async def open_call(
     max_cost_header: str | None = None,
     fallback: bool = True,
     source: str = UsageRecord.Source.API,
+    native: NativeRequest | None = None,
 ) -> Call:
     """Steps 1 to 5: validate, resolve the model, apply the key's policy and limits, and
-    hold the worst case. Raises GatewayError (nothing held) when the call is refused."""
+    hold the worst case. Raises GatewayError (nothing held) when the call is refused.
+
+    `body` is always the canonical chat body (what is validated, counted and held for);
+    a door may add `native`, its own request, which a route whose adapter speaks that
+    protocol gets instead (gateway/providers/base.py, NativeRequest)."""
     validate_chat(body)
     model = priced_model(await current_catalog(), body["model"], key)
     check_policy(key, model)
@@ -606,6 +616,7 @@ async def open_call(
         ),
         source=source,
         fallback=fallback,
+        native=native,
         headers=headers,
     )
     try:

@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
+from billing.money import PER_MTOK, token_cost
 from gateway import outages
 
 VERSION_KEY = "catalog:version"
@@ -60,6 +61,8 @@ class ModelInfo:
     cached_input_price: int | None
     enabled: bool
     price_version: str
+    cache_write_price: int | None = None
+    cache_write_1h_price: int | None = None
     routes: tuple[RouteInfo, ...] = field(default=())
 
     @property
@@ -71,6 +74,61 @@ class ModelInfo:
         if self.cached_input_price is not None:
             return self.cached_input_price
         return self.input_price or 0
+
+    @property
+    def write_price(self) -> int:
+        """Per million prompt tokens written to the cache (for 5 minutes)."""
+        if self.cache_write_price is not None:
+            return self.cache_write_price
+        return self.input_price or 0
+
+    @property
+    def write_1h_price(self) -> int:
+        if self.cache_write_1h_price is not None:
+            return self.cache_write_1h_price
+        return self.write_price
+
+    def cost(
+        self,
+        *,
+        prompt: int,
+        completion: int,
+        cached: int = 0,
+        cache_write: int = 0,
+        cache_write_1h: int = 0,
+    ) -> int:
+        """micro-USD for these tokens at this model's prices (cache reads and writes are
+        parts of `prompt`, each at its own price)."""
+        return token_cost(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cached_tokens=cached,
+            input_price=self.input_price or 0,
+            output_price=self.output_price or 0,
+            cached_price=self.cached_price,
+            cache_write_tokens=cache_write,
+            cache_write_price=self.write_price,
+            cache_write_1h_tokens=cache_write_1h,
+            cache_write_1h_price=self.write_1h_price,
+        )
+
+    def unit_prices(self, metered_kinds: tuple[str, ...]) -> dict[str, int]:
+        """The prices per million tokens of the kinds of token a call used, for its
+        record's line items."""
+        prices = {
+            "input": self.input_price or 0,
+            "output": self.output_price or 0,
+            "cache_read": self.cached_price,
+            "cache_write": self.write_price,
+            "cache_write_1h": self.write_1h_price,
+        }
+        return {kind: prices[kind] for kind in metered_kinds}
+
+    def worst_case_cost(self, *, prompt: int, completion: int) -> int:
+        """The most these tokens can cost: every prompt token at the dearest of the
+        input and cache-write prices (a prompt may be written to the cache whole)."""
+        dearest = max(self.input_price or 0, self.write_price, self.write_1h_price)
+        return -(-(prompt * dearest + completion * (self.output_price or 0)) // PER_MTOK)
 
 
 class Catalog:
@@ -136,6 +194,8 @@ def build_catalog() -> Catalog:
                 input_price=apply_markup(m.input_price),
                 output_price=apply_markup(m.output_price),
                 cached_input_price=apply_markup(m.cached_input_price),
+                cache_write_price=apply_markup(m.cache_write_price),
+                cache_write_1h_price=apply_markup(m.cache_write_1h_price),
                 enabled=m.enabled,
                 price_version=m.updated_at.strftime("%Y%m%d%H%M%S") if m.updated_at else "",
                 routes=tuple(sorted(routes.get(m.id, []), key=lambda r: r.priority)),

@@ -59,6 +59,11 @@ class GatewayError(Exception):
         return response
 
 
+def openai_error(exc: GatewayError, headers: dict[str, str]) -> HttpResponse:
+    """The OpenAI error object: how every /v1 door but the Anthropic one renders errors."""
+    return exc.response(headers)
+
+
 def invalid(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
     return GatewayError(400, message, param=param, code=code)
 

@@ -21,6 +21,8 @@ What the first request leaves for its retries depends on whether it moved money:
   is at GET /v1/generation/<x-request-id>;
 - a client that left before any response, after the call was billed, leaves a 409
   `idempotency_key_cancelled` that names the billed request;
+- an error left for the retries is rendered in the door's own shape (api_view's
+  `render_error`: OpenAI's error object, or Anthropic's on /v1/messages);
 - anything refused or failed before money moved (400, 401, 402, 403, 404, 429, 503 …)
   releases the key, so a corrected retry runs normally.
 """
@@ -44,7 +46,7 @@ from django.http.response import HttpResponseBase
 
 from billing.models import UsageRecord
 from gateway import outages
-from gateway.errors import GatewayError, internal_error, invalid
+from gateway.errors import GatewayError, internal_error, invalid, openai_error
 from gateway.models import IdempotentRequest
 from gateway.sync import db_sync_to_async
 
@@ -99,6 +101,8 @@ def idempotent(view: View) -> View:
             account_id=request.api_key.account_id,  # type: ignore[attr-defined]
             key=key,
             request_id=request.request_id,  # type: ignore[attr-defined]
+            # An error left for the retries is in the door's own shape (set by api_view).
+            render=getattr(request, "render_error", openai_error),
         )
         holder = await claim.take(body_sha256)
         if holder is not None:
@@ -136,6 +140,10 @@ class _Claim:
     account_id: int
     key: str
     request_id: str
+    render: Callable[[GatewayError, dict[str, str]], HttpResponse]
+
+    def _rendered(self, error: GatewayError) -> HttpResponse:
+        return self.render(error, {})
 
     async def take(self, body_sha256: str) -> IdempotentRequest | None:
         """None when this request now holds the key, else the entry that holds it."""
@@ -158,10 +166,10 @@ class _Claim:
             await _shielded(self._client_left())
             raise
         except GatewayError as exc:
-            await _shielded(self._failed(exc.response()))
+            await _shielded(self._failed(self._rendered(exc)))
             raise
         except Exception:
-            await _shielded(self._failed(internal_error(self.request_id).response()))
+            await _shielded(self._failed(self._rendered(internal_error(self.request_id))))
             raise
         if response.streaming:
             self._record_as_relayed(cast(StreamingHttpResponse, response))
@@ -219,7 +227,7 @@ class _Claim:
             code="idempotency_key_cancelled",
             param=HEADER,
         )
-        await self._failed(error.response())
+        await self._failed(self._rendered(error))
 
     def _record_as_relayed(self, response: StreamingHttpResponse) -> None:
         """Keep every byte the stream relays, and store them when it ends (however)."""

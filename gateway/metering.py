@@ -45,6 +45,26 @@ class Metered:
     def cached_tokens(self) -> int:
         return int(self.usage["prompt_tokens_details"]["cached_tokens"])
 
+    @property
+    def cache_write_tokens(self) -> int:
+        return int(self.usage["prompt_tokens_details"].get("cache_write_tokens", 0))
+
+    @property
+    def cache_write_1h_tokens(self) -> int:
+        return int(self.usage["prompt_tokens_details"].get("cache_write_1h_tokens", 0))
+
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds of token used (the line items of the cost)."""
+        written_1h = self.cache_write_1h_tokens
+        counts = {
+            "input": self.prompt_tokens - self.cached_tokens - self.cache_write_tokens,
+            "cache_read": self.cached_tokens,
+            "cache_write": self.cache_write_tokens - written_1h,
+            "cache_write_1h": written_1h,
+            "output": self.completion_tokens,
+        }
+        return tuple(kind for kind, tokens in counts.items() if tokens > 0)
+
 
 NOTHING = Metered(usage_dict(0, 0))
 
@@ -85,6 +105,9 @@ def completion_text(result: dict[str, Any]) -> str:
     for choice in result.get("choices") or ():
         message = choice.get("message") or {}
         parts.append(message.get("content") or "")
+        # Reasoning is generated (and billed as output) like the text; streams count it too.
+        if isinstance(message.get("reasoning_content"), str):
+            parts.append(message["reasoning_content"])
         for tool_call in message.get("tool_calls") or ():
             parts.append(orjson.dumps(tool_call.get("function", {})).decode())
     return "".join(parts)
@@ -97,8 +120,9 @@ def _count(value: Any) -> int | None:
     return None
 
 
-def _reported(raw: Any) -> tuple[int, int, int, int] | None:
-    """(prompt, completion, cached, hidden reasoning) as reported, or None if malformed."""
+def _reported(raw: Any) -> tuple[int, int, int, int, int, int] | None:
+    """(prompt, completion, cached, cache written, of it for an hour, hidden reasoning)
+    as reported, or None if malformed."""
     if not isinstance(raw, dict):
         return None
     prompt_details = raw.get("prompt_tokens_details") or {}
@@ -109,6 +133,8 @@ def _reported(raw: Any) -> tuple[int, int, int, int] | None:
         _count(raw.get("prompt_tokens")),
         _count(raw.get("completion_tokens")),
         _count(prompt_details.get("cached_tokens", 0)),
+        _count(prompt_details.get("cache_write_tokens", 0)),
+        _count(prompt_details.get("cache_write_1h_tokens", 0)),
         _count(output_details.get("reasoning_tokens", 0)),
     )
     if any(count is None for count in counts):
@@ -124,10 +150,10 @@ def checked_usage(raw: Any, *, prompt_estimate: int, generated: str) -> Metered:
     reported = _reported(raw)
     if reported is None:
         return Metered(usage_dict(prompt_estimate, own_completion), ("usage_replaced",))
-    prompt, completion, cached, hidden = reported
+    prompt, completion, cached, written, written_1h, hidden = reported
     flags: list[str] = []
     if prompt == 0 and prompt_estimate > 0:
-        prompt, cached = prompt_estimate, 0
+        prompt, cached, written, written_1h = prompt_estimate, 0, 0, 0
         flags.append("usage_replaced")
     if completion == 0 and own_completion > 0:
         completion = own_completion
@@ -138,7 +164,9 @@ def checked_usage(raw: Any, *, prompt_estimate: int, generated: str) -> Metered:
         or prompt > SUSPECT_PROMPT_RATIO * prompt_estimate + SUSPECT_PROMPT_SLACK
     ):
         flags.append("usage_suspect")
-    usage = usage_dict(prompt, completion, min(cached, prompt))
+    cached = min(cached, prompt)
+    written = min(written, prompt - cached)
+    usage = usage_dict(prompt, completion, cached, written, min(written_1h, written))
     if hidden:
         usage["completion_tokens_details"] = {"reasoning_tokens": hidden}
     return Metered(usage, tuple(dict.fromkeys(flags)))

@@ -18,6 +18,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import (
@@ -34,6 +35,25 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from billing.models import UsageRecord
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+def _ensure_multiprocess_directory() -> None:
+    """prometheus_client fails on the first metric below when PROMETHEUS_MULTIPROC_DIR
+    names a missing directory (a cron `manage.py sweepholds` with production's
+    environment, say): create it, or refuse with the reason."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"PROMETHEUS_MULTIPROC_DIR={path} is missing and cannot be created "
+            f"({exc.strerror}): create it, or unset the variable for this process."
+        ) from exc
+
+
+_ensure_multiprocess_directory()
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 ROUTES = {

@@ -60,7 +60,22 @@ class Model(models.Model):
         null=True, blank=True, help_text="micro-USD per million output tokens; empty = no price"
     )
     cached_input_price = models.BigIntegerField(
-        null=True, blank=True, help_text="micro-USD per million cached input tokens"
+        null=True,
+        blank=True,
+        help_text="micro-USD per million input tokens read from the prompt cache; "
+        "empty = the input price",
+    )
+    cache_write_price = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="micro-USD per million input tokens written to the prompt cache (for 5 "
+        "minutes, where the vendor has two rates); empty = the input price",
+    )
+    cache_write_1h_price = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="micro-USD per million input tokens written to the prompt cache for an "
+        "hour; empty = the 5-minute write price",
     )
     enabled = models.BooleanField(default=True)
     price_source = models.CharField(max_length=100, blank=True)

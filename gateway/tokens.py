@@ -10,6 +10,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,12 @@ ENCODING_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_REPLY = 3
 TOKENS_PER_IMAGE = 1_105
+# Agents resend the same system prompt, tools and history on every turn: the count of a
+# long text is kept, by its length and hash, so a turn tokenizes only what is new.
+REMEMBERED_TEXT_CHARS = 2_048
+REMEMBERED_TEXTS = 4_096
+_remembered: OrderedDict[tuple[int, int], int] = OrderedDict()
+_remembered_lock = threading.Lock()
 
 
 @functools.cache
@@ -67,7 +75,20 @@ def _give_freed_memory_back() -> None:
 def count_text(text: str) -> int:
     if not text:
         return 0
-    return len(encoding().encode_ordinary(text))
+    if len(text) < REMEMBERED_TEXT_CHARS:
+        return len(encoding().encode_ordinary(text))
+    key = (len(text), hash(text))
+    with _remembered_lock:
+        known = _remembered.get(key)
+        if known is not None:
+            _remembered.move_to_end(key)
+            return known
+    counted = len(encoding().encode_ordinary(text))
+    with _remembered_lock:
+        _remembered[key] = counted
+        if len(_remembered) > REMEMBERED_TEXTS:
+            _remembered.popitem(last=False)
+    return counted
 
 
 def _count_content(content: Any) -> int:

@@ -9,6 +9,16 @@ import orjson
 from gateway.errors import GatewayError, invalid
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+# The content parts OpenAI's chat API defines, each with a field named like its type:
+# a string (None here), or an object with all of these string members (any, for a
+# file). Anything else is refused rather than forwarded to an upstream.
+CONTENT_PARTS: dict[str, tuple[str, ...] | None] = {
+    "text": None,
+    "refusal": None,
+    "image_url": ("url",),
+    "input_audio": ("data", "format"),
+    "file": ("file_id", "file_data"),
+}
 MAX_N = 16
 KNOWN_FIELDS = {
     "model",
@@ -105,8 +115,25 @@ def _content(message: dict[str, Any], index: int) -> None:
     for part_index, part in enumerate(content):
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
             raise invalid(f"'{param}[{part_index}]' must be an object with a 'type'.", param)
-        if part["type"] == "text" and not isinstance(part.get("text"), str):
-            raise invalid(f"'{param}[{part_index}].text' must be a string.", param)
+        _content_part(part, f"{param}[{part_index}]")
+
+
+def _content_part(part: dict[str, Any], param: str) -> None:
+    kind = part["type"]
+    if kind not in CONTENT_PARTS:
+        raise invalid(
+            f"'{param}.type' must be one of {', '.join(sorted(CONTENT_PARTS))}; got {kind!r}.",
+            f"{param}.type",
+        )
+    members, value, field = CONTENT_PARTS[kind], part.get(kind), f"{param}.{kind}"
+    if members is None:
+        if not isinstance(value, str):
+            raise invalid(f"'{field}' must be a string.", field)
+        return
+    present = [isinstance(value, dict) and isinstance(value.get(m), str) for m in members]
+    if not (any(present) if kind == "file" else all(present)):
+        joined = (" or " if kind == "file" else " and ").join(members)
+        raise invalid(f"'{field}' must be an object with {joined}.", field)
 
 
 def _messages(body: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
@@ -17,7 +17,7 @@ from billing.models import UsageRecord
 from gateway import calls, outages, routing
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import ModelInfo
-from gateway.errors import GatewayError, internal_error
+from gateway.errors import GatewayError, internal_error, openai_error
 from gateway.idempotency import idempotent
 from gateway.ratelimit import HEADER_NAMES, client_address, current_limits
 from gateway.sync import db_sync_to_async
@@ -26,6 +26,13 @@ from gateway.validation import parse_json, too_large
 log = logging.getLogger(__name__)
 
 View = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
+ErrorRenderer = Callable[[GatewayError, dict[str, str]], HttpResponse]
+Credentials = Callable[[HttpRequest], str | None]
+
+
+def bearer_credentials(request: HttpRequest) -> str | None:
+    """The `Authorization` header, where OpenAI clients send their key."""
+    return request.headers.get("Authorization")
 
 
 def json_response(
@@ -35,6 +42,24 @@ def json_response(
     for name, value in (headers or {}).items():
         response[name] = value
     return response
+
+
+# On every /v1 answer: never sniffed as another type, never kept by a cache (answers
+# are per key and cost money; an intermediary must not replay one).
+API_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+
+def _check_host(request: HttpRequest) -> None:
+    """ALLOWED_HOSTS, which /v1 would otherwise skip: without middleware nothing else
+    reads the host (on the console, CommonMiddleware does)."""
+    try:
+        request.get_host()
+    except DisallowedHost:
+        raise GatewayError(
+            400,
+            "This server does not answer for that Host header (ALLOWED_HOSTS).",
+            code="invalid_host",
+        ) from None
 
 
 async def _add_limit_headers(response: HttpResponseBase, key: KeyInfo) -> None:
@@ -53,11 +78,19 @@ async def _add_limit_headers(response: HttpResponseBase, key: KeyInfo) -> None:
         response.setdefault(name, value)
 
 
-def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable[[View], View]:
+def api_view(
+    methods: tuple[str, ...],
+    *,
+    key_required: bool = True,
+    render_error: ErrorRenderer = openai_error,
+    credentials: Credentials = bearer_credentials,
+) -> Callable[[View], View]:
     """Method check, key authentication (attached as `request.api_key`), the request id,
     the rate-limit headers for the key, and errors as the OpenAI error object: never an
-    HTML page, never a bare 500. While the database is away every request is answered
-    503 at once (gateway.outages), and a dependency lost mid-request is a 503 too."""
+    HTML page, never a bare 500. A door that speaks another protocol passes its own
+    `render_error` and `credentials` (where its clients send the key). While the
+    database is away every request is answered 503 at once (gateway.outages), and a
+    dependency lost mid-request is a 503 too."""
 
     def decorator(view: View) -> View:
         @csrf_exempt
@@ -65,8 +98,10 @@ def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable
         async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             request_id = calls.new_request_id()
             request.request_id = request_id  # type: ignore[attr-defined]
-            base = {"x-request-id": request_id}
+            request.render_error = render_error  # type: ignore[attr-defined]
+            base = {"x-request-id": request_id, **API_HEADERS}
             try:
+                _check_host(request)
                 if request.method not in methods:
                     raise GatewayError(
                         405,
@@ -78,21 +113,24 @@ def api_view(methods: tuple[str, ...], *, key_required: bool = True) -> Callable
                     raise outages.unavailable(outages.DATABASE)
                 if key_required:
                     request.api_key = await authenticate(  # type: ignore[attr-defined]
-                        request.headers.get("Authorization"), client=client_address(request)
+                        credentials(request), client=client_address(request)
                     )
                 response = await view(request, *args, **kwargs)
             except GatewayError as exc:
-                response = exc.response(base)
+                response = render_error(exc, base)
             except Exception as exc:
                 kind = outages.kind_of(exc)
                 if kind is None:
                     log.exception("unhandled error in %s (%s)", request.path, request_id)
-                    return internal_error(request_id).response(base)
+                    return render_error(internal_error(request_id), base)
                 outages.note(kind, exc)
-                response = outages.unavailable(kind).response(base)
+                response = render_error(outages.unavailable(kind), base)
             for name, value in base.items():
                 # A replayed answer keeps the x-request-id of the call that made it.
                 response.setdefault(name, value)
+            for name, value in API_HEADERS.items():
+                # Over a view's own (a stream's "no-cache"): no answer is ever stored.
+                response[name] = value
             key = getattr(request, "api_key", None)
             if key is not None:
                 await _add_limit_headers(response, key)
@@ -144,7 +182,6 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         exc.headers = {**call.headers, **exc.headers}
         raise
     response = StreamingHttpResponse(call.sse(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     for name, value in call.headers.items():
         response[name] = value
@@ -203,6 +240,8 @@ def catalog_entry(model: ModelInfo) -> dict[str, Any]:
             "input": price(model.input_price),
             "output": price(model.output_price),
             "cached_input": price(model.cached_input_price),
+            "cache_write": price(model.cache_write_price),
+            "cache_write_1h": price(model.cache_write_1h_price),
         },
         "providers": [r.provider.name for r in model.routes],
         "enabled": model.enabled,
@@ -223,7 +262,8 @@ async def catalog(request: HttpRequest) -> HttpResponse:
 
 def _generation(request_id: str, user_id: int) -> dict[str, Any] | None:
     record = (
-        UsageRecord.objects.filter(request_id=request_id, account__user_id=user_id)
+        UsageRecord.objects.with_request_id(request_id)
+        .filter(account__user_id=user_id)
         .select_related("api_key")
         .first()
     )
@@ -263,7 +303,7 @@ async def generation(request: HttpRequest, request_id: str) -> HttpResponse:
     found = await _generation_async(request_id, key.user_id)
     if found is None:
         raise GatewayError(
-            404, f"No generation '{request_id}' for this account.", code="generation_not_found"
+            404, f"No generation {request_id!r} for this account.", code="generation_not_found"
         )
     return json_response(found)
 

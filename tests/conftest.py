@@ -285,7 +285,11 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Debian's Chromium driven by Playwright; fails (never skips) when it is missing."""
+    """Debian's Chromium driven by Playwright; fails (never skips) when it is missing.
+
+    Every context it opens reports Content-Security-Policy violations from its pages'
+    consoles into `browser.csp_violations`; `_no_csp_violations` fails the test on one.
+    """
     from playwright.sync_api import sync_playwright
 
     executable = shutil.which("chromium")
@@ -296,8 +300,37 @@ def browser() -> Iterator[object]:
     with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
         patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        violations: list[str] = []
+        open_context = instance.new_context
+
+        def new_context(**options: object) -> object:
+            context = open_context(**options)
+            context.on(
+                "console",
+                lambda message: (
+                    violations.append(f"{message.location.get('url')}: {message.text}")
+                    if "Content Security Policy" in message.text
+                    else None
+                ),
+            )
+            return context
+
+        patch.setattr(instance, "new_context", new_context)
+        patch.setattr(instance, "csp_violations", violations, raising=False)
         yield instance
         instance.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_csp_violations(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A browser test fails if any page it opened broke the Content-Security-Policy."""
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    violations = request.getfixturevalue("browser").csp_violations
+    violations.clear()
+    yield
+    assert violations == [], "Content-Security-Policy violations:\n" + "\n".join(violations)
 
 
 @pytest.fixture

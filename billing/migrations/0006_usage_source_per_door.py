@@ -4,15 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0005_hold_progress'),
+        ("billing", "0005_hold_progress"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='usagerecord',
-            name='source',
-            field=models.CharField(choices=[('api', 'Chat Completions API'), ('messages', 'Anthropic Messages API'), ('responses', 'Responses API'), ('web', 'Web chat')], default='api', max_length=16),
+            model_name="usagerecord",
+            name="source",
+            field=models.CharField(
+                choices=[
+                    ("api", "Chat Completions API"),
+                    ("messages", "Anthropic Messages API"),
+                    ("responses", "Responses API"),
+                    ("web", "Web chat"),
+                ],
+                default="api",
+                max_length=16,
+            ),
         ),
     ]

@@ -8,6 +8,13 @@ max_completion_tokens / max_tokens, else DEFAULT_MAX_TOKENS. `temperature` is cl
 to Anthropic's 0..1. Anthropic has no JSON mode, so `response_format` json_object /
 json_schema is best effort: an instruction (with the schema) appended to `system`.
 
+A matched stop sequence is kept on the choice as `stop_reason` (the field vLLM uses), so
+the Messages door can answer `stop_sequence` with the sequence that matched.
+
+A Messages request from the Messages door (NativeRequest "anthropic") is sent on as it
+came, cache marks, thinking and betas included; the answer is turned into the canonical
+shapes for metering, with the upstream's own message or events under "native".
+
 Usage: prompt_tokens = input_tokens + cache_read_input_tokens +
 cache_creation_input_tokens (each token once), cached_tokens = cache_read_input_tokens.
 """
@@ -24,6 +31,7 @@ import orjson
 from gateway.catalog import ProviderInfo
 from gateway.providers.base import (
     Adapter,
+    NativeRequest,
     ProviderError,
     masked,
     usage_dict,
@@ -203,11 +211,26 @@ def messages_request(body: dict[str, Any], upstream_model: str) -> dict[str, Any
 
 
 def anthropic_usage(usage: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI usage from Anthropic's: cache reads and writes counted once, in the prompt."""
+    """OpenAI usage from Anthropic's: cache reads and writes counted once, in the prompt,
+    the writes split into 5-minute and 1-hour ones where Anthropic says."""
     cache_read = usage.get("cache_read_input_tokens") or 0
     cache_write = usage.get("cache_creation_input_tokens") or 0
+    split = usage.get("cache_creation")
+    if not isinstance(split, dict):
+        split = {}
+    cache_write_1h = min(split.get("ephemeral_1h_input_tokens") or 0, cache_write)
     prompt = (usage.get("input_tokens") or 0) + cache_read + cache_write
-    return usage_dict(prompt, usage.get("output_tokens") or 0, cache_read)
+    return usage_dict(
+        prompt, usage.get("output_tokens") or 0, cache_read, cache_write, cache_write_1h
+    )
+
+
+def matched_stop_sequence(answer: dict[str, Any]) -> str | None:
+    """The stop sequence an answer (or a message_delta's delta) ended on, if any."""
+    sequence = answer.get("stop_sequence")
+    if answer.get("stop_reason") == "stop_sequence" and isinstance(sequence, str):
+        return sequence
+    return None
 
 
 def chat_completion(result: dict[str, Any], upstream_model: str) -> dict[str, Any]:
@@ -229,19 +252,20 @@ def chat_completion(result: dict[str, Any], upstream_model: str) -> dict[str, An
     message: dict[str, Any] = {"role": "assistant", "content": text or (None if tool_calls else "")}
     if tool_calls:
         message["tool_calls"] = tool_calls
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": message,
+        "logprobs": None,
+        "finish_reason": FINISH_REASONS.get(result.get("stop_reason") or "", "stop"),
+    }
+    if matched := matched_stop_sequence(result):
+        choice["stop_reason"] = matched
     completion: dict[str, Any] = {
         "id": result.get("id", ""),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": result.get("model") or upstream_model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": FINISH_REASONS.get(result.get("stop_reason") or "", "stop"),
-            }
-        ],
+        "choices": [choice],
     }
     if isinstance(result.get("usage"), dict):
         completion["usage"] = anthropic_usage(result["usage"])
@@ -258,6 +282,7 @@ class _StreamState:
         self.created = int(time.time())
         self.usage: dict[str, Any] = {}
         self.finish = "stop"
+        self.stop_sequence: str | None = None
         self.role_sent = False
         self.tool_index: dict[int, int] = {}
 
@@ -296,9 +321,11 @@ class _StreamState:
         elif kind == "content_block_delta":
             return self._block_delta(event)
         elif kind == "message_delta":
-            reason = (event.get("delta") or {}).get("stop_reason")
+            delta = event.get("delta") or {}
+            reason = delta.get("stop_reason")
             if reason:
                 self.finish = FINISH_REASONS.get(reason, "stop")
+            self.stop_sequence = matched_stop_sequence(delta)
             self.usage.update(
                 {k: v for k, v in (event.get("usage") or {}).items() if v is not None}
             )
@@ -339,7 +366,10 @@ class _StreamState:
         return []
 
     def closing(self) -> list[dict[str, Any]]:
-        chunks = [self.chunk({}, self.finish)]
+        last = self.chunk({}, self.finish)
+        if self.stop_sequence:
+            last["choices"][0]["stop_reason"] = self.stop_sequence
+        chunks = [last]
         if self.usage:
             chunks.append(self.usage_chunk())
         return chunks
@@ -347,6 +377,7 @@ class _StreamState:
 
 class AnthropicAdapter(Adapter):
     requires_max_tokens = True
+    native_protocol = "anthropic"
 
     def headers(self) -> dict[str, str]:
         return {
@@ -378,5 +409,50 @@ class AnthropicAdapter(Adapter):
                         yield chunk
                     return
                 for chunk in state.on_event(event):
+                    yield chunk
+        raise self.ended_early()
+
+    async def complete_native(self, native: NativeRequest, upstream_model: str) -> dict[str, Any]:
+        payload = {**native.body, "model": upstream_model, "stream": False}
+        result = await self.post_json(self._url(), payload, headers=native.headers)
+        if not isinstance(result, dict) or not isinstance(result.get("content"), list):
+            raise ProviderError(f"{self.provider.name} sent no content", retryable=True)
+        completion = chat_completion(result, upstream_model)
+        thinking = "".join(
+            block.get("thinking") or ""
+            for block in result["content"]
+            if isinstance(block, dict) and block.get("type") == "thinking"
+        )
+        if thinking:
+            # Counted as generated output when the usage is checked (gateway.metering).
+            completion["choices"][0]["message"]["reasoning_content"] = thinking
+        return {**completion, "native": result}
+
+    async def stream_native(
+        self, native: NativeRequest, upstream_model: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The upstream's events, each carried (under "native") by the canonical chunk it
+        became, or by a chunk with an empty delta; thinking is counted as reasoning."""
+        payload = {**native.body, "model": upstream_model, "stream": True}
+        state = _StreamState(self.provider, upstream_model)
+        events = self.stream_events(self._url(), payload, headers=native.headers)
+        async with aclosing(events) as upstream:
+            async for event in upstream:
+                if not isinstance(event, dict):
+                    continue
+                if event.get("type") == "message_stop":
+                    chunks = state.closing()
+                    chunks[0]["native"] = [event]
+                    for chunk in chunks:
+                        yield chunk
+                    return
+                chunks = state.on_event(event)
+                thinking = (event.get("delta") or {}).get("thinking")
+                if isinstance(thinking, str) and thinking:
+                    chunks = [state.chunk({"reasoning_content": thinking})]
+                if not chunks:
+                    chunks = [state.chunk({})]
+                chunks[0]["native"] = [event]
+                for chunk in chunks:
                     yield chunk
         raise self.ended_early()

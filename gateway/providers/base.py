@@ -7,6 +7,12 @@ the upstream's answer back into OpenAI shapes:
   chunk whose `choices` is empty and whose `usage` carries the counts (when the
   upstream reported them).
 
+An adapter that speaks a door's own protocol (`native_protocol`) can also take that
+door's request as it came (`NativeRequest`): `complete_native()` and `stream_native()`
+send it on untranslated and return the same canonical shapes, each carrying the
+upstream's own answer (or the stream events it came from) under `"native"`, so the
+call is metered as any other and the door relays what the upstream said.
+
 Errors are ProviderError. `retryable=True` (connection error, timeout, 5xx, 429)
 lets the router try the next route, if nothing has reached the client yet.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -145,12 +152,25 @@ def stream_error(data: object, provider: ProviderInfo) -> ProviderError:
 DONE = object()  # the `data: [DONE]` event that ends an OpenAI stream
 
 
+@dataclass(frozen=True, slots=True)
+class NativeRequest:
+    """A door's request in its own protocol (e.g. "anthropic"), for a route whose adapter
+    speaks it: sent on as it came, but for the model and `stream`, which the adapter
+    sets, and `headers` (such as anthropic-beta), which it adds to its own."""
+
+    protocol: str
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 class Adapter:
     """Base class: one instance per call, holding the provider and the shared client."""
 
     # The upstream refuses a request without an output limit (Anthropic): the engine
     # then sends the output budget it reserved for.
     requires_max_tokens = False
+    # The protocol whose requests this adapter can send on untranslated (NativeRequest).
+    native_protocol: str | None = None
 
     def __init__(self, provider: ProviderInfo, client: httpx.AsyncClient) -> None:
         self.provider = provider
@@ -166,15 +186,20 @@ class Adapter:
         raise NotImplementedError
 
     async def post_json(
-        self, url: str, payload: dict[str, Any], params: dict[str, str] | None = None
+        self,
+        url: str,
+        payload: dict[str, Any],
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
-        """POST a JSON body and return the parsed 200 answer, or raise ProviderError."""
+        """POST a JSON body and return the parsed 200 answer, or raise ProviderError.
+        `headers` are added to the adapter's own."""
         try:
             response = await self.client.post(
                 url,
                 params=params,
                 content=orjson.dumps(payload),
-                headers=self.headers(),
+                headers={**(headers or {}), **self.headers()},
                 timeout=self.timeout(),
             )
         except httpx.HTTPError as exc:
@@ -187,7 +212,11 @@ class Adapter:
             raise ProviderError(f"{self.provider.name} sent invalid JSON", retryable=True) from exc
 
     async def stream_events(
-        self, url: str, payload: dict[str, Any], params: dict[str, str] | None = None
+        self,
+        url: str,
+        payload: dict[str, Any],
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> AsyncGenerator[Any, None]:
         """POST a JSON body and yield each server-sent event's data, parsed as JSON.
 
@@ -200,7 +229,7 @@ class Adapter:
                 url,
                 params=params,
                 content=orjson.dumps(payload),
-                headers=self.headers(),
+                headers={**(headers or {}), **self.headers()},
                 timeout=self.timeout(),
             ) as response:
                 if response.status_code != 200:
@@ -228,12 +257,33 @@ class Adapter:
     def stream(self, body: dict[str, Any], upstream_model: str) -> AsyncIterator[dict[str, Any]]:
         raise NotImplementedError
 
+    def speaks(self, native: NativeRequest | None) -> bool:
+        """Whether this adapter sends `native` on untranslated."""
+        return native is not None and native.protocol == self.native_protocol
 
-def usage_dict(prompt: int, completion: int, cached: int = 0) -> dict[str, Any]:
-    """OpenAI's usage object."""
+    async def complete_native(self, native: NativeRequest, upstream_model: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stream_native(
+        self, native: NativeRequest, upstream_model: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        raise NotImplementedError
+
+
+def usage_dict(
+    prompt: int, completion: int, cached: int = 0, cache_write: int = 0, cache_write_1h: int = 0
+) -> dict[str, Any]:
+    """OpenAI's usage object. Prompt-cache writes (Anthropic's cache creation), which
+    OpenAI's object has no field for, are `prompt_tokens_details.cache_write_tokens`
+    (and `cache_write_1h_tokens`, the part written for an hour), parts of the prompt."""
+    details: dict[str, int] = {"cached_tokens": cached}
+    if cache_write:
+        details["cache_write_tokens"] = cache_write
+        if cache_write_1h:
+            details["cache_write_1h_tokens"] = cache_write_1h
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
+        "prompt_tokens_details": details,
     }

@@ -22,12 +22,17 @@ path), one behaviour consumed per request, `Ok()` once the queue is empty:
 
 - `Ok(text=None, tool_calls=None, delay=0.0, usage=True, prompt_tokens=None,
   completion_tokens=None, cached_tokens=0, cache_creation_tokens=0,
+  cache_creation_1h_tokens=0,
   reasoning_tokens=0, finish_reason=None)`: a normal answer. `text=None` means
   `default_text(model)` (no text when tool_calls are given); `tool_calls` is a list of
   (name, arguments JSON); `delay` is slept before every streamed event but the first
   (once, before the answer, when not streaming); `usage=False` reports no usage at all;
   `finish_reason` is OpenAI's word ("stop", "length", "tool_calls", "content_filter"),
-  translated for each protocol, and any other word is sent verbatim.
+  translated for each protocol, and any other word is sent verbatim. `stop_sequence`
+  says the answer ended on that stop sequence (OpenAI: vLLM's `stop_reason` on the
+  choice; Anthropic: `stop_reason: "stop_sequence"`). `reasoning_text` comes
+  first, one token a piece: OpenAI as `reasoning_content` (as DeepSeek sends it),
+  Anthropic as a thinking block with a signature; Gemini ignores it.
 - `Fail(status=500, retry_after=None, message=...)`: the protocol's error object with
   that status (and a Retry-After header when given).
 - `Stall(seconds, after_chunks=None)`: sends nothing for `seconds` (with
@@ -42,7 +47,9 @@ with their trailing spaces), one piece per event and one token each; a tool call
 one token plus one per 8-character fragment of its arguments. Prompt tokens are
 `prompt_tokens_for(...)`: characters of all text in the messages and system // 4 + 1.
 `cached_tokens` and `cache_creation_tokens` are parts of `prompt_tokens` (Anthropic's
-input_tokens is what is left); `reasoning_tokens` are part of `completion_tokens`.
+input_tokens is what is left), and `cache_creation_1h_tokens` the part of the cache
+writes Anthropic's `cache_creation` reports as 1-hour ones; `reasoning_tokens` are part
+of `completion_tokens`.
 With `response_format` json_object/json_schema (OpenAI) or `responseMimeType`
 application/json (Gemini) the text is `{"answer": <text>}`.
 
@@ -108,8 +115,11 @@ class Ok:
     completion_tokens: int | None = None
     cached_tokens: int = 0
     cache_creation_tokens: int = 0
+    cache_creation_1h_tokens: int = 0
     reasoning_tokens: int = 0
     finish_reason: str | None = None
+    stop_sequence: str | None = None
+    reasoning_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +172,7 @@ def _answer(call: Call, ok: Ok, serial: int) -> Answer:
     if call.json_mode:
         text = orjson.dumps({"answer": text}).decode()
     completion = len(pieces(text)) + sum(1 + len(fragments(args)) for _, args in calls)
+    completion += len(pieces(ok.reasoning_text or ""))
     return Answer(
         model=call.model,
         text=text,
@@ -172,7 +183,10 @@ def _answer(call: Call, ok: Ok, serial: int) -> Answer:
         completion=ok.completion_tokens if ok.completion_tokens is not None else completion,
         cached=ok.cached_tokens,
         cache_creation=ok.cache_creation_tokens,
+        cache_creation_1h=ok.cache_creation_1h_tokens,
         reasoning=ok.reasoning_tokens,
+        stop_sequence=ok.stop_sequence,
+        reasoning_text=ok.reasoning_text or "",
         delay=ok.delay,
         serial=serial,
     )

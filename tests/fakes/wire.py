@@ -52,9 +52,12 @@ class Answer:
     completion: int
     cached: int
     cache_creation: int
+    cache_creation_1h: int
     reasoning: int
     delay: float
     serial: int
+    stop_sequence: str | None = None
+    reasoning_text: str = ""
 
     @property
     def pieces(self) -> list[str]:
@@ -137,6 +140,10 @@ class OpenAIProtocol:
                 {"index": 0, "message": message, "logprobs": None, "finish_reason": a.finish}
             ],
         }
+        if a.stop_sequence:
+            result["choices"][0]["stop_reason"] = a.stop_sequence
+        if a.reasoning_text:
+            message["reasoning_content"] = a.reasoning_text
         if a.usage:
             result["usage"] = self._usage(a)
         return result
@@ -158,6 +165,7 @@ class OpenAIProtocol:
             return result
 
         chunks = [chunk({"role": "assistant", "content": ""})]
+        chunks += [chunk({"reasoning_content": piece}) for piece in pieces(a.reasoning_text)]
         chunks += [chunk({"content": piece}) for piece in a.pieces]
         for i, (name, args) in enumerate(a.tool_calls):
             function = {"name": name, "arguments": ""}
@@ -179,7 +187,10 @@ class OpenAIProtocol:
                 chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]})
                 for part in fragments(args)
             ]
-        chunks.append(chunk({}, a.finish))
+        closing = chunk({}, a.finish)
+        if a.stop_sequence:
+            closing["choices"][0]["stop_reason"] = a.stop_sequence
+        chunks.append(closing)
         if call.include_usage and a.usage:
             chunks.append({**base, "choices": [], "usage": self._usage(a)})
         return [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
@@ -187,6 +198,7 @@ class OpenAIProtocol:
 
 class AnthropicProtocol:
     name = "anthropic"
+    SIGNATURE = "c2lnbmF0dXJlLWZha2U="
     stop_reasons = {
         "stop": "end_turn",
         "length": "max_tokens",
@@ -237,9 +249,18 @@ class AnthropicProtocol:
         return {
             "input_tokens": a.prompt - a.cached - a.cache_creation,
             "cache_creation_input_tokens": a.cache_creation,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": a.cache_creation - a.cache_creation_1h,
+                "ephemeral_1h_input_tokens": a.cache_creation_1h,
+            },
             "cache_read_input_tokens": a.cached,
             "output_tokens": a.completion,
         }
+
+    def _stop_reason(self, a: Answer) -> str:
+        if a.stop_sequence:
+            return "stop_sequence"
+        return self.stop_reasons.get(a.finish, a.finish)
 
     def _message(self, a: Answer, content: list[dict[str, Any]], done: bool) -> dict[str, Any]:
         message: dict[str, Any] = {
@@ -248,15 +269,20 @@ class AnthropicProtocol:
             "role": "assistant",
             "model": a.model,
             "content": content,
-            "stop_reason": self.stop_reasons.get(a.finish, a.finish) if done else None,
-            "stop_sequence": None,
+            "stop_reason": self._stop_reason(a) if done else None,
+            "stop_sequence": a.stop_sequence if done else None,
         }
         if a.usage:
             message["usage"] = self._usage(a) if done else {**self._usage(a), "output_tokens": 1}
         return message
 
     def completion(self, a: Answer) -> dict[str, Any]:
-        content: list[dict[str, Any]] = [{"type": "text", "text": a.text}] if a.text else []
+        content: list[dict[str, Any]] = []
+        if a.reasoning_text:
+            content.append(
+                {"type": "thinking", "thinking": a.reasoning_text, "signature": self.SIGNATURE}
+            )
+        content += [{"type": "text", "text": a.text}] if a.text else []
         content += [
             {"type": "tool_use", "id": f"toolu_fake_{i}", "name": name, "input": orjson.loads(args)}
             for i, (name, args) in enumerate(a.tool_calls)
@@ -269,24 +295,39 @@ class AnthropicProtocol:
             {"type": "ping"},
         ]
         index = 0
+        if a.reasoning_text:
+            block = {"type": "thinking", "thinking": "", "signature": ""}
+            events.append({"type": "content_block_start", "index": 0, "content_block": block})
+            events += [
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "thinking_delta", "thinking": p},
+                }
+                for p in pieces(a.reasoning_text)
+            ]
+            signature = {"type": "signature_delta", "signature": self.SIGNATURE}
+            events.append({"type": "content_block_delta", "index": 0, "delta": signature})
+            events.append({"type": "content_block_stop", "index": 0})
+            index = 1
         if a.text:
             events.append(
                 {
                     "type": "content_block_start",
-                    "index": 0,
+                    "index": index,
                     "content_block": {"type": "text", "text": ""},
                 }
             )
             events += [
                 {
                     "type": "content_block_delta",
-                    "index": 0,
+                    "index": index,
                     "delta": {"type": "text_delta", "text": p},
                 }
                 for p in a.pieces
             ]
-            events.append({"type": "content_block_stop", "index": 0})
-            index = 1
+            events.append({"type": "content_block_stop", "index": index})
+            index += 1
         for i, (name, args) in enumerate(a.tool_calls, start=index):
             block = {"type": "tool_use", "id": f"toolu_fake_{i - index}", "name": name, "input": {}}
             events.append({"type": "content_block_start", "index": i, "content_block": block})
@@ -301,10 +342,7 @@ class AnthropicProtocol:
             events.append({"type": "content_block_stop", "index": i})
         delta: dict[str, Any] = {
             "type": "message_delta",
-            "delta": {
-                "stop_reason": self.stop_reasons.get(a.finish, a.finish),
-                "stop_sequence": None,
-            },
+            "delta": {"stop_reason": self._stop_reason(a), "stop_sequence": a.stop_sequence},
         }
         if a.usage:
             delta["usage"] = {"output_tokens": a.completion}

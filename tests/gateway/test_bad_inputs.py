@@ -94,6 +94,74 @@ BAD_BODIES: list[tuple[str, bytes | dict[str, Any], int, str | None]] = [
     ("part-without-type", message(role="user", content=[{"text": "Hi"}]), 400, None),
     ("part-not-an-object", message(role="user", content=["Hi"]), 400, None),
     ("text-part-without-text", message(role="user", content=[{"type": "text"}]), 400, None),
+    (
+        "part-of-an-undefined-type",
+        message(role="user", content=[{"type": "bogus"}]),
+        400,
+        "messages[0].content[0].type",
+    ),
+    (
+        "second-part-of-an-undefined-type",
+        message(role="user", content=[{"type": "text", "text": "Hi"}, {"type": "bogus"}]),
+        400,
+        "messages[0].content[1].type",
+    ),
+    (
+        "undefined-part-in-a-later-message",
+        body(messages=[USER_HI, {"role": "user", "content": [{"type": "video", "url": "x"}]}]),
+        400,
+        "messages[1].content[0].type",
+    ),
+    ("part-type-empty", message(role="user", content=[{"type": ""}]), 400, None),
+    (
+        "part-type-upper-case",
+        message(role="user", content=[{"type": "TEXT", "text": "x"}]),
+        400,
+        None,
+    ),
+    ("part-type-a-number", message(role="user", content=[{"type": 1}]), 400, None),
+    (
+        "image-part-without-image-url",
+        message(role="user", content=[{"type": "image_url"}]),
+        400,
+        None,
+    ),
+    (
+        "image-part-url-is-a-string-not-an-object",
+        message(role="user", content=[{"type": "image_url", "image_url": "https://x/y.png"}]),
+        400,
+        "messages[0].content[0].image_url",
+    ),
+    (
+        "image-part-url-not-a-string",
+        message(role="user", content=[{"type": "image_url", "image_url": {"url": 5}}]),
+        400,
+        "messages[0].content[0].image_url",
+    ),
+    (
+        "audio-part-without-input-audio",
+        message(role="user", content=[{"type": "input_audio"}]),
+        400,
+        "messages[0].content[0].input_audio",
+    ),
+    (
+        "audio-part-without-format",
+        message(role="user", content=[{"type": "input_audio", "input_audio": {"data": "AAAA"}}]),
+        400,
+        "messages[0].content[0].input_audio",
+    ),
+    (
+        "file-part-not-an-object",
+        message(role="user", content=[{"type": "file", "file": "report.pdf"}]),
+        400,
+        "messages[0].content[0].file",
+    ),
+    (
+        "refusal-part-without-refusal",
+        body(messages=[USER_HI, {"role": "assistant", "content": [{"type": "refusal"}]}]),
+        400,
+        "messages[1].content[0].refusal",
+    ),
     ("tool-message-without-id", message(role="tool", content="42"), 400, None),
     (
         "tool-calls-on-user-message",
@@ -466,6 +534,27 @@ def test_the_valid_body_the_table_spoils_passes_validation() -> None:
     from gateway.validation import validate_chat
 
     validate_chat(dict(VALID))
+
+
+def test_every_content_part_the_api_defines_passes_validation() -> None:
+    """All but input_audio, which is well formed but priced apart (refused as such)."""
+    from gateway.validation import validate_chat
+
+    parts = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "low"}},
+        {"type": "file", "file": {"file_id": "file-abc"}},
+    ]
+    answer = {"role": "assistant", "content": [{"type": "refusal", "refusal": "No."}]}
+    validate_chat(body(messages=[{"role": "user", "content": parts}, answer, USER_HI]))
+
+
+async def test_it_names_the_index_of_an_undefined_content_part(customer: Customer) -> None:
+    parts = [{"type": "text", "text": "Hi"}, {"type": "text", "text": "again"}, {"type": "bogus"}]
+    response = await post(message(role="user", content=parts), customer.secret)
+    error = assert_openai_error(response, 400)
+    assert "messages[0].content[2]" in error["message"]
+    assert "'bogus'" in error["message"] and "image_url" in error["message"]
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,8 @@ async def test_it_is_public_and_describes_each_model(catalog: None) -> None:
             "input": {"micro_usd": 1_000_000, "usd": 1.0},
             "output": {"micro_usd": 2_000_000, "usd": 2.0},
             "cached_input": {"micro_usd": 500_000, "usd": 0.5},
+            "cache_write": None,
+            "cache_write_1h": None,
         },
         "providers": ["demo"],
         "enabled": True,

@@ -19,11 +19,12 @@ from django.test import AsyncRequestFactory
 
 from billing.ledger import reserve_credits, settle
 from billing.models import LedgerEntry, UsageRecord
-from gateway.errors import GatewayError
+from gateway.doors.messages import anthropic_error
+from gateway.errors import GatewayError, openai_error
 from gateway.idempotency import idempotent
 from gateway.models import IdempotentRequest
 from gateway.sync import db_sync_to_async
-from gateway.views import api_view
+from gateway.views import ErrorRenderer, api_view
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,11 +42,14 @@ def _bill(request: HttpRequest) -> None:
 bill = db_sync_to_async(_bill)
 
 
-def door(behaviour: Callable[[HttpRequest], Awaitable[HttpResponseBase]]) -> tuple:
+def door(
+    behaviour: Callable[[HttpRequest], Awaitable[HttpResponseBase]],
+    render_error: ErrorRenderer = openai_error,
+) -> tuple:
     """A POST view under api_view and @idempotent, and the request ids it ran for."""
     runs: list[str] = []
 
-    @api_view(("POST",))
+    @api_view(("POST",), render_error=render_error)
     @idempotent
     async def view(request: HttpRequest) -> HttpResponseBase:
         runs.append(request.request_id)  # type: ignore[attr-defined]
@@ -202,3 +206,37 @@ async def test_the_decorator_needs_no_query_without_the_header(customer, monkeyp
 
     assert (await view(request)).status_code == 200
     assert len(runs) == 1
+
+
+async def test_what_is_left_for_a_retry_is_in_the_doors_own_error_shape(customer):
+    billed = asyncio.Event()
+
+    async def billed_then_waits(request: HttpRequest) -> HttpResponse:
+        await bill(request)
+        billed.set()
+        await asyncio.sleep(30)
+        raise AssertionError("the client was meant to leave first")
+
+    async def billed_then_broken(request: HttpRequest) -> HttpResponse:
+        await bill(request)
+        raise RuntimeError("work after the commit failed")
+
+    view, _ = door(billed_then_waits, anthropic_error)
+    first = asyncio.ensure_future(view(request_for(customer)))
+    await asyncio.wait_for(billed.wait(), 5)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    left = await view(request_for(customer))
+    broken, _ = door(billed_then_broken, anthropic_error)
+    await broken(request_for(customer, key="other-key"))
+    replayed = await broken(request_for(customer, key="other-key"))
+
+    for response, status, kind in (
+        (left, 409, "invalid_request_error"),
+        (replayed, 500, "api_error"),
+    ):
+        assert response.status_code == status
+        assert response["Idempotent-Replayed"] == "true"
+        payload = orjson.loads(response.content)
+        assert payload["type"] == "error" and payload["error"]["type"] == kind

@@ -198,7 +198,7 @@ async def test_usage_counts_cache_reads_and_writes_once(
         "prompt_tokens": 100,
         "completion_tokens": 7,
         "total_tokens": 107,
-        "prompt_tokens_details": {"cached_tokens": 60},
+        "prompt_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 10},
     }
 
 

@@ -14,6 +14,7 @@ from importlib.metadata import version
 import tiktoken.core
 from packaging.specifiers import SpecifierSet
 
+from gateway import tokens
 from gateway.tokens import count_prompt, count_text, encoding
 from tests.contracts import assert_reads, pinned
 
@@ -59,3 +60,39 @@ def test_the_encoding_counts_without_its_python_copy_of_the_ranks():
     assert encoding().decode([24912, 2375]) == "hello world"
     assert count_text("hello world") == 2
     assert count_prompt([{"role": "user", "content": "hello world"}]) == 3 + 3 + 1 + 2
+
+
+class CountingEncoding:
+    """The real encoding, counting the characters it is asked to tokenize."""
+
+    def __init__(self, real):
+        self.real = real
+        self.chars = 0
+
+    def encode_ordinary(self, text):
+        self.chars += len(text)
+        return self.real.encode_ordinary(text)
+
+
+def test_a_long_text_seen_before_is_not_tokenized_again(monkeypatch):
+    counting = CountingEncoding(tokens.encoding())
+    monkeypatch.setattr(tokens, "encoding", lambda: counting)
+    system = "You are a careful coding agent. " * 2_000
+    history = [{"role": "system", "content": system}, {"role": "user", "content": "hi"}]
+
+    first = tokens.count_prompt(history)
+    after_first = counting.chars
+    again = tokens.count_prompt([*history, {"role": "user", "content": "and now?"}])
+
+    assert after_first >= len(system)
+    assert counting.chars - after_first < 100, "the system prompt was tokenized twice"
+    assert again == first + tokens.count_prompt([{"role": "user", "content": "and now?"}]) - 3
+    assert tokens.count_text(system) == len(counting.real.encode_ordinary(system))
+
+
+def test_texts_of_the_same_length_are_counted_apart():
+    one, other = "a" * 3_000, "b " * 1_500
+
+    assert tokens.count_text(one) == len(tokens.encoding().encode_ordinary(one))
+    assert tokens.count_text(other) == len(tokens.encoding().encode_ordinary(other))
+    assert tokens.count_text(one) != tokens.count_text(other)

@@ -82,6 +82,8 @@ class Command(BaseCommand):
                 "input_price": _price(entry, "input_usd_per_mtok", model_id),
                 "output_price": _price(entry, "output_usd_per_mtok", model_id),
                 "cached_input_price": _price(entry, "cached_input_usd_per_mtok", model_id),
+                "cache_write_price": _price(entry, "cache_write_usd_per_mtok", model_id),
+                "cache_write_1h_price": _price(entry, "cache_write_1h_usd_per_mtok", model_id),
                 "enabled": entry.get("enabled", True),
                 "price_source": "loadcatalog",
             },

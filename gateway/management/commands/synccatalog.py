@@ -119,6 +119,8 @@ class Command(BaseCommand):
                     "input_price": input_price,
                     "output_price": output_price,
                     "cached_input_price": per_mtok(getattr(prices, "cache_read_mtok", None)),
+                    "cache_write_price": per_mtok(getattr(prices, "cache_write_mtok", None)),
+                    "cache_write_1h_price": per_mtok(getattr(prices, "cache_write_1h_mtok", None)),
                     "context_length": context,
                     "price_source": f"genai-prices:{vendor.id}",
                 }
