@@ -183,6 +183,7 @@ async def test_the_console_shows_a_friendly_page_while_redis_is_down(redis_serve
     assert response.status_code == 503
     assert response["Content-Type"].startswith("text/html")
     assert int(response["Retry-After"]) >= 1
+    assert response["Content-Security-Policy"] == settings.CONTENT_SECURITY_POLICY
     page = response.content.decode()
     assert re.search(r"<h1[^>]*>[^<]*temporarily unavailable</h1>", page)
     assert '<a class="button" href="/accounts/login/">Try again</a>' in page
