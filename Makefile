@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint prod bench clean
+.PHONY: run test chaos lint prod bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,10 @@ $(CODEX): tests/clients/codex/package-lock.json
 
 test: $(STAMP) $(CODEX)
 	$(BIN)/python -m pytest -q
+
+# Redis and PostgreSQL stopped and started again under load (also part of `make test`).
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_outages.py tests/gateway/test_outages.py
 
 # Production on this machine: N uvicorn workers (WEB_CONCURRENCY) sharing PostgreSQL
 # and Redis. Set SECRET_KEY, DATABASE_URL, REDIS_URL and ALLOWED_HOSTS first (README).

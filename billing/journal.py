@@ -1,8 +1,9 @@
 """The settlement journal: a settlement the database cannot take now waits on local disk.
 
 settle_or_journal() is settle() that outlives a database outage: it retries on a fresh
-connection and, when the database stays away, appends the settlement as one JSON line
-to this process's file in SETTLEMENT_JOURNAL_DIR, fsync'd before it returns.
+connection (unless the pool could not give one at all) and, when the database stays
+away, appends the settlement as one JSON line to this process's file in
+SETTLEMENT_JOURNAL_DIR, fsync'd before it returns.
 replay_journal() writes every journaled line through settle(), which is idempotent on
 the request id, so a line applied twice still charges once. Workers replay in the
 background (schedule_replay) and `manage.py sweepholds` replays before it sweeps.
@@ -33,6 +34,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, connections
 from django.utils import timezone
+from psycopg_pool import PoolClosed, PoolTimeout
 
 from billing.ledger import Reservation, settle
 from billing.models import UsageRecord
@@ -54,7 +56,8 @@ def settle_or_journal(
     """settle(), or the settlement journaled when the database is away; None then.
 
     Never raises for a database outage: a refused settlement is retried on a fresh
-    connection after each of RETRY_DELAYS, then appended to the journal. Bad input and
+    connection after each of RETRY_DELAYS, then appended to the journal; a pool that
+    gave no connection within DB_POOL_TIMEOUT is not waited on again. Bad input and
     broken constraints still raise, as from settle(). Run it in a thread, outside any
     transaction; after a None, call schedule_replay() from the event loop.
     """
@@ -67,6 +70,11 @@ def settle_or_journal(
             error = exc
         if connection.in_atomic_block:
             # The caller's transaction is lost with the connection: nothing to retry in.
+            break
+        if isinstance(error.__cause__, PoolTimeout | PoolClosed):
+            # No connection came (within DB_POOL_TIMEOUT, or at all while the database
+            # is known to be away): not one connection dropped, and waiting again would
+            # only hold the caller up.
             break
         _drop_connection()
         if delay is None:

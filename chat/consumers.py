@@ -19,6 +19,7 @@ from django.utils.html import format_html
 from chat.forms import QuestionForm
 from chat.models import Conversation
 from chat.turns import Delta, Event, Finished, Started, take_turn
+from gateway import outages
 from gateway.sync import db_sync_to_async
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,10 @@ def render_status(text: str, *, busy: bool = False) -> str:
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
+    # Nothing is sent to a chat from another consumer, so it listens on no channel
+    # layer: its socket then needs no Redis, whose layer would end every open chat with
+    # a traceback while Redis is away.
+    channel_layer_alias = None
     conversation: Conversation
     turn: asyncio.Task[None] | None = None
     stop_requested = False
@@ -111,8 +116,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # The server could not send: the page is gone (uvicorn's ClientDisconnected).
             # Closing the turn above already cancelled the upstream and billed what came.
             return
-        except Exception:
-            log.exception("chat turn failed in conversation %s", self.conversation.pk)
+        except Exception as exc:
+            if not outages.noted(exc):
+                log.exception("chat turn failed in conversation %s", self.conversation.pk)
             if started is None:
                 await self.send(text_data=render_status("Something went wrong; reload the page."))
             else:

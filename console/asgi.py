@@ -23,6 +23,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from console.lean_handler import LeanASGIHandler  # noqa: E402
 from console.sockets import unrouted  # noqa: E402
+from console.unavailable import websockets_refused_while_away  # noqa: E402
 from gateway.metrics import instrumented  # noqa: E402
 
 LEAN_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")
@@ -31,8 +32,10 @@ lean_app = instrumented(LeanASGIHandler())
 site_app = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, unrouted]))
+        "websocket": websockets_refused_while_away(
+            AllowedHostsOriginValidator(
+                AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, unrouted]))
+            )
         ),
     }
 )

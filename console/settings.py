@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 
 import dj_database_url
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 
 from console.env import envbool, envint, envlist, envstr
 
@@ -62,6 +65,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "console.middleware.ContentSecurityPolicyMiddleware",
+    # Inside the middleware that add headers (its page gets them too) and those that
+    # reach the database only lazily (sessions, users, messages): while the database
+    # is away every page is templates/503.html, at once.
+    "console.unavailable.OutageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
 ]
@@ -90,13 +97,20 @@ TEMPLATES = [
 DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, refusing connections at once while the database is away.
+    DATABASES["default"]["ENGINE"] = "console.postgresql"
     DATABASES["default"]["OPTIONS"] = {
+        # A server that does not answer is given up on within seconds (libpq's minimum
+        # is 2), not the operating system's minutes; gateway.outages probes it back.
+        "connect_timeout": 2,
         # The URL's own options (`?sslmode=require&connect_timeout=5`) are kept.
         **DATABASES["default"].get("OPTIONS", {}),
         "pool": {
             "min_size": envint("DB_POOL_MIN", "1"),
             "max_size": envint("DB_POOL_MAX", "20"),
-            "timeout": envint("DB_POOL_TIMEOUT", "10"),
+            # The longest a query waits for a connection: a request's worst case while
+            # the database goes away (README, "When Redis or PostgreSQL is down").
+            "timeout": float(envstr("DB_POOL_TIMEOUT", "2")),
         },
     }
 else:
@@ -113,12 +127,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer, cache, rate limits -------------------------------------
 REDIS_URL = envstr("REDIS_URL")
+REDIS_TIMEOUT_SECONDS = float(envstr("REDIS_TIMEOUT_SECONDS", "1"))
+# For every Redis client: give up within the timeout, and retry once, at once, only a
+# dropped connection (a Redis that restarted leaves pooled connections dead).
+REDIS_CLIENT_OPTIONS = {
+    "socket_timeout": REDIS_TIMEOUT_SECONDS,
+    "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+    "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+}
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "sb",
+            "OPTIONS": REDIS_CLIENT_OPTIONS,
         }
     }
     CHANNEL_LAYERS = {
@@ -256,13 +279,17 @@ LOGGING = {
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
         }
     },
+    "filters": {"not_503": {"()": "console.unavailable.SkipServiceUnavailable"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
         # API clients' 4xx are answered with a clear error; logging each one is noise.
-        "django.request": {"level": "ERROR"},
+        # A 503 is an outage (logged once by gateway.outages) or a cooling provider.
+        "django.request": {"level": "ERROR", "filters": ["not_503"]},
+        # Every reconnection attempt of the pool: gateway.outages logs the outage once.
+        "psycopg.pool": {"level": "ERROR"},
     },
 }
 

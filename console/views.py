@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -9,6 +13,7 @@ from django.views.decorators.http import require_GET
 
 from console import docs
 from console.pricing import DEFAULT_SORT, SORTS, pricing_rows
+from gateway import outages
 from gateway.catalog import get_catalog
 from gateway.sync import db_sync_to_async
 
@@ -60,26 +65,68 @@ async def healthz(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok"})
 
 
-def _dependencies_ready() -> dict[str, str]:
-    status = {}
+READY_SECONDS = 0.8
+"""How long /readyz waits for each dependency: its answer comes within a second."""
+
+
+def _database_ready() -> str:
+    if not outages.admit(outages.DATABASE):
+        return _away(outages.DATABASE)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        status["database"] = "ok"
     except Exception as exc:
-        status["database"] = f"error: {type(exc).__name__}"
+        outages.noted(exc)
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+def _cache_ready() -> str:
+    if settings.REDIS_URL and not outages.admit(outages.REDIS):
+        return _away(outages.REDIS)
     try:
         cache.set("readyz", "1", timeout=5)
-        status["cache"] = "ok" if cache.get("readyz") == "1" else "error: cache did not answer"
+        answered = cache.get("readyz") == "1"
     except Exception as exc:
-        status["cache"] = f"error: {type(exc).__name__}"
-    return status
+        outages.noted(exc)
+        return f"error: {type(exc).__name__}"
+    return "ok" if answered else "error: cache did not answer"
+
+
+def _away(kind: str) -> str:
+    outage = outages.down(kind)
+    return f"error: {outage.error if outage else 'unavailable'}"
+
+
+# Each check on threads of its own: one stuck on the database pool never delays the
+# other, and neither waits behind the requests' database work on the default executor.
+_checkers = {
+    name: ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"readyz-{name}")
+    for name in ("database", "cache")
+}
+_late: set[asyncio.Future[str]] = set()
+
+
+async def _within(name: str, check: Callable[[], str]) -> str:
+    """`check()` on its threads, or an error after READY_SECONDS (then left to finish:
+    a thread cannot be stopped, and every check is bounded by its client's timeouts)."""
+    answer = asyncio.ensure_future(db_sync_to_async(check, executor=_checkers[name])())
+    done, _ = await asyncio.wait({answer}, timeout=READY_SECONDS)
+    if done:
+        return answer.result()
+    _late.add(answer)
+    answer.add_done_callback(_late.discard)
+    return f"error: no answer within {READY_SECONDS:g} s"
 
 
 @require_GET
 async def readyz(request: HttpRequest) -> HttpResponse:
-    """Readiness: the database and the shared cache (Redis in production) answer."""
-    status = await db_sync_to_async(_dependencies_ready)()
+    """Readiness: the database and the shared cache (Redis in production) answer, each
+    within READY_SECONDS; a dependency known to be away is reported without asking it."""
+    database, shared_cache = await asyncio.gather(
+        _within("database", _database_ready), _within("cache", _cache_ready)
+    )
+    status = {"database": database, "cache": shared_cache}
     ok = all(value == "ok" for value in status.values())
     return JsonResponse(
         {"status": "ok" if ok else "unavailable", **status}, status=200 if ok else 503

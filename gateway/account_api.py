@@ -22,6 +22,7 @@ from accounts.forms import ApiKeyForm
 from accounts.models import ApiKey, ExceedsCreator, User
 from billing.ledger import account_for
 from billing.money import format_usd
+from gateway import outages
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import model_choices
 from gateway.errors import GatewayError, invalid
@@ -44,7 +45,8 @@ class ApiRequest(HttpRequest):
 
 def api_methods(*methods: str) -> Callable[[View], View]:
     """Allow `methods` (else a JSON 405 with Allow) and answer every failure as the JSON
-    error object: a GatewayError as itself, anything else as a logged 500."""
+    error object: a GatewayError as itself, an outage as its 503, anything else as a
+    logged 500."""
 
     def decorator(view: View) -> View:
         @csrf_exempt
@@ -61,7 +63,10 @@ def api_methods(*methods: str) -> Callable[[View], View]:
                 return view(request, *args, **kwargs)
             except GatewayError as error:
                 return error.response()
-            except Exception:
+            except Exception as exc:
+                if kind := outages.kind_of(exc):
+                    outages.note(kind, exc)
+                    return outages.unavailable(kind).response()
                 log.exception("unhandled error in the account API")
                 return GatewayError(
                     500, "The account API failed to handle this request.", code="internal_error"

@@ -2,7 +2,10 @@
 
 The snapshot is rebuilt when it is older than CATALOG_CACHE_SECONDS and the shared
 version (in the Django cache, Redis in production) has moved, or at once in the
-process that saved a change. Prices here already carry the operator's markup.
+process that saved a change. While Redis is away the version is unknown, so the
+snapshot is rebuilt from the database every CATALOG_CACHE_SECONDS: the catalog is in
+the database, Redis only says when to look. Prices here already carry the operator's
+markup.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ from django.conf import settings
 from django.core.cache import cache
 
 from billing.money import PER_MTOK, token_cost
+from gateway import outages
 
 VERSION_KEY = "catalog:version"
+UNKNOWN = object()
+"""The version while the shared cache is away: never equal to a snapshot's."""
 
 
 def apply_markup(price: int | None) -> int | None:
@@ -216,12 +222,25 @@ def get_catalog() -> Catalog:
         and now - _snapshot.checked_at < settings.CATALOG_CACHE_SECONDS
     ):
         return _snapshot.catalog
-    version = cache.get(VERSION_KEY)
-    if _snapshot.catalog is None or version != _snapshot.version:
+    version = _announced_version()
+    if _snapshot.catalog is None or version is UNKNOWN or version != _snapshot.version:
         _snapshot.catalog = build_catalog()
         _snapshot.version = version
     _snapshot.checked_at = now
     return _snapshot.catalog
+
+
+def _announced_version() -> Any:
+    """The catalog's version in the shared cache, or UNKNOWN while it is away."""
+    if not outages.may_try(outages.REDIS):
+        return UNKNOWN
+    try:
+        version = cache.get(VERSION_KEY)
+    except outages.REDIS_ERRORS as exc:
+        outages.note(outages.REDIS, exc)
+        return UNKNOWN
+    outages.recovered(outages.REDIS)
+    return version
 
 
 def model_choices() -> list[tuple[str, str]]:

@@ -45,6 +45,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
 from billing.models import UsageRecord
+from gateway import outages
 from gateway.errors import GatewayError, internal_error, invalid, openai_error
 from gateway.models import IdempotentRequest
 from gateway.sync import db_sync_to_async
@@ -196,9 +197,10 @@ class _Claim:
                 headers=headers,
                 body=body,
             )
-        except Exception:
+        except Exception as exc:
             # The client has its answer; a retry gets 409 until the entry lapses.
-            log.exception("could not store the answer to %s for its retries", self.request_id)
+            if not outages.noted(exc):
+                log.exception("could not store the answer to %s for its retries", self.request_id)
 
     async def _failed(self, response: HttpResponse) -> None:
         """An error answer is replayed only if the call was billed; otherwise forgotten."""
@@ -209,8 +211,9 @@ class _Claim:
                     account_id=self.account_id, key=self.key, request_id=self.request_id
                 )
                 return
-        except Exception:
-            log.exception("could not settle the idempotency key of %s", self.request_id)
+        except Exception as exc:
+            if not outages.noted(exc):
+                log.exception("could not settle the idempotency key of %s", self.request_id)
             return
         await self._store(response, response.content)
 

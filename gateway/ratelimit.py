@@ -16,22 +16,32 @@ number would read as "nothing left", while a large limit equal to its remainder 
 as 0% used (Codex CLI) and never makes a client wait.
 
 The same windows count per client address what no key pays for (`address_wait`).
+
+Counters fail closed: while Redis is away, whatever must be counted there is answered
+503 (gateway.outages), never counted in one worker's memory instead, where a limit
+would become the limit times the workers (README, "When Redis or PostgreSQL is down").
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import math
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.http import HttpRequest
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from gateway import outages
 from gateway.errors import GatewayError
 from gateway.state import on_reset
 
@@ -47,6 +57,8 @@ HEADER_NAMES = tuple(
     for kind in ("requests", "tokens")
     for what in ("limit", "remaining", "reset")
 )
+
+T = TypeVar("T")
 
 _memory: dict[int, MemoryStorage] = {}
 _scripts: dict[int, Any] = {}
@@ -171,14 +183,39 @@ return answers
 """
 
 
+def _registered_script() -> Any:
+    """WINDOWS_SCRIPT on a new client of REDIS_URL with settings.REDIS_CLIENT_OPTIONS'
+    timeouts and their retry: once, at once, and only a dropped connection (a Redis that
+    restarted leaves the pool's connections dead), never a timeout."""
+    client = aioredis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_timeout=settings.REDIS_CLIENT_OPTIONS["socket_timeout"],
+        socket_connect_timeout=settings.REDIS_CLIENT_OPTIONS["socket_connect_timeout"],
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    )
+    return client.register_script(WINDOWS_SCRIPT)
+
+
 def _script() -> Any:
     """The registered script on this event loop's Redis client."""
     loop_id = id(asyncio.get_running_loop())
     script = _scripts.get(loop_id)
     if script is None:
-        script = aioredis.Redis.from_url(settings.REDIS_URL).register_script(WINDOWS_SCRIPT)
-        _scripts[loop_id] = script
+        script = _scripts[loop_id] = _registered_script()
     return script
+
+
+async def _in_redis(work: Callable[[], Awaitable[T]]) -> T:
+    """`work()` against Redis, or the 503 while Redis is away (asked once a second)."""
+    if not outages.may_try(outages.REDIS):
+        raise outages.unavailable(outages.REDIS)
+    try:
+        result = await work()
+    except outages.REDIS_ERRORS as exc:
+        outages.note(outages.REDIS, exc)
+        raise outages.unavailable(outages.REDIS) from exc
+    outages.recovered(outages.REDIS)
+    return result
 
 
 def _state_from_counts(
@@ -204,7 +241,7 @@ async def _run_in_redis(mode: str, windows: list[Window]) -> list[tuple[bool, Li
         current = f"sb:limit:{{{window.identifier}}}"
         keys += [f"{current}/-1", current]
         args += [window.limit, window.cost]
-    answers = await _script()(keys=keys, args=args)
+    answers = await _in_redis(lambda: _script()(keys=keys, args=args))
     return [
         (
             bool(counted),
@@ -278,7 +315,8 @@ async def check_limits(
 ) -> dict[str, str]:
     """Count this request against the key's limits (None or 0: unlimited).
 
-    Returns the six `x-ratelimit-*` headers, or raises a 429 that carries them.
+    Returns the six `x-ratelimit-*` headers, or raises a 429 that carries them (or
+    the 503 of gateway.outages while Redis is away).
     """
     windows = _windows(key_id, rpm, tpm, tokens)
     if not windows:
@@ -304,10 +342,12 @@ async def give_back(*, key_id: int, rpm: int | None, tpm: int | None, tokens: in
 
     For a request that `check_limits` counted and that was then refused before the
     upstream was called (402 from the credit hold): it must not use up the limits.
+    Never raises for Redis being away: the refusal is answered, not this courtesy.
     """
     windows = _windows(key_id, rpm, tpm, tokens)
     if windows:
-        await _run("give", windows)
+        with contextlib.suppress(GatewayError):
+            await _run("give", windows)
 
 
 def _refused(window: Window, state: LimitState, headers: dict[str, str]) -> GatewayError:
@@ -370,11 +410,10 @@ async def _address_window(mode: str, limit: int, identifier: str) -> tuple[bool,
         loop = asyncio.get_running_loop()
         script = _address_scripts.get(loop)
         if script is None:
-            script = aioredis.Redis.from_url(settings.REDIS_URL).register_script(WINDOWS_SCRIPT)
-            _address_scripts[loop] = script
+            script = _address_scripts[loop] = _registered_script()
         current = f"sb:limit:{{{identifier}}}"
-        [answer] = await script(
-            keys=[f"{current}/-1", current], args=[WINDOW_SECONDS, mode, limit, 1]
+        [answer] = await _in_redis(
+            lambda: script(keys=[f"{current}/-1", current], args=[WINDOW_SECONDS, mode, limit, 1])
         )
         counted, previous, previous_ttl, count, current_ttl = (int(value) for value in answer)
         state = _state_from_counts(limit, previous, previous_ttl / 1000, count, current_ttl / 1000)

@@ -13,8 +13,9 @@ def on_reset(func: Callable[[], None]) -> Callable[[], None]:
 
 
 def reset_process_state() -> None:
-    """Forget cached keys, the catalog snapshot, rate-limit storage and cooldowns."""
-    from gateway import auth, catalog, ratelimit, routing  # noqa: F401 - registers resetters
+    """Forget cached keys, the catalog snapshot, rate-limit storage, cooldowns and
+    outages."""
+    from gateway import auth, catalog, outages, ratelimit, routing  # noqa: F401 - registers resetters
 
     for reset in _resetters:
         reset()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -12,8 +13,11 @@ from django.db import connections
 T = TypeVar("T")
 
 
-def db_sync_to_async(func: Callable[..., T]) -> Callable[..., Any]:
-    """`sync_to_async(func, thread_sensitive=False)` that returns pooled connections.
+def db_sync_to_async(
+    func: Callable[..., T], *, executor: ThreadPoolExecutor | None = None
+) -> Callable[..., Any]:
+    """`sync_to_async(func, thread_sensitive=False)` that returns pooled connections,
+    on the event loop's default executor unless given one.
 
     Nothing ends a "request" on the pool's threads, so without this every thread would
     keep a connection checked out of Django's pool for good, and more threads (or
@@ -29,4 +33,4 @@ def db_sync_to_async(func: Callable[..., T]) -> Callable[..., Any]:
                 if getattr(connection, "pool", None) is not None:
                     connection.close()
 
-    return sync_to_async(run, thread_sensitive=False)
+    return sync_to_async(run, thread_sensitive=False, executor=executor)

@@ -12,10 +12,9 @@ from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
-from redis.exceptions import RedisError
 
 from billing.models import UsageRecord
-from gateway import calls, routing
+from gateway import calls, outages, routing
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import ModelInfo
 from gateway.errors import GatewayError, internal_error, openai_error
@@ -73,10 +72,8 @@ async def _add_limit_headers(response: HttpResponseBase, key: KeyInfo) -> None:
         return
     try:
         headers = await current_limits(key_id=key.id, rpm=key.rpm_limit, tpm=key.tpm_limit)
-    except RedisError:
-        # The answer matters more than its headers.
-        log.warning("rate-limit headers left out: the limits store did not answer", exc_info=True)
-        return
+    except GatewayError:
+        return  # the limits store is away (noted once there): the answer matters more
     for name, value in headers.items():
         response.setdefault(name, value)
 
@@ -91,7 +88,9 @@ def api_view(
     """Method check, key authentication (attached as `request.api_key`), the request id,
     the rate-limit headers for the key, and errors as the OpenAI error object: never an
     HTML page, never a bare 500. A door that speaks another protocol passes its own
-    `render_error` and `credentials` (where its clients send the key)."""
+    `render_error` and `credentials` (where its clients send the key). While the
+    database is away every request is answered 503 at once (gateway.outages), and a
+    dependency lost mid-request is a 503 too."""
 
     def decorator(view: View) -> View:
         @csrf_exempt
@@ -110,6 +109,8 @@ def api_view(
                         code="method_not_allowed",
                         headers={"Allow": ", ".join(methods)},
                     )
+                if not await outages.admit_async(outages.DATABASE):
+                    raise outages.unavailable(outages.DATABASE)
                 if key_required:
                     request.api_key = await authenticate(  # type: ignore[attr-defined]
                         credentials(request), client=client_address(request)
@@ -117,9 +118,13 @@ def api_view(
                 response = await view(request, *args, **kwargs)
             except GatewayError as exc:
                 response = render_error(exc, base)
-            except Exception:
-                log.exception("unhandled error in %s (%s)", request.path, request_id)
-                return render_error(internal_error(request_id), base)
+            except Exception as exc:
+                kind = outages.kind_of(exc)
+                if kind is None:
+                    log.exception("unhandled error in %s (%s)", request.path, request_id)
+                    return render_error(internal_error(request_id), base)
+                outages.note(kind, exc)
+                response = render_error(outages.unavailable(kind), base)
             for name, value in base.items():
                 # A replayed answer keeps the x-request-id of the call that made it.
                 response.setdefault(name, value)

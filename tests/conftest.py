@@ -27,7 +27,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if not REQUIRE_SERVICES:
         return
     problems = []
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
         problems.append("DATABASE_URL must point at PostgreSQL in CI")
     if not settings.REDIS_URL:
         problems.append("REDIS_URL must be set in CI")

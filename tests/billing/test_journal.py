@@ -14,6 +14,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from billing import journal
 from billing.journal import replay_journal, schedule_replay, settle_or_journal
 from billing.ledger import Reservation, keep_hold, reserve_credits
 from billing.models import Account, Hold, LedgerEntry, UsageRecord
+from gateway import outages
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -127,6 +129,11 @@ def unreachable_database() -> Iterator[None]:
         if postgres:
             connection.close_pool()
         connection.settings_dict.update(saved)
+        # The process noticed the outage (gateway.outages): let its probe see it end.
+        deadline = time.monotonic() + 5
+        while not outages.admit(outages.DATABASE):
+            assert time.monotonic() < deadline, "the database never came back"
+            time.sleep(0.05)
 
 
 # --- settle_or_journal ------------------------------------------------------------------
