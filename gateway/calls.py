@@ -45,7 +45,7 @@ from billing.ledger import (
 )
 from billing.models import UsageRecord
 from billing.money import format_usd
-from gateway import metering, metrics, routing
+from gateway import metering, metrics, outages, routing
 from gateway.auth import KeyInfo
 from gateway.catalog import Catalog, ModelInfo, RouteInfo, catalog_is_fresh, get_catalog
 from gateway.errors import GatewayError, invalid
@@ -441,8 +441,9 @@ class Call:
                 cost=min(self.cost(metered), self.reservation.amount),
                 usage=self._usage_fields(metered, UsageRecord.Status.ERROR, ""),
             )
-        except Exception:
-            log.warning("could not refresh the hold of %s", self.request_id, exc_info=True)
+        except Exception as exc:
+            if not outages.noted(exc):
+                log.warning("could not refresh the hold of %s", self.request_id, exc_info=True)
         if not self.ended:
             self.keep_hold()
 
@@ -546,8 +547,9 @@ def _settle_and_stamp(
         _last_used_written[key_id] = now
         try:
             ApiKey.objects.filter(pk=key_id).update(last_used_at=timezone.now())
-        except Exception:
-            log.warning("could not note the last use of key %s", key_id, exc_info=True)
+        except Exception as exc:
+            if not outages.noted(exc):
+                log.warning("could not note the last use of key %s", key_id, exc_info=True)
     return record
 
 
@@ -661,3 +663,9 @@ async def hold_credit(call: Call) -> None:
             f"({format_usd(exc.spent)} already spent or held).",
             code="spend_cap_exceeded",
         ) from exc
+    except Exception as exc:
+        # The database is away: a 503 (and, in open_call, the rate limit given back).
+        if (kind := outages.kind_of(exc)) is None:
+            raise
+        outages.note(kind, exc)
+        raise outages.unavailable(kind) from exc
