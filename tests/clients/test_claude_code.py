@@ -1,0 +1,189 @@
+"""Claude Code (the real CLI, pinned in tests/clients/claude-code/package.json) against
+the live server's Messages door, fully offline: `claude -p` with ANTHROPIC_BASE_URL at
+Switchboard, whose routes are the fake upstream. `make test` installs it (npm ci, then
+the package's own install.cjs, since install scripts are off); without it the test
+fails, never skips.
+
+What Claude Code 2.1.328 sends in `-p` mode with nonessential traffic off, found from
+its debug log and the fake upstream's records: one streamed POST /v1/messages?beta=true
+per model turn (its system prompt, a mid-conversation system turn, about a dozen of its
+own tools, thinking, context management, anthropic-beta), and nothing else: no
+count_tokens, no title or summary call on a small model, no quota check. The tests
+assert exactly that, so a version that sends more shows up here first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from billing.models import UsageRecord
+from gateway.models import Model, Provider, Route
+from tests.fakes.upstream import Ok
+from tests.gateway.test_messages_sdk import expected_cost
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CLAUDE = Path(__file__).parent / "claude-code" / "node_modules" / ".bin" / "claude"
+INSTALL = "make tests/clients/claude-code/node_modules/.bin/claude (make test does it)"
+CONTEXT_LENGTH = 200_000
+# model id → (route kind, the upstream model its one route calls)
+ROUTES = {"claude-test": ("anthropic", "claude-up"), "gpt-test": ("openai", "openai-up")}
+ECHO = {"command": "echo switchboard-tool-ran", "description": "Print a marker"}
+
+
+@pytest.fixture
+def catalog(fake_upstream):
+    """claude-test → an Anthropic-kind route, gpt-test → an OpenAI-compatible one."""
+    for model_id, (kind, upstream) in ROUTES.items():
+        provider = Provider.objects.create(
+            name=kind, kind=kind, base_url=fake_upstream.url + "/v1", api_key="k"
+        )
+        model = Model.objects.create(
+            id=model_id,
+            context_length=CONTEXT_LENGTH,
+            max_output_tokens=64_000,
+            input_price=2_000_000,
+            output_price=8_000_000,
+            cached_input_price=500_000,
+        )
+        Route.objects.create(model=model, provider=provider, upstream_model=upstream)
+    return fake_upstream
+
+
+def claude(
+    tmp_path: Path, base_url: str, secret: str, prompt: str, model: str, *flags: str
+) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run `claude -p` with nothing of this machine's own config; returns the finished
+    process and the API requests its debug log says it made."""
+    if not CLAUDE.exists() or CLAUDE.stat().st_size < 1_000_000:
+        # Below that size bin/claude.exe is the package's placeholder: install.cjs did not run.
+        pytest.fail(f"Claude Code is not installed: {INSTALL}")
+    home = tmp_path / "home"
+    work = tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    debug = tmp_path / "claude-debug.log"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "CLAUDE_CONFIG_DIR": str(home / ".claude"),
+        "TMPDIR": str(tmp_path),
+        "ANTHROPIC_BASE_URL": base_url,
+        "ANTHROPIC_AUTH_TOKEN": secret,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "CLAUDE_CODE_MAX_CONTEXT_TOKENS": str(CONTEXT_LENGTH),
+        # Anything not for 127.0.0.1 goes to a closed port, so nothing leaves the machine.
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    done = subprocess.run(
+        [str(CLAUDE), "-p", prompt, "--model", model, "--debug-file", str(debug), *flags],
+        cwd=work,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    log = debug.read_text() if debug.exists() else ""
+    return done, re.findall(r"\[API REQUEST\] (\S+)", log)
+
+
+def assert_each_request_billed_once(customer, model: str, requests: int) -> None:
+    """One usage record per request Claude Code made, each at its price; the books balance."""
+    records = list(UsageRecord.objects.filter(account=customer.account))
+    assert len(records) == requests
+    for record in records:
+        assert record.source == UsageRecord.Source.MESSAGES and record.status == "ok"
+        assert (record.model, record.provider, record.stream) == (model, ROUTES[model][0], True)
+        assert record.cost_micro_usd == expected_cost(
+            record.prompt_tokens, record.completion_tokens, record.cached_tokens
+        )
+    account = customer.account
+    account.refresh_from_db()
+    assert account.held_micro_usd == 0
+    assert account.ledger_sum() == account.balance_micro_usd
+    assert account.balance_micro_usd == 10_000_000 - sum(r.cost_micro_usd for r in records)
+
+
+@pytest.mark.parametrize("model", list(ROUTES))
+def test_claude_p_answers_one_turn_billed_once(tmp_path, live_server_url, customer, catalog, model):
+    kind, upstream = ROUTES[model]
+
+    done, api_requests = claude(tmp_path, live_server_url, customer.secret, "Say hello.", model)
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.strip() == f"Hello from {upstream}. This answer is deterministic."
+    assert api_requests == ["/v1/messages"]
+    [sent] = catalog.requests
+    assert sent.path == ("/v1/messages" if kind == "anthropic" else "/v1/chat/completions")
+    assert sent.json["stream"] is True and sent.json["tools"]
+    assert_each_request_billed_once(customer, model, 1)
+
+
+@pytest.mark.parametrize("model", list(ROUTES))
+def test_claude_runs_its_own_bash_tool_and_completes_the_loop(
+    tmp_path, live_server_url, customer, catalog, model
+):
+    kind, upstream = ROUTES[model]
+    catalog.script(
+        upstream, Ok(tool_calls=[("Bash", json.dumps(ECHO))]), Ok(text="The command ran.")
+    )
+
+    done, api_requests = claude(
+        tmp_path,
+        live_server_url,
+        customer.secret,
+        "Run the echo command.",
+        model,
+        "--allowedTools",
+        "Bash(echo:*)",
+    )
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.strip() == "The command ran."
+    assert api_requests == ["/v1/messages", "/v1/messages"]
+    first, second = catalog.requests_for(upstream)
+    assert catalog.requests == [first, second]
+    if kind == "anthropic":
+        # Passed through natively: Claude Code's own tool_use and tool_result blocks.
+        use, result = second.json["messages"][-2:]
+        [call] = use["content"]
+        assert call["type"] == "tool_use" and (call["name"], call["input"]) == ("Bash", ECHO)
+        [block] = result["content"]
+        assert block["type"] == "tool_result" and block["tool_use_id"] == call["id"]
+        assert block["is_error"] is False
+        output = block["content"]
+    else:
+        use, result = second.json["messages"][-2:]
+        [call] = use["tool_calls"]
+        assert call["function"]["name"] == "Bash"
+        assert json.loads(call["function"]["arguments"]) == ECHO
+        assert result["role"] == "tool" and result["tool_call_id"] == call["id"]
+        output = result["content"]
+    # The command's own output, so Claude Code really ran it.
+    assert output == "switchboard-tool-ran"
+    assert_each_request_billed_once(customer, model, 2)
+
+
+def test_claude_out_of_credit_stops_with_the_reason_and_nothing_is_called(
+    tmp_path, live_server_url, make_customer, catalog
+):
+    poor = make_customer(credit_micro_usd=0)
+
+    done, api_requests = claude(tmp_path, live_server_url, poor.secret, "Say hello.", "claude-test")
+
+    assert done.returncode != 0
+    assert "Insufficient credits" in done.stdout + done.stderr
+    # A billing error is not retried.
+    assert api_requests == ["/v1/messages"]
+    assert catalog.requests == []
+    assert not UsageRecord.objects.filter(account=poor.account).exists()
