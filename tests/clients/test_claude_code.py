@@ -57,10 +57,17 @@ def catalog(fake_upstream):
 
 
 def claude(
-    tmp_path: Path, base_url: str, secret: str, prompt: str, model: str, *flags: str
-) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Run `claude -p` with nothing of this machine's own config; returns the finished
-    process and the API requests its debug log says it made."""
+    tmp_path: Path,
+    base_url: str,
+    secret: str,
+    prompt: str,
+    *flags: str,
+    model: str | None = "claude-test",
+    **more_env: str,
+) -> tuple[subprocess.CompletedProcess, str]:
+    """Run `claude -p` (with `--model` unless `model` is None) with nothing of this
+    machine's own config; returns the finished process and its debug log, having checked
+    that it tried no host but 127.0.0.1."""
     if not CLAUDE.exists() or CLAUDE.stat().st_size < 1_000_000:
         # Below that size bin/claude.exe is the package's placeholder: install.cjs did not run.
         pytest.fail(f"Claude Code is not installed: {INSTALL}")
@@ -82,9 +89,11 @@ def claude(
         "HTTPS_PROXY": "http://127.0.0.1:9",
         "HTTP_PROXY": "http://127.0.0.1:9",
         "NO_PROXY": "127.0.0.1,localhost",
+        **more_env,
     }
+    choose = ["--model", model] if model else []
     done = subprocess.run(
-        [str(CLAUDE), "-p", prompt, "--model", model, "--debug-file", str(debug), *flags],
+        [str(CLAUDE), "-p", prompt, *choose, "--debug-file", str(debug), *flags],
         cwd=work,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -94,7 +103,15 @@ def claude(
         check=False,
     )
     log = debug.read_text() if debug.exists() else ""
-    return done, re.findall(r"\[API REQUEST\] (\S+)", log)
+    assert "[API REQUEST]" in log, done.stdout[-2000:] + done.stderr[-2000:]
+    # What it tried elsewhere (telemetry, registries, updates) met the closed proxy port.
+    assert "ECONNREFUSED" not in log
+    return done, log
+
+
+def api_requests(log: str) -> list[str]:
+    """The API requests Claude Code's debug log says it made, in order."""
+    return re.findall(r"\[API REQUEST\] (\S+)", log)
 
 
 def assert_each_request_billed_once(customer, model: str, requests: int) -> None:
@@ -118,11 +135,11 @@ def assert_each_request_billed_once(customer, model: str, requests: int) -> None
 def test_claude_p_answers_one_turn_billed_once(tmp_path, live_server_url, customer, catalog, model):
     kind, upstream = ROUTES[model]
 
-    done, api_requests = claude(tmp_path, live_server_url, customer.secret, "Say hello.", model)
+    done, log = claude(tmp_path, live_server_url, customer.secret, "Say hello.", model=model)
 
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert done.stdout.strip() == f"Hello from {upstream}. This answer is deterministic."
-    assert api_requests == ["/v1/messages"]
+    assert api_requests(log) == ["/v1/messages"]
     [sent] = catalog.requests
     assert sent.path == ("/v1/messages" if kind == "anthropic" else "/v1/chat/completions")
     assert sent.json["stream"] is True and sent.json["tools"]
@@ -138,19 +155,19 @@ def test_claude_runs_its_own_bash_tool_and_completes_the_loop(
         upstream, Ok(tool_calls=[("Bash", json.dumps(ECHO))]), Ok(text="The command ran.")
     )
 
-    done, api_requests = claude(
+    done, log = claude(
         tmp_path,
         live_server_url,
         customer.secret,
         "Run the echo command.",
-        model,
         "--allowedTools",
         "Bash(echo:*)",
+        model=model,
     )
 
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert done.stdout.strip() == "The command ran."
-    assert api_requests == ["/v1/messages", "/v1/messages"]
+    assert api_requests(log) == ["/v1/messages", "/v1/messages"]
     first, second = catalog.requests_for(upstream)
     assert catalog.requests == [first, second]
     if kind == "anthropic":
@@ -179,11 +196,50 @@ def test_claude_out_of_credit_stops_with_the_reason_and_nothing_is_called(
 ):
     poor = make_customer(credit_micro_usd=0)
 
-    done, api_requests = claude(tmp_path, live_server_url, poor.secret, "Say hello.", "claude-test")
+    done, log = claude(tmp_path, live_server_url, poor.secret, "Say hello.")
 
     assert done.returncode != 0
     assert "Insufficient credits" in done.stdout + done.stderr
     # A billing error is not retried.
-    assert api_requests == ["/v1/messages"]
+    assert api_requests(log) == ["/v1/messages"]
     assert catalog.requests == []
     assert not UsageRecord.objects.filter(account=poor.account).exists()
+
+
+def test_claude_codes_own_default_model_resolves_by_a_catalog_alias(
+    tmp_path, live_server_url, customer, catalog
+):
+    """With no --model, Claude Code asks for its own default (claude-opus-5-5 in this
+    version, with max_tokens 128000): an alias in the catalog routes it, and
+    CLAUDE_CODE_MAX_OUTPUT_TOKENS keeps its answer within the model's output cap."""
+    Model.objects.filter(id="claude-test").update(aliases=["claude-opus-5-5"])
+
+    done, log = claude(
+        tmp_path,
+        live_server_url,
+        customer.secret,
+        "Say hello.",
+        model=None,
+        CLAUDE_CODE_MAX_OUTPUT_TOKENS="64000",
+    )
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.strip() == "Hello from claude-up. This answer is deterministic."
+    assert api_requests(log) == ["/v1/messages"]
+    [sent] = catalog.requests
+    assert (sent.json["model"], sent.json["max_tokens"]) == ("claude-up", 64_000)
+    assert_each_request_billed_once(customer, "claude-test", 1)
+
+
+def test_claude_codes_own_default_model_unknown_to_the_catalog_is_a_404_billed_nothing(
+    tmp_path, live_server_url, customer, catalog
+):
+    done, log = claude(tmp_path, live_server_url, customer.secret, "Say hello.", model=None)
+
+    assert done.returncode != 0
+    assert "claude-opus-5-5" in done.stdout
+    # Streamed, then once more without streaming; our 404 in Anthropic's shape.
+    assert api_requests(log) == ["/v1/messages", "/v1/messages"]
+    assert '"type":"not_found_error"' in log
+    assert catalog.requests == []
+    assert not UsageRecord.objects.filter(account=customer.account).exists()
