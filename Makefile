@@ -22,7 +22,17 @@ CODEX := tests/clients/codex/node_modules/.bin/codex
 $(CODEX): tests/clients/codex/package-lock.json
 	cd tests/clients/codex && npm ci --ignore-scripts --no-audit --no-fund
 
-test: $(STAMP) $(CODEX)
+# Claude Code's native binary comes in a platform package; with install scripts off, its
+# install.cjs puts it in place of the placeholder, and --version proves it runs.
+CLAUDE_CODE := tests/clients/claude-code/node_modules/.bin/claude
+
+$(CLAUDE_CODE): tests/clients/claude-code/package-lock.json
+	cd tests/clients/claude-code && npm ci --ignore-scripts --no-audit --no-fund \
+	  && node node_modules/@anthropic-ai/claude-code/install.cjs \
+	  && node_modules/.bin/claude --version \
+	  || { rm -f node_modules/.bin/claude; exit 1; }
+
+test: $(STAMP) $(CODEX) $(CLAUDE_CODE)
 	$(BIN)/python -m pytest -q
 
 # Redis and PostgreSQL stopped and started again under load (also part of `make test`).

@@ -178,15 +178,15 @@ def _text_block(block: Any, where: str) -> str:
     return str(block["text"])
 
 
-def _system(system: Any) -> str:
+def _system(system: Any, where: str = "system") -> str:
     if isinstance(system, str):
         return system
     if not isinstance(system, list):
-        raise invalid("system: must be a string or an array of text blocks.", "system")
+        raise invalid(f"{where}: must be a string or an array of text blocks.", where)
     return "\n\n".join(
         text
         for index, block in enumerate(system)
-        if (text := _text_block(block, f"system.{index}"))
+        if (text := _text_block(block, f"{where}.{index}"))
     )
 
 
@@ -265,9 +265,18 @@ def _turn(message: Any, index: int) -> list[dict[str, Any]]:
     if not isinstance(message, dict):
         raise invalid(f"{where}: must be an object.", where)
     role = message.get("role")
-    if role not in ("user", "assistant"):
-        raise invalid(f"{where}.role: must be 'user' or 'assistant'; got {role!r}.", where)
+    if role not in ("user", "assistant", "system"):
+        raise invalid(
+            f"{where}.role: must be 'user', 'assistant' or 'system'; got {role!r}.", where
+        )
     content = message.get("content")
+    if role == "system":
+        # A mid-conversation system turn (Claude Code sends its environment and
+        # reminders this way): a system message in place; routes that have one system
+        # prompt gather it there.
+        if isinstance(content, list) and not content:
+            raise invalid(f"{where}.content: must be a string or a non-empty array.", where)
+        return [{"role": "system", "content": _system(content, f"{where}.content")}]
     if isinstance(content, str):
         return [{"role": role, "content": content}]
     if not isinstance(content, list) or not content:

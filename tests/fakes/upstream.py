@@ -6,7 +6,7 @@
   with a final usage chunk when `stream_options.include_usage` is set);
 - Anthropic Messages: `POST /v1/messages` (JSON, or the message_start /
   content_block_* / message_delta / message_stop events); it requires `x-api-key`,
-  `anthropic-version`, `max_tokens`, and only user/assistant roles in `messages`;
+  `anthropic-version`, `max_tokens`, and only user/assistant/system roles in `messages`;
 - Gemini: `POST /v1beta/models/{model}:generateContent` and
   `:streamGenerateContent?alt=sse`; it requires `x-goog-api-key`.
 

@@ -227,8 +227,9 @@ class AnthropicProtocol:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise Reject(400, "messages: Field required")
-        if any(m.get("role") not in ("user", "assistant") for m in messages):
-            raise Reject(400, "messages: roles must be user or assistant")
+        # A system turn mid-conversation is allowed, as by the Messages API today.
+        if any(m.get("role") not in ("user", "assistant", "system") for m in messages):
+            raise Reject(400, "messages: roles must be user, assistant or system")
         return Call(
             model=body["model"],
             stream=bool(body.get("stream")),

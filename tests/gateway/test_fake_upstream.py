@@ -242,22 +242,36 @@ async def test_anthropic_checks_its_headers(
     assert response.json()["type"] == "error"
 
 
-async def test_anthropic_rejects_a_system_role_and_a_missing_max_tokens(
+async def test_anthropic_rejects_a_tool_role_and_a_missing_max_tokens(
     fake_upstream: FakeUpstream, client: httpx.AsyncClient
 ) -> None:
     url = f"{fake_upstream.url}/v1/messages"
-    system = [{"role": "system", "content": "be brief"}, *MESSAGES]
+    tool = [*MESSAGES, {"role": "tool", "content": "42"}]
 
-    with_system = await client.post(
-        url, json=anthropic_body(messages=system), headers=ANTHROPIC_HEADERS
+    with_tool = await client.post(
+        url, json=anthropic_body(messages=tool), headers=ANTHROPIC_HEADERS
     )
     no_max = await client.post(
         url, json={"model": "claude-fake", "messages": MESSAGES}, headers=ANTHROPIC_HEADERS
     )
 
-    assert with_system.status_code == 400
+    assert with_tool.status_code == 400
     assert no_max.status_code == 400
     assert "max_tokens" in no_max.json()["error"]["message"]
+
+
+async def test_anthropic_takes_a_system_turn_inside_messages(
+    fake_upstream: FakeUpstream, client: httpx.AsyncClient
+) -> None:
+    system = [*MESSAGES, {"role": "system", "content": "be brief"}]
+
+    response = await client.post(
+        f"{fake_upstream.url}/v1/messages",
+        json=anthropic_body(messages=system),
+        headers=ANTHROPIC_HEADERS,
+    )
+
+    assert response.status_code == 200
 
 
 async def test_gemini_answers_with_function_calls_and_usage_metadata(

@@ -188,3 +188,58 @@ def test_long_thinking_in_a_plain_answer_is_counted_as_output_not_suspect(
     record = assert_billed_once(raw.headers["x-request-id"], customer.account)
     assert record.completion_tokens == 201
     assert "usage_suspect" not in record.flags
+
+
+# Claude Code (2.1.x) sends what its harness learns mid-session (environment, reminders)
+# as a system turn inside `messages`, which the Messages API accepts.
+SYSTEM_TURN = {
+    "role": "system",
+    "content": [
+        {"type": "text", "text": "# Environment", "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": "cwd: /tmp"},
+    ],
+}
+WITH_A_SYSTEM_TURN = [
+    {"role": "user", "content": "Hi"},
+    SYSTEM_TURN,
+    {"role": "assistant", "content": "Hello."},
+    {"role": "user", "content": "Where am I?"},
+]
+
+
+def test_a_system_turn_in_messages_passes_through_to_anthropic_in_place(client, customer, catalog):
+    raw = client.messages.with_raw_response.create(
+        model="claude-test", max_tokens=100, system="Be brief.", messages=WITH_A_SYSTEM_TURN
+    )
+    assert raw.parse().content[0].text == default_text("claude-up")
+    sent = catalog.requests_for("claude-up")[-1].json
+    assert sent["messages"] == WITH_A_SYSTEM_TURN and sent["system"] == "Be brief."
+    assert_billed_once(raw.headers["x-request-id"], customer.account)
+
+
+def test_a_system_turn_in_messages_is_a_system_message_in_place_on_an_openai_route(
+    client, customer, catalog
+):
+    raw = client.messages.with_raw_response.create(
+        model="gpt-test", max_tokens=100, system="Be brief.", messages=WITH_A_SYSTEM_TURN
+    )
+    assert raw.parse().content[0].text == default_text("openai-up")
+    sent = catalog.requests_for("openai-up")[-1].json
+    assert sent["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "system", "content": "# Environment\n\ncwd: /tmp"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Where am I?"},
+    ]
+    assert_billed_once(raw.headers["x-request-id"], customer.account)
+
+
+def test_a_system_turn_in_messages_joins_the_system_instruction_on_a_gemini_route(client, catalog):
+    client.messages.create(
+        model="gemini-test", max_tokens=100, system="Be brief.", messages=WITH_A_SYSTEM_TURN
+    )
+    sent = catalog.requests_for("gemini-up")[-1].json
+    system = " ".join(part["text"] for part in sent["systemInstruction"]["parts"])
+    assert "Be brief." in system and "# Environment\n\ncwd: /tmp" in system
+    assert [content["role"] for content in sent["contents"]] == ["user", "model", "user"]
