@@ -25,7 +25,7 @@ from billing.money import format_usd
 from gateway import outages
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import model_choices
-from gateway.errors import GatewayError, invalid
+from gateway.errors import GatewayError, invalid, method_not_allowed
 from gateway.ratelimit import client_address
 from gateway.validation import parse_json
 
@@ -54,12 +54,7 @@ def api_methods(*methods: str) -> Callable[[View], View]:
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             try:
                 if request.method not in methods:
-                    raise GatewayError(
-                        405,
-                        f"Method {request.method} is not allowed here; use {', '.join(methods)}.",
-                        code="method_not_allowed",
-                        headers={"Allow": ", ".join(methods)},
-                    )
+                    raise method_not_allowed(request.method, methods)
                 return view(request, *args, **kwargs)
             except GatewayError as error:
                 return error.response()

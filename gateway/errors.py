@@ -75,3 +75,14 @@ def internal_error(request_id: str) -> GatewayError:
         f"The gateway failed to handle this request (request id {request_id}).",
         code="internal_error",
     )
+
+
+def method_not_allowed(method: str | None, methods: tuple[str, ...]) -> GatewayError:
+    """405 with the `Allow` header, for a JSON API called with the wrong method."""
+    allowed = ", ".join(methods)
+    return GatewayError(
+        405,
+        f"Method {method} is not allowed here; use {allowed}.",
+        code="method_not_allowed",
+        headers={"Allow": allowed},
+    )

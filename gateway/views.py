@@ -17,7 +17,7 @@ from billing.models import UsageRecord
 from gateway import calls, outages, routing
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import ModelInfo
-from gateway.errors import GatewayError, internal_error, openai_error
+from gateway.errors import GatewayError, internal_error, method_not_allowed, openai_error
 from gateway.idempotency import idempotent
 from gateway.ratelimit import HEADER_NAMES, client_address, current_limits
 from gateway.sync import db_sync_to_async
@@ -103,12 +103,7 @@ def api_view(
             try:
                 _check_host(request)
                 if request.method not in methods:
-                    raise GatewayError(
-                        405,
-                        f"Method {request.method} is not allowed here; use {', '.join(methods)}.",
-                        code="method_not_allowed",
-                        headers={"Allow": ", ".join(methods)},
-                    )
+                    raise method_not_allowed(request.method, methods)
                 if not await outages.admit_async(outages.DATABASE):
                     raise outages.unavailable(outages.DATABASE)
                 if key_required:
