@@ -81,6 +81,7 @@ class Connection(asyncio.Protocol):
         self.status = 0
         self.first_byte: float | None = None
         self.tail = b""
+        self.received = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -103,6 +104,7 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self.first_byte is None:
             self.first_byte = time.perf_counter()
+        self.received += len(body)
         window = self.tail + body
         self.seen = self.seen or self.marker in window
         self.tail = window[-64:]
@@ -114,6 +116,7 @@ class Connection(asyncio.Protocol):
     def send(self, request: bytes) -> asyncio.Future[tuple[int, float | None, bytes]]:
         assert self.transport is not None
         self.first_byte, self.tail, self.status, self.seen = None, b"", 0, False
+        self.received = 0
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return self.waiter
@@ -123,6 +126,7 @@ class Connection(asyncio.Protocol):
 class Samples:
     latencies: list[float] = field(default_factory=list)
     ttfts: list[float] = field(default_factory=list)
+    answer_bytes: int = 0
     errors: int = 0
     error_examples: list[str] = field(default_factory=list)
 
@@ -172,6 +176,7 @@ async def _user(
             continue
         samples.latencies.append(ended - started)
         samples.ttfts.append((first_byte or ended) - started)
+        samples.answer_bytes += connection.received
     if connection is not None and connection.transport is not None:
         connection.transport.close()
 
@@ -230,6 +235,7 @@ async def run_load(
         "ttft_p50_ms": percentile(samples.ttfts, 50) * ms,
         "ttft_p90_ms": percentile(samples.ttfts, 90) * ms,
         "ttft_p99_ms": percentile(samples.ttfts, 99) * ms,
+        "answer_kb": samples.answer_bytes / 1024 / max(1, len(samples.latencies)),
     }
 
 

@@ -699,6 +699,7 @@ def summarise_agent(
                     "rps": median(cell.runs, "rps"),
                     "p50_ms": median(cell.runs, "p50_ms"),
                     "ttft_p50_ms": median(cell.runs, "ttft_p50_ms"),
+                    "answer_kb": median(cell.runs, "answer_kb"),
                     "cpu_ms_per_request": (
                         1000 * cell.cpu_seconds / cell.requests if cell.requests else float("nan")
                     ),
@@ -753,16 +754,16 @@ def check_agent_targets(rows: list[dict[str, Any]], agent_tokens: int) -> list[d
 
 def agent_table(rows: list[dict[str, Any]]) -> str:
     header = (
-        "| scenario | target | prompt tokens | req/s | p50 ms | TTFT p50 ms | CPU ms/req "
-        "| RSS MB/worker | errors | CPU vs LiteLLM | CPU vs small |"
+        "| scenario | target | prompt tokens | req/s | p50 ms | TTFT p50 ms | answer KB "
+        "| CPU ms/req | RSS MB/worker | errors | CPU vs LiteLLM | CPU vs small |"
     )
-    lines = [header, "|" + "---|" * 11]
+    lines = [header, "|" + "---|" * 12]
     for row in rows:
         if not row["served"]:
             why = row["error_examples"][0] if row["error_examples"] else "no answer"
             lines.append(
                 f"| {row['scenario']} | {row['target']} | {row['prompt_tokens']:.0f} "
-                f"| not served: {why[:80]} | | | | | {row['errors']} | | |"
+                f"| not served: {why[:80]} | | | | | | {row['errors']} | | |"
             )
             continue
         versus = f"{row['cpu_vs_litellm']:.2f}x" if "cpu_vs_litellm" in row else ""
@@ -770,7 +771,8 @@ def agent_table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {row['scenario']} | {row['target']} | {row['prompt_tokens']:.0f} "
             f"| {row['rps']:.1f} | {row['p50_ms']:.1f} | {row['ttft_p50_ms']:.1f} "
-            f"| {row['cpu_ms_per_request']:.2f} | {row['rss_mb_per_worker']:.0f} "
+            f"| {row['answer_kb']:.1f} | {row['cpu_ms_per_request']:.2f} "
+            f"| {row['rss_mb_per_worker']:.0f} "
             f"| {row['errors']} | {versus} | {small} |"
         )
     return "\n".join(lines)
