@@ -418,6 +418,9 @@ def measure_agent(
 
 
 def agent_scenarios(args: argparse.Namespace) -> list[AgentScenario]:
+    """The agent-sized prompt on every door (and fresh on chat), then the size sweep:
+    its smallest size on every door (what "a small request" is compared with), the
+    others on chat completions."""
     doors = [door for door in args.agent_doors.split(",") if door]
     size = args.agent_tokens
     c = args.agent_concurrency
@@ -425,10 +428,11 @@ def agent_scenarios(args: argparse.Namespace) -> list[AgentScenario]:
     if "chat" in doors:
         scenarios.append(AgentScenario("chat", size, "fresh", c))
     sweep = [int(tokens) for tokens in args.agent_sizes.split(",") if tokens]
+    smallest = min(sweep, default=0)
     for tokens in sweep:
-        for door in doors if tokens == min(sweep) else ["chat"]:
+        for door in doors if tokens == smallest else [d for d in doors if d == "chat"]:
             scenario = AgentScenario(door, tokens, "growing", c)
-            if door in doors and scenario not in scenarios:
+            if scenario not in scenarios:
                 scenarios.append(scenario)
     return scenarios
 
