@@ -59,7 +59,9 @@ prod: $(STAMP)
 		--proxy-headers --no-access-log --timeout-graceful-shutdown 30
 
 # Switchboard against LiteLLM proxy (installed from PyPI into its own venv) on this
-# machine; see BENCHMARKS.md. BENCH_ARGS passes options to bench/run.py.
+# machine; see BENCHMARKS.md. BENCH_ARGS passes options to bench/run.py, e.g.
+# BENCH_ARGS="--suites agent" for the agent-sized scenarios only, "--suites classic"
+# for the small requests only.
 LITELLM_VENV := bench/.litellm-venv
 
 $(LITELLM_VENV)/bin/litellm:

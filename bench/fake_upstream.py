@@ -1,7 +1,9 @@
 """A fast fake OpenAI upstream for benchmarks: raw asyncio + httptools on uvloop.
 
-It answers `POST …/chat/completions` (streamed or not) with a fixed number of output
-tokens, after a configurable time to first token and inter-token delay, and `GET
+It answers `POST …/chat/completions` and `POST …/responses` (OpenAI's Responses API,
+which LiteLLM calls for an OpenAI model on its /v1/responses and /v1/messages doors),
+streamed or not, with `--tokens` output tokens (or the request's own limit, where it
+sets one), after a configurable time to first token and inter-token delay, and `GET
 …/models`. No framework sits between the socket and the answer, so what it costs is
 close to nothing next to the gateway under test.
 
@@ -20,7 +22,17 @@ import httptools
 import orjson
 import uvloop
 
-WORD = " hi"
+# The answer's tokens, in turn: all three bytes long, and not one chunk repeated over and
+# over (LiteLLM ends a stream whose last 100 chunks are the same, as a model stuck in a loop).
+WORDS = (" hi", " so", " an", " it", " we", " up", " go", " on", " as", " at", " by")
+
+
+def answer_text(tokens: int) -> str:
+    return "".join(WORDS[index % len(WORDS)] for index in range(tokens))
+
+
+# A request's own output limit is honoured up to this (agent scenarios ask for 300).
+MAX_TOKENS = 4_096
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +86,7 @@ class Answers:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": WORD * tokens},
+                        "message": {"role": "assistant", "content": answer_text(tokens)},
                         "finish_reason": "stop",
                     }
                 ],
@@ -102,7 +114,7 @@ class Answers:
             return b"data: " + orjson.dumps(payload) + b"\n\n"
 
         first = _chunk(event({"role": "assistant", "content": ""}))
-        token = _chunk(event({"content": WORD}))
+        pieces = [_chunk(event({"content": WORDS[i % len(WORDS)]})) for i in range(tokens)]
         tail = event({}, "stop")
         if include_usage:
             usage = {
@@ -118,12 +130,100 @@ class Answers:
         parts = (
             _head(200, "text/event-stream", None),
             first,
-            [token] * tokens,
+            pieces,
             _chunk(tail) + b"0\r\n\r\n",
         )
         if len(self._cache) < 1024:
             self._cache[key] = parts
         return parts
+
+
+def responses_parts(
+    model: str, prompt: int, tokens: int
+) -> tuple[tuple[bytes, bytes, list[bytes], bytes], dict[str, Any]]:
+    """A Responses API stream in the event order OpenAI sends, chunk-encoded: (head,
+    opening events, one `response.output_text.delta` per token, closing events), and
+    the completed response (the non-streamed answer)."""
+    sequence = iter(range(1_000_000))
+    text = answer_text(tokens)
+
+    def event(kind: str, **fields: Any) -> bytes:
+        payload = {"type": kind, "sequence_number": next(sequence), **fields}
+        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+    response = {
+        "id": "resp_fake",
+        "object": "response",
+        "created_at": 0,
+        "status": "in_progress",
+        "model": model,
+        "output": [],
+        "usage": None,
+    }
+    item = {"id": "msg_fake", "type": "message", "role": "assistant", "status": "in_progress"}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    opening = (
+        event("response.created", response=response)
+        + event("response.in_progress", response=response)
+        + event("response.output_item.added", output_index=0, item={**item, "content": []})
+        + event(
+            "response.content_part.added",
+            item_id="msg_fake",
+            output_index=0,
+            content_index=0,
+            part=part,
+        )
+    )
+    deltas = [
+        _chunk(
+            event(
+                "response.output_text.delta",
+                item_id="msg_fake",
+                output_index=0,
+                content_index=0,
+                delta=WORDS[index % len(WORDS)],
+            )
+        )
+        for index in range(tokens)
+    ]
+    done_part = {**part, "text": text}
+    done_item = {**item, "status": "completed", "content": [done_part]}
+    completed = {
+        **response,
+        "status": "completed",
+        "output": [done_item],
+        "usage": {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + tokens,
+        },
+    }
+    closing = (
+        event(
+            "response.output_text.done",
+            item_id="msg_fake",
+            output_index=0,
+            content_index=0,
+            text=text,
+        )
+        + event(
+            "response.content_part.done",
+            item_id="msg_fake",
+            output_index=0,
+            content_index=0,
+            part=done_part,
+        )
+        + event("response.output_item.done", output_index=0, item=done_item)
+        + event("response.completed", response=completed)
+    )
+    return (
+        _head(200, "text/event-stream", None),
+        _chunk(opening),
+        deltas,
+        _chunk(closing) + b"0\r\n\r\n",
+    ), completed
 
 
 class Connection(asyncio.Protocol):
@@ -181,7 +281,8 @@ class Connection(asyncio.Protocol):
                 _json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
             )
             return
-        if method != b"POST" or not path.endswith(b"/chat/completions"):
+        responses = path.endswith(b"/responses")
+        if method != b"POST" or not (responses or path.endswith(b"/chat/completions")):
             transport.write(_json(404, {"error": {"message": "not found"}}))
             return
         try:
@@ -191,20 +292,32 @@ class Connection(asyncio.Protocol):
             transport.write(_json(400, {"error": {"message": "invalid JSON"}}))
             return
         tokens = self.behaviour.tokens
-        limit = request.get("max_tokens") or request.get("max_completion_tokens")
+        limit = (
+            request.get("max_tokens")
+            or request.get("max_completion_tokens")
+            or request.get("max_output_tokens")
+        )
         if isinstance(limit, int) and limit > 0:
-            tokens = min(tokens, limit)
+            tokens = min(limit, MAX_TOKENS)
         prompt = max(1, len(body) // 4)
         if self.behaviour.ttft_ms:
             await asyncio.sleep(self.behaviour.ttft_ms / 1000)
-        if not request.get("stream"):
+        if responses:
+            (head, first, events, tail), completed = responses_parts(model, prompt, tokens)
+            if not request.get("stream"):
+                transport.write(_json(200, completed))
+                return
+        elif not request.get("stream"):
             if self.behaviour.itl_ms:
                 await asyncio.sleep(self.behaviour.itl_ms * tokens / 1000)
             if self.transport is not None:
                 self.transport.write(self.answers.completion(model, prompt, tokens))
             return
-        include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-        head, first, events, tail = self.answers.stream_parts(model, prompt, tokens, include_usage)
+        else:
+            include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+            head, first, events, tail = self.answers.stream_parts(
+                model, prompt, tokens, include_usage
+            )
         if not self.behaviour.itl_ms:
             transport.write(b"".join((head, first, *events, tail)))
             return

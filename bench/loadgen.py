@@ -34,6 +34,11 @@ class Target:
     model: str
     stream: bool
     max_tokens: int = 64
+    # Agent scenarios: the next body for virtual user N (bench/agent.py's Workload.body),
+    # instead of the same small chat request every time; and the bytes only a complete
+    # stream of that door contains.
+    bodies: Callable[[int], bytes] | None = None
+    done_marker: bytes = b"[DONE]"
 
     @classmethod
     def from_url(cls, url: str, **fields: Any) -> Target:
@@ -42,15 +47,18 @@ class Target:
             host=parts.hostname or "127.0.0.1", port=parts.port or 80, path=parts.path, **fields
         )
 
-    def request_bytes(self) -> bytes:
-        body = orjson.dumps(
-            {
-                "model": self.model,
-                "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
-                "max_tokens": self.max_tokens,
-                "stream": self.stream,
-            }
-        )
+    def request_bytes(self, user: int = 0) -> bytes:
+        if self.bodies is not None:
+            body = self.bodies(user)
+        else:
+            body = orjson.dumps(
+                {
+                    "model": self.model,
+                    "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
+                    "max_tokens": self.max_tokens,
+                    "stream": self.stream,
+                }
+            )
         head = (
             f"POST {self.path} HTTP/1.1\r\n"
             f"Host: {self.host}:{self.port}\r\n"
@@ -64,13 +72,16 @@ class Target:
 class Connection(asyncio.Protocol):
     """One keep-alive connection that runs one request at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, marker: bytes = b"[DONE]") -> None:
+        self.marker = marker
+        self.seen = False
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[tuple[int, float | None, bytes]] | None = None
         self.status = 0
         self.first_byte: float | None = None
         self.tail = b""
+        self.received = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -93,7 +104,10 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self.first_byte is None:
             self.first_byte = time.perf_counter()
-        self.tail = (self.tail + body)[-64:]
+        self.received += len(body)
+        window = self.tail + body
+        self.seen = self.seen or self.marker in window
+        self.tail = window[-64:]
 
     def on_message_complete(self) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -101,7 +115,8 @@ class Connection(asyncio.Protocol):
 
     def send(self, request: bytes) -> asyncio.Future[tuple[int, float | None, bytes]]:
         assert self.transport is not None
-        self.first_byte, self.tail, self.status = None, b"", 0
+        self.first_byte, self.tail, self.status, self.seen = None, b"", 0, False
+        self.received = 0
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return self.waiter
@@ -111,6 +126,7 @@ class Connection(asyncio.Protocol):
 class Samples:
     latencies: list[float] = field(default_factory=list)
     ttfts: list[float] = field(default_factory=list)
+    answer_bytes: int = 0
     errors: int = 0
     error_examples: list[str] = field(default_factory=list)
 
@@ -122,16 +138,25 @@ class Samples:
 
 async def _connect(target: Target) -> Connection:
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_connection(Connection, target.host, target.port)
+    _, protocol = await loop.create_connection(
+        lambda: Connection(target.done_marker), target.host, target.port
+    )
     return protocol
 
 
 async def _user(
-    target: Target, request: bytes, deadline: float, budget: list[int], samples: Samples | None
+    target: Target,
+    request: bytes,
+    deadline: float,
+    budget: list[int],
+    samples: Samples | None,
+    user: int = 0,
 ) -> None:
     connection: Connection | None = None
     while budget[0] > 0 and time.perf_counter() < deadline:
         budget[0] -= 1
+        if target.bodies is not None:
+            request = target.request_bytes(user)
         try:
             if connection is None or connection.transport is None:
                 connection = await _connect(target)
@@ -146,11 +171,12 @@ async def _user(
             continue
         if samples is None:
             continue
-        if status != 200 or (target.stream and b"[DONE]" not in tail):
+        if status != 200 or (target.stream and not connection.seen):
             samples.error(f"HTTP {status}: {tail!r}")
             continue
         samples.latencies.append(ended - started)
         samples.ttfts.append((first_byte or ended) - started)
+        samples.answer_bytes += connection.received
     if connection is not None and connection.transport is not None:
         connection.transport.close()
 
@@ -177,12 +203,12 @@ async def run_load(
     `probe` is called right before and right after the measured window (the caller reads
     the server's CPU counters there).
     """
-    request = target.request_bytes()
+    request = b"" if target.bodies is not None else target.request_bytes()
     if warmup > 0:
         until = time.perf_counter() + warmup
         budget = [max(concurrency * 20, 50)]
         await asyncio.gather(
-            *(_user(target, request, until, budget, None) for _ in range(concurrency))
+            *(_user(target, request, until, budget, None, user) for user in range(concurrency))
         )
     samples = Samples()
     if probe is not None:
@@ -191,7 +217,7 @@ async def run_load(
     deadline = started + duration
     budget = [max_requests]
     await asyncio.gather(
-        *(_user(target, request, deadline, budget, samples) for _ in range(concurrency))
+        *(_user(target, request, deadline, budget, samples, user) for user in range(concurrency))
     )
     elapsed = time.perf_counter() - started
     if probe is not None:
@@ -209,6 +235,7 @@ async def run_load(
         "ttft_p50_ms": percentile(samples.ttfts, 50) * ms,
         "ttft_p90_ms": percentile(samples.ttfts, 90) * ms,
         "ttft_p99_ms": percentile(samples.ttfts, 99) * ms,
+        "answer_kb": samples.answer_bytes / 1024 / max(1, len(samples.latencies)),
     }
 
 

@@ -12,6 +12,13 @@ Each round runs every scenario (non-stream and 64-token stream at concurrency 1,
 and 50) against every target, in a rotating order, so drift hits them all alike.
 CPU ms per request is the utime+stime of the server's process tree over the measured
 window divided by the requests answered; RSS is read from /proc/<pid>/status.
+
+The agent suite (`--suites agent` runs only it) sends coding-agent-sized streamed
+requests (bench/agent.py: a long system prompt, 12 tools, a history of many messages,
+seeded) to Switchboard and LiteLLM only: a 60k-token prompt and a 300-token answer on
+each door (chat completions, Anthropic messages, Responses), the same with a fresh
+prompt every request on chat completions, and a sweep of prompt sizes (1k on every door;
+10k and 120k on chat completions).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from typing import Any
 
 import orjson
 import uvloop
+from agent import DONE_MARKERS, PATHS, Corpus, Workload, fit, prompt_tokens
 from loadgen import Target, run_load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +63,7 @@ api_key_env = "BENCH_UPSTREAM_KEY"
 [[model]]
 id = "bench"
 title = "Bench Model"
-context_length = 128000
+context_length = 200000
 max_output_tokens = 4096
 input_usd_per_mtok = 1.0
 output_usd_per_mtok = 2.0
@@ -326,6 +334,20 @@ class Scenario:
         return f"{'stream' if self.stream else 'non-stream'} c={self.concurrency}"
 
 
+@dataclass(frozen=True)
+class AgentScenario:
+    """A streamed agent-sized request on one door: `tokens` of prompt, grown or fresh."""
+
+    door: str
+    tokens: int
+    variation: str  # "growing" (one session's history, turn by turn) or "fresh"
+    concurrency: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"agent {self.door} {self.tokens // 1000}k {self.variation}"
+
+
 @dataclass
 class Cell:
     runs: list[dict[str, Any]] = field(default_factory=list)
@@ -361,6 +383,137 @@ def measure(
         )
     )
     return result, marks[1] - marks[0]
+
+
+def measure_agent(
+    server: Server, scenario: AgentScenario, workload: Workload, args: argparse.Namespace
+) -> tuple[dict[str, Any], float]:
+    base = server.url.split("/v1/", 1)[0]
+    target = Target.from_url(
+        base + PATHS[scenario.door],
+        key=server.key,
+        model=MODEL,
+        stream=True,
+        max_tokens=args.agent_answer,
+        bodies=workload.body,
+        done_marker=DONE_MARKERS[scenario.door],
+    )
+    pids = server.pids()
+    marks: list[float] = []
+
+    def probe() -> None:
+        marks.append(cpu_seconds(pids))
+
+    result = uvloop.run(
+        run_load(
+            target,
+            concurrency=scenario.concurrency,
+            duration=args.agent_duration,
+            max_requests=args.max_requests,
+            warmup=args.agent_warmup,
+            probe=probe,
+        )
+    )
+    return result, marks[1] - marks[0]
+
+
+def agent_scenarios(args: argparse.Namespace) -> list[AgentScenario]:
+    """The agent-sized prompt on every door (and fresh on chat), then the size sweep:
+    its smallest size on every door (what "a small request" is compared with), the
+    others on chat completions."""
+    doors = [door for door in args.agent_doors.split(",") if door]
+    size = args.agent_tokens
+    c = args.agent_concurrency
+    scenarios = [AgentScenario(door, size, "growing", c) for door in doors]
+    if "chat" in doors:
+        scenarios.append(AgentScenario("chat", size, "fresh", c))
+    sweep = [int(tokens) for tokens in args.agent_sizes.split(",") if tokens]
+    smallest = min(sweep, default=0)
+    for tokens in sweep:
+        for door in doors if tokens == smallest else [d for d in doors if d == "chat"]:
+            scenario = AgentScenario(door, tokens, "growing", c)
+            if scenario not in scenarios:
+                scenarios.append(scenario)
+    return scenarios
+
+
+def fit_agent_prompts(
+    scenarios: list[AgentScenario], args: argparse.Namespace
+) -> tuple[Corpus, dict[int, float]]:
+    """The corpus and, per prompt size, the chars per token that give that size (measured
+    with Switchboard's own tokenizer, gateway/tokens.py, before any server starts)."""
+    sys.path.insert(1, str(ROOT))
+    corpus = Corpus(args.seed)
+    return corpus, {
+        tokens: fit(corpus, tokens, args.seed) for tokens in {s.tokens for s in scenarios}
+    }
+
+
+def run_agent_rounds(
+    servers: list[Server],
+    scenarios: list[AgentScenario],
+    corpus: Corpus,
+    ratios: dict[int, float],
+    args: argparse.Namespace,
+) -> tuple[dict[tuple[str, AgentScenario], Cell], dict[AgentScenario, float]]:
+    """Every agent scenario on every server, in rotating order, `--agent-rounds` times.
+
+    Each (server, scenario) keeps one Workload across rounds, built from the same seed
+    for both servers: they get the same bodies in the same order, and a growing session
+    carries on from one round to the next as an agent's would.
+    """
+    workloads = {
+        (server.name, scenario): Workload(
+            corpus,
+            door=scenario.door,
+            tokens=scenario.tokens,
+            variation=scenario.variation,
+            seed=args.seed,
+            model=MODEL,
+            max_tokens=args.agent_answer,
+            chars_per_token=ratios[scenario.tokens],
+        )
+        for server in servers
+        for scenario in scenarios
+    }
+    cells: dict[tuple[str, AgentScenario], Cell] = {}
+    for round_number in range(args.agent_rounds):
+        for index, scenario in enumerate(scenarios):
+            shift = (round_number + index) % len(servers)
+            for server in servers[shift:] + servers[:shift]:
+                workload = workloads[(server.name, scenario)]
+                result, cpu = measure_agent(server, scenario, workload, args)
+                cell = cells.setdefault((server.name, scenario), Cell())
+                cell.runs.append(result)
+                cell.cpu_seconds += cpu
+                cell.requests += result["requests"]
+                cell.rss_mb = max(cell.rss_mb, server.worker_rss_mb())
+                print(
+                    f"agent round {round_number + 1}/{args.agent_rounds} {scenario.label:<28} "
+                    f"{server.name:<12} {result['rps']:>7.1f} req/s  p50 {result['p50_ms']:8.2f} ms"
+                    f"  errors {result['errors']} {result['error_examples'][:1]}",
+                    flush=True,
+                )
+    sizes = {scenario: mean_prompt_tokens(corpus, scenario, ratios, args) for scenario in scenarios}
+    return cells, sizes
+
+
+def mean_prompt_tokens(
+    corpus: Corpus, scenario: AgentScenario, ratios: dict[int, float], args: argparse.Namespace
+) -> float:
+    """The mean o200k count of the scenario's first session (or first 8 fresh prompts)."""
+    work = Workload(
+        corpus,
+        door="chat",
+        tokens=scenario.tokens,
+        variation=scenario.variation,
+        seed=args.seed,
+        model=MODEL,
+        max_tokens=args.agent_answer,
+        chars_per_token=ratios[scenario.tokens],
+    )
+    count = work.session_turns if scenario.variation == "growing" else 8
+    return statistics.mean(prompt_tokens(work.body(0)) for _ in range(count))
 
 
 def run_rounds(
@@ -482,7 +635,7 @@ def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "min",
         ),
     ]
-    results = []
+    results: list[dict[str, Any]] = []
     for name, values, bound, kind in checks:
         if not values:
             results.append({"target": name, "worst_ratio": None, "met": False, "not_run": True})
@@ -519,6 +672,112 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {row['scenario']} | {row['target']} | {row['rps']:.0f} | {row['p50_ms']:.2f} "
             f"| {row['p99_ms']:.2f} | {row['added_p50_ms']:.2f} | {row['ttft_p50_ms']:.2f} "
             f"| {cpu:.2f} | {row['rss_mb_per_worker']:.0f} | {row['errors']} | {versus} |"
+        )
+    return "\n".join(lines)
+
+
+def summarise_agent(
+    cells: dict[tuple[str, AgentScenario], Cell],
+    sizes: dict[AgentScenario, float],
+    servers: list[Server],
+    scenarios: list[AgentScenario],
+) -> list[dict[str, Any]]:
+    rows = []
+    for scenario in scenarios:
+        for server in servers:
+            cell = cells[(server.name, scenario)]
+            examples = [example for run in cell.runs for example in run["error_examples"]]
+            rows.append(
+                {
+                    "scenario": scenario.label,
+                    "door": scenario.door,
+                    "tokens": scenario.tokens,
+                    "variation": scenario.variation,
+                    "concurrency": scenario.concurrency,
+                    "prompt_tokens": sizes[scenario],
+                    "target": server.name,
+                    "requests": cell.requests,
+                    "errors": sum(run["errors"] for run in cell.runs),
+                    "error_examples": examples[:3],
+                    "served": cell.requests > 0,
+                    "rps": median(cell.runs, "rps"),
+                    "p50_ms": median(cell.runs, "p50_ms"),
+                    "ttft_p50_ms": median(cell.runs, "ttft_p50_ms"),
+                    "answer_kb": median(cell.runs, "answer_kb"),
+                    "cpu_ms_per_request": (
+                        1000 * cell.cpu_seconds / cell.requests if cell.requests else float("nan")
+                    ),
+                    "rss_mb_per_worker": cell.rss_mb,
+                }
+            )
+    by_key = {(row["door"], row["tokens"], row["variation"], row["target"]): row for row in rows}
+    smallest = min((s.tokens for s in scenarios), default=0)
+    for row in rows:
+        if row["target"] != "switchboard":
+            continue
+        theirs = by_key.get((row["door"], row["tokens"], row["variation"], "litellm"))
+        if theirs is not None and theirs["served"] and row["served"]:
+            row["cpu_vs_litellm"] = row["cpu_ms_per_request"] / theirs["cpu_ms_per_request"]
+        small = by_key.get((row["door"], smallest, "growing", "switchboard")) or by_key.get(
+            ("chat", smallest, "growing", "switchboard")
+        )
+        if small is not None and small["served"] and row["served"]:
+            row["cpu_vs_small"] = row["cpu_ms_per_request"] / small["cpu_ms_per_request"]
+    return rows
+
+
+def check_agent_targets(rows: list[dict[str, Any]], agent_tokens: int) -> list[dict[str, Any]]:
+    """The issue's targets for an agent-sized streamed request (`agent_tokens` of prompt)."""
+    ours = [row for row in rows if row["target"] == "switchboard"]
+    sized = [row for row in ours if row["tokens"] == agent_tokens]
+    results = []
+    for name, key, bound in (
+        ("agent-sized stream: CPU <= 1/10 of LiteLLM's", "cpu_vs_litellm", 0.1),
+        ("agent-sized stream: CPU <= 2x a small request's", "cpu_vs_small", 2.0),
+    ):
+        measured = {row["scenario"]: row.get(key) for row in sized}
+        known = [value for value in measured.values() if value is not None]
+        results.append(
+            {
+                "target": name,
+                "by_scenario": measured,
+                "worst_ratio": max(known) if known else None,
+                "met": bool(known) and max(known) <= bound,
+                "not_run": not known,
+            }
+        )
+    rss = max((row["rss_mb_per_worker"] for row in ours), default=0.0)
+    results.append(
+        {"target": "agent suite: RSS per worker <= 150 MB", "worst_mb": rss, "met": rss <= 150}
+    )
+    errors = sum(row["errors"] for row in ours)
+    name = "agent suite: no errors through Switchboard"
+    results.append({"target": name, "errors": errors, "met": not errors})
+    return results
+
+
+def agent_table(rows: list[dict[str, Any]]) -> str:
+    header = (
+        "| scenario | target | prompt tokens | req/s | p50 ms | TTFT p50 ms | answer KB "
+        "| CPU ms/req | RSS MB/worker | errors | CPU vs LiteLLM | CPU vs small |"
+    )
+    lines = [header, "|" + "---|" * 12]
+    for row in rows:
+        if not row["served"]:
+            why = row["error_examples"][0] if row["error_examples"] else "no answer"
+            lines.append(
+                f"| {row['scenario']} | {row['target']} | {row['prompt_tokens']:.0f} "
+                f"| not served: {why[:80]} | | | | | | {row['errors']} | | |"
+            )
+            continue
+        versus = f"{row['cpu_vs_litellm']:.2f}x" if "cpu_vs_litellm" in row else ""
+        small = f"{row['cpu_vs_small']:.2f}x" if "cpu_vs_small" in row else ""
+        lines.append(
+            f"| {row['scenario']} | {row['target']} | {row['prompt_tokens']:.0f} "
+            f"| {row['rps']:.1f} | {row['p50_ms']:.1f} | {row['ttft_p50_ms']:.1f} "
+            f"| {row['answer_kb']:.1f} | {row['cpu_ms_per_request']:.2f} "
+            f"| {row['rss_mb_per_worker']:.0f} "
+            f"| {row['errors']} | {versus} | {small} |"
         )
     return "\n".join(lines)
 
@@ -571,6 +830,24 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--itl-ms", type=float, default=0.0)
     parser.add_argument("--targets", default="direct,check,switchboard,litellm")
     parser.add_argument(
+        "--suites",
+        default="classic,agent",
+        help="classic (small chat requests), agent (agent-sized streams), or both",
+    )
+    parser.add_argument("--agent-doors", default="chat,messages,responses")
+    parser.add_argument("--agent-tokens", type=int, default=60_000, help="the agent-sized prompt")
+    parser.add_argument(
+        "--agent-sizes",
+        default="1000,10000,60000,120000",
+        help="the prompt-size sweep (the smallest on every door, the rest on chat)",
+    )
+    parser.add_argument("--agent-answer", type=int, default=300, help="output tokens")
+    parser.add_argument("--agent-rounds", type=int, default=2)
+    parser.add_argument("--agent-duration", type=float, default=4.0)
+    parser.add_argument("--agent-warmup", type=float, default=0.5)
+    parser.add_argument("--agent-concurrency", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=13, help="of the agent prompts")
+    parser.add_argument(
         "--database-url",
         default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/sb_bench"),
     )
@@ -607,11 +884,18 @@ def main() -> None:
     check_ports_free(args)
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     wanted = args.targets.split(",")
+    suites = args.suites.split(",")
     scenarios = [
         Scenario(stream=mode == "stream", concurrency=int(c))
         for mode in args.modes.split(",")
         for c in args.concurrency.split(",")
+        if "classic" in suites
     ]
+    agents = agent_scenarios(args) if "agent" in suites else []
+    corpus, ratios = fit_agent_prompts(agents, args) if agents else (None, {})
+    cells: dict[tuple[str, Scenario], Cell] = {}
+    agent_cells: dict[tuple[str, AgentScenario], Cell] = {}
+    sizes: dict[AgentScenario, float] = {}
     workdir = Path(tempfile.mkdtemp(prefix="sb-bench-"))
     servers: list[Server] = []
     started = time.monotonic()
@@ -625,29 +909,58 @@ def main() -> None:
         if "litellm" in wanted:
             servers.append(start_litellm(args, workdir))
         print(f"servers ready in {time.monotonic() - started:.0f}s", flush=True)
-        cells = run_rounds(servers, scenarios, args)
+        if scenarios:
+            cells = run_rounds(servers, scenarios, args)
+        gateways = [server for server in servers if server.name in ("switchboard", "litellm")]
+        if corpus is not None and gateways:
+            agent_cells, sizes = run_agent_rounds(gateways, agents, corpus, ratios, args)
     finally:
         for server in reversed(servers):
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    rows = summarise(cells, servers, scenarios)
+    rows = summarise(cells, servers, scenarios) if scenarios else []
     add_ratios(rows)
+    gateways = [server for server in servers if server.name in ("switchboard", "litellm")]
+    agent_rows = summarise_agent(agent_cells, sizes, gateways, agents) if agent_cells else []
     report: dict[str, Any] = {
         "machine": machine(),
         "settings": {
             name: getattr(args, name)
-            for name in ("workers", "rounds", "duration", "warmup", "tokens", "ttft_ms", "itl_ms")
+            for name in (
+                "workers",
+                "rounds",
+                "duration",
+                "warmup",
+                "tokens",
+                "ttft_ms",
+                "itl_ms",
+                "suites",
+                "agent_tokens",
+                "agent_sizes",
+                "agent_answer",
+                "agent_rounds",
+                "agent_duration",
+                "agent_concurrency",
+                "seed",
+            )
         },
         "rows": rows,
+        "agent_rows": agent_rows,
         "wall_seconds": round(time.monotonic() - started, 1),
     }
     if "litellm" in wanted and "switchboard" in wanted:
-        report["targets"] = check_targets(rows)
+        report["targets"] = (check_targets(rows) if rows else []) + (
+            check_agent_targets(agent_rows, args.agent_tokens) if agent_rows else []
+        )
     args.json.write_bytes(
         orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
     )
     print()
-    print(table(rows))
+    if rows:
+        print(table(rows))
+    if agent_rows:
+        print()
+        print(agent_table(agent_rows))
     for check in report.get("targets", []):
         verdict = "----" if check.get("not_run") else "MET " if check["met"] else "MISS"
         print(f"{verdict}  {check['target']}: {check}")
