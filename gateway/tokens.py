@@ -24,11 +24,12 @@ ENCODING_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_REPLY = 3
 TOKENS_PER_IMAGE = 1_105
-# Agents resend the same system prompt, tools and history on every turn: the count of a
-# long text is kept, by its length and hash, so a turn tokenizes only what is new.
-REMEMBERED_TEXT_CHARS = 2_048
-REMEMBERED_TEXTS = 4_096
-_remembered: OrderedDict[tuple[int, int], int] = OrderedDict()
+# Agents resend the same system prompt, tools and history on every turn: the count of
+# each text but the shortest is kept, by a hash of the text and its length (at most
+# REMEMBERED_TEXTS of them, about 2 MB), so a turn tokenizes only what is new.
+REMEMBERED_TEXT_CHARS = 64
+REMEMBERED_TEXTS = 16_384
+_remembered: OrderedDict[int, int] = OrderedDict()
 _remembered_lock = threading.Lock()
 
 
@@ -77,7 +78,7 @@ def count_text(text: str) -> int:
         return 0
     if len(text) < REMEMBERED_TEXT_CHARS:
         return len(encoding().encode_ordinary(text))
-    key = (len(text), hash(text))
+    key = hash((len(text), text))
     with _remembered_lock:
         known = _remembered.get(key)
         if known is not None:
