@@ -366,6 +366,27 @@ def measure(
         stream=scenario.stream,
         max_tokens=args.tokens,
     )
+    return measured_load(
+        server,
+        target,
+        concurrency=scenario.concurrency,
+        duration=args.duration,
+        warmup=args.warmup,
+        max_requests=args.max_requests,
+    )
+
+
+def measured_load(
+    server: Server,
+    target: Target,
+    *,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    max_requests: int,
+) -> tuple[dict[str, Any], float]:
+    """Run the load against `target`; its results and the server's CPU seconds over the
+    measured window (sampled by the load generator's probe at its start and end)."""
     pids = server.pids()
     marks: list[float] = []
 
@@ -375,10 +396,10 @@ def measure(
     result = uvloop.run(
         run_load(
             target,
-            concurrency=scenario.concurrency,
-            duration=args.duration,
-            max_requests=args.max_requests,
-            warmup=args.warmup,
+            concurrency=concurrency,
+            duration=duration,
+            max_requests=max_requests,
+            warmup=warmup,
             probe=probe,
         )
     )
@@ -398,23 +419,14 @@ def measure_agent(
         bodies=workload.body,
         done_marker=DONE_MARKERS[scenario.door],
     )
-    pids = server.pids()
-    marks: list[float] = []
-
-    def probe() -> None:
-        marks.append(cpu_seconds(pids))
-
-    result = uvloop.run(
-        run_load(
-            target,
-            concurrency=scenario.concurrency,
-            duration=args.agent_duration,
-            max_requests=args.max_requests,
-            warmup=args.agent_warmup,
-            probe=probe,
-        )
+    return measured_load(
+        server,
+        target,
+        concurrency=scenario.concurrency,
+        duration=args.agent_duration,
+        warmup=args.agent_warmup,
+        max_requests=args.max_requests,
     )
-    return result, marks[1] - marks[0]
 
 
 def agent_scenarios(args: argparse.Namespace) -> list[AgentScenario]:
