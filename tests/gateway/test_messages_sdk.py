@@ -21,6 +21,7 @@ from gateway.doors import messages as door
 from gateway.models import Model, Provider, Route
 from gateway.tokens import count_prompt
 from tests.fakes.upstream import ErrorEvent, Fail, Ok, Stall, default_text, pieces
+from tests.gateway.test_chat_completions_sdk import expected_cost, wait_for_record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -72,22 +73,6 @@ def async_client(live_server_url, customer, catalog):
     return anthropic.AsyncAnthropic(
         base_url=live_server_url, auth_token=customer.secret, max_retries=0, timeout=10
     )
-
-
-def expected_cost(prompt: int, completion: int, cached: int = 0) -> int:
-    total = (prompt - cached) * 2_000_000 + completion * 8_000_000 + cached * 500_000
-    return -(-total // 1_000_000)
-
-
-def wait_for_record(request_id: str) -> UsageRecord:
-    """Settlement can finish just after the client has read the last byte."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        record = UsageRecord.objects.filter(request_id=request_id).first()
-        if record is not None:
-            return record
-        time.sleep(0.02)
-    raise AssertionError(f"no usage record for {request_id}")
 
 
 def assert_billed_once(request_id: str, account: Account, status: str = "ok") -> UsageRecord:

@@ -7,7 +7,6 @@ reached through the one call lifecycle and bridged at the edge.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -20,6 +19,7 @@ from billing.models import Account, Hold, LedgerEntry, UsageRecord
 from gateway.models import Model, Provider, Route
 from gateway.tokens import count_text
 from tests.fakes.upstream import ErrorEvent, Ok, pieces
+from tests.gateway.test_chat_completions_sdk import expected_cost, wait_for_record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,22 +86,6 @@ def async_client(live_server_url, customer, catalog):
     return openai.AsyncOpenAI(
         base_url=live_server_url + "/v1", api_key=customer.secret, max_retries=0, timeout=10
     )
-
-
-def expected_cost(prompt: int, completion: int, cached: int = 0) -> int:
-    total = (prompt - cached) * 2_000_000 + completion * 8_000_000 + cached * 500_000
-    return -(-total // 1_000_000)
-
-
-def wait_for_record(request_id: str) -> UsageRecord:
-    """Settlement can finish just after the client has read the last byte."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        record = UsageRecord.objects.filter(request_id=request_id).first()
-        if record is not None:
-            return record
-        time.sleep(0.02)
-    raise AssertionError(f"no usage record for {request_id}")
 
 
 def assert_billed_once(account: Account, request_id: str, status: str = "ok") -> UsageRecord:
