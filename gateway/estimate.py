@@ -24,7 +24,7 @@ from gateway.errors import invalid
 from gateway.ratelimit import address_throttled, address_wait, client_address
 from gateway.tokens import count_prompt
 from gateway.validation import parse_json, requested_output_tokens
-from gateway.views import _read_body, api_view, json_response
+from gateway.views import api_view, json_response, read_body
 
 MAX_TOKENS = 100_000_000
 
@@ -35,7 +35,7 @@ async def estimate(request: HttpRequest) -> HttpResponse:
     await _count_the_client(request)
     output: Any
     if request.method == "POST":
-        body = parse_json(_read_body(request, limit=settings.ESTIMATE_MAX_BYTES))
+        body = parse_json(read_body(request, limit=settings.ESTIMATE_MAX_BYTES))
         name = body.get("model")
         input_tokens = await asyncio.to_thread(_prompt_tokens, body)
         output = requested_output_tokens(body)

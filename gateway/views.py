@@ -136,7 +136,7 @@ def api_view(
     return decorator
 
 
-def _read_body(request: HttpRequest, limit: int | None = None) -> bytes:
+def read_body(request: HttpRequest, limit: int | None = None) -> bytes:
     """The body, or a 413 above `limit` bytes (MAX_REQUEST_BYTES unless given)."""
     from django.conf import settings
 
@@ -158,7 +158,7 @@ def _read_body(request: HttpRequest, limit: int | None = None) -> bytes:
 @idempotent
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     """POST /v1/chat/completions: OpenAI's chat API, streamed or not, billed once."""
-    body = parse_json(_read_body(request))
+    body = parse_json(read_body(request))
     call = await calls.open_call(
         key=request.api_key,  # type: ignore[attr-defined]
         body=body,

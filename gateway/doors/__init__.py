@@ -15,12 +15,12 @@ import orjson
 from django.http import HttpRequest
 
 from gateway.validation import parse_json
-from gateway.views import _read_body
+from gateway.views import read_body
 
 
 def read_json(request: HttpRequest) -> dict[str, Any]:
     """The request's JSON object, within MAX_REQUEST_BYTES (413 beyond, 400 if not JSON)."""
-    return parse_json(_read_body(request))
+    return parse_json(read_body(request))
 
 
 def sse_event(name: str, payload: dict[str, Any]) -> bytes:

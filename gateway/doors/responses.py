@@ -25,16 +25,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from django.http import HttpRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
 from billing.models import UsageRecord
 from gateway import calls
+from gateway.doors import read_json, sse_event
 from gateway.errors import GatewayError, invalid
 from gateway.idempotency import idempotent
-from gateway.validation import parse_json
-from gateway.views import _read_body, api_view, json_response
+from gateway.views import api_view, json_response
 
 log = logging.getLogger(__name__)
 
@@ -663,7 +662,7 @@ class ResponseStream:
     def _event(self, kind: str, **fields: Any) -> bytes:
         payload = {"type": kind, "sequence_number": self.sequence, **fields}
         self.sequence += 1
-        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+        return sse_event(kind, payload)
 
     def start(self) -> list[bytes]:
         response = self.envelope.response("in_progress", [])
@@ -842,7 +841,7 @@ async def relay(call: calls.Call, stream: ResponseStream) -> AsyncIterator[bytes
 @idempotent
 async def create_response(request: HttpRequest) -> HttpResponseBase:
     """POST /v1/responses: the Responses API, streamed or not, billed once."""
-    body = parse_json(_read_body(request))
+    body = read_json(request)
     chat = chat_body(body)
     try:
         call = await calls.open_call(
