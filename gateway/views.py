@@ -154,18 +154,25 @@ def read_body(request: HttpRequest, limit: int | None = None) -> bytes:
     return raw
 
 
-@api_view(("POST",))
-@idempotent
-async def chat_completions(request: HttpRequest) -> HttpResponseBase:
-    """POST /v1/chat/completions: OpenAI's chat API, streamed or not, billed once."""
-    body = parse_json(read_body(request))
-    call = await calls.open_call(
+async def open_request_call(request: HttpRequest, body: dict[str, Any], **door: Any) -> calls.Call:
+    """The call for an authenticated /v1 request: its key and request id, and the headers
+    that shape a call (`X-Max-Cost-Micro-Usd`, `X-Fallback: off`); a door adds its own
+    `source` (and `native`)."""
+    return await calls.open_call(
         key=request.api_key,  # type: ignore[attr-defined]
         body=body,
         request_id=request.request_id,  # type: ignore[attr-defined]
         max_cost_header=request.headers.get("X-Max-Cost-Micro-Usd"),
         fallback=request.headers.get("X-Fallback", "on").strip().lower() != "off",
+        **door,
     )
+
+
+@api_view(("POST",))
+@idempotent
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
+    """POST /v1/chat/completions: OpenAI's chat API, streamed or not, billed once."""
+    call = await open_request_call(request, parse_json(read_body(request)))
     try:
         if not call.stream:
             result = await call.answer()

@@ -33,7 +33,7 @@ from gateway.errors import GatewayError, invalid
 from gateway.idempotency import idempotent
 from gateway.providers.base import NativeRequest
 from gateway.tokens import count_prompt
-from gateway.views import api_view, json_response
+from gateway.views import api_view, json_response, open_request_call
 
 log = logging.getLogger(__name__)
 
@@ -814,14 +814,8 @@ async def messages(request: HttpRequest) -> HttpResponseBase:
     request_id: str = request.request_id  # type: ignore[attr-defined]
     body = read_json(request)
     chat = to_chat(body)
-    call = await calls.open_call(
-        key=request.api_key,  # type: ignore[attr-defined]
-        body=chat,
-        request_id=request_id,
-        max_cost_header=request.headers.get("X-Max-Cost-Micro-Usd"),
-        fallback=request.headers.get("X-Fallback", "on").strip().lower() != "off",
-        source=UsageRecord.Source.MESSAGES,
-        native=native_request(body, request),
+    call = await open_request_call(
+        request, chat, source=UsageRecord.Source.MESSAGES, native=native_request(body, request)
     )
     try:
         if not call.stream:

@@ -33,7 +33,7 @@ from gateway import calls
 from gateway.doors import read_json, sse_event
 from gateway.errors import GatewayError, invalid
 from gateway.idempotency import idempotent
-from gateway.views import api_view, json_response
+from gateway.views import api_view, json_response, open_request_call
 
 log = logging.getLogger(__name__)
 
@@ -844,14 +844,7 @@ async def create_response(request: HttpRequest) -> HttpResponseBase:
     body = read_json(request)
     chat = chat_body(body)
     try:
-        call = await calls.open_call(
-            key=request.api_key,  # type: ignore[attr-defined]
-            body=chat,
-            request_id=request.request_id,  # type: ignore[attr-defined]
-            max_cost_header=request.headers.get("X-Max-Cost-Micro-Usd"),
-            fallback=request.headers.get("X-Fallback", "on").strip().lower() != "off",
-            source=UsageRecord.Source.RESPONSES,
-        )
+        call = await open_request_call(request, chat, source=UsageRecord.Source.RESPONSES)
     except GatewayError as exc:
         raise door_error(exc) from None
     envelope = Envelope(
