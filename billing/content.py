@@ -69,3 +69,17 @@ def transcript(content: RequestContent) -> list[Turn]:
                 text += f"\n[tool call {function.get('name', '')}: {function.get('arguments', '')}]"
         turns.append(Turn(role=str(message.get("role", "")), text=text.strip()))
     return turns
+
+
+PRUNE_BATCH = 5000
+
+
+def prune_content(now: Any = None) -> int:
+    """Erase content kept past PROMPT_RETENTION_DAYS, PRUNE_BATCH rows per statement so a
+    long backlog never holds one huge transaction. Returns how many were erased."""
+    erased = 0
+    while True:
+        batch = list(RequestContent.objects.expired(now).values_list("pk", flat=True)[:PRUNE_BATCH])
+        if not batch:
+            return erased
+        erased += RequestContent.objects.filter(pk__in=batch).delete()[0]

@@ -11,6 +11,8 @@ from django.utils import timezone
 
 from billing.models import UsageRecord
 
+pytestmark = pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume asynchronous")
+
 
 @pytest.fixture
 def records(customer, make_customer):
