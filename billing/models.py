@@ -43,7 +43,7 @@ class Account(models.Model):
         help_text="Keep each request's messages and answer for PROMPT_RETENTION_DAYS.",
     )
     alert_balance_below_micro_usd = models.BigIntegerField(
-        null=True, blank=True, help_text="E-mail when the available balance falls below this."
+        null=True, blank=True, help_text="E-mail when the balance falls below this."
     )
     balance_alert_sent = models.BooleanField(
         default=False, help_text="Sent for the current crossing; re-armed above the threshold."

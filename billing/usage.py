@@ -243,7 +243,7 @@ class UsageSettingsForm(forms.Form):
         "you can erase them sooner on a request's page or all at once below.",
     )
     alert_balance_below_usd = forms.DecimalField(
-        label="E-mail me when my available balance falls below (USD)",
+        label="E-mail me when my balance falls below (USD)",
         required=False,
         min_value=Decimal("0.01"),
         max_value=Decimal("1000000"),
