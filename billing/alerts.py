@@ -10,6 +10,7 @@ key's expiry is moved). A mail that cannot be sent un-claims its row for the nex
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db.models import F, Q
+from django.db.models import F, Model, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -50,6 +51,10 @@ def send_alerts(now: datetime | None = None) -> AlertRun:
 
 def _link(name: str) -> str:
     return settings.SITE_URL.rstrip("/") + reverse(name)
+
+
+def _reset(model: type[Model], pk: int, **fields: Any) -> None:
+    model._default_manager.filter(pk=pk).update(**fields)
 
 
 def _mail(to: str, subject: str, body: str, *, undo: Callable[[], Any]) -> bool:
@@ -88,9 +93,7 @@ def send_balance_alerts() -> int:
             f"{format_usd(threshold)} you asked to be told about. Requests are refused "
             f"once it cannot cover them.\n\nAdd credit: {_link('billing:index')}\n"
             f"Alert settings: {_link('billing:usage_settings')}\n",
-            undo=lambda pk=account.pk: Account.objects.filter(pk=pk).update(
-                balance_alert_sent=False
-            ),
+            undo=functools.partial(_reset, Account, account.pk, balance_alert_sent=False),
         )
     return sent
 
@@ -102,13 +105,13 @@ def send_spend_cap_alerts(now: datetime) -> int:
         .exclude(kind=ApiKey.Kind.WEB)
         .filter(spend_cap_micro_usd__isnull=False, user__account__alert_spend_cap=True)
         .with_period_spend(now)
-        .filter(period_spend_micro_usd__gte=F("spend_cap_micro_usd"))
         .select_related("user")
     )
     sent = 0
     for key in capped:
+        spent: int = key.period_spend_micro_usd  # type: ignore[attr-defined]
         period = key.period_start(now)
-        if key.cap_alerted_for == period:
+        if spent < (key.spend_cap_micro_usd or 0) or key.cap_alerted_for == period:
             continue
         if not ApiKey.objects.filter(pk=key.pk, cap_alerted_for=key.cap_alerted_for).update(
             cap_alerted_for=period
@@ -118,14 +121,12 @@ def send_spend_cap_alerts(now: datetime) -> int:
             key.user.email,
             f"Key “{key.name}” reached its spend cap",
             f"Your key “{key.name}” ({key.masked}) has spent "
-            f"{format_usd(key.period_spend_micro_usd)} of its "  # type: ignore[attr-defined]
+            f"{format_usd(spent)} of its "
             f"{format_usd(key.spend_cap_micro_usd or 0)} cap "
             f"{key.get_spend_cap_period_display()}. Its requests are refused (402 "
             f"spend_cap_exceeded) until the period ends or the cap is raised.\n\n"
             f"Keys: {_link('accounts:keys')}\n",
-            undo=lambda pk=key.pk, was=key.cap_alerted_for: ApiKey.objects.filter(pk=pk).update(
-                cap_alerted_for=was
-            ),
+            undo=functools.partial(_reset, ApiKey, key.pk, cap_alerted_for=key.cap_alerted_for),
         )
     return sent
 
@@ -160,8 +161,6 @@ def send_expiry_alerts(now: datetime) -> int:
             f"Your key “{key.name}” ({key.masked}) stops working on {when}. Create a new "
             f"key and switch your programs to it before then.\n\nKeys: "
             f"{_link('accounts:keys')}\n",
-            undo=lambda pk=key.pk, was=was: ApiKey.objects.filter(pk=pk).update(
-                expiry_alerted_for=was
-            ),
+            undo=functools.partial(_reset, ApiKey, key.pk, expiry_alerted_for=was),
         )
     return sent

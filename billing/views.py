@@ -379,7 +379,7 @@ async def _csv_lines(records: Any) -> AsyncIterator[str]:
 
 @require_GET
 @login_required
-def usage_csv(request: HttpRequest) -> HttpResponse:
+def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
     """The filtered request log as CSV, newest first, every row of the period, streamed."""
     _, records, period = _usage_records(request)
     response = StreamingHttpResponse(_csv_lines(_log_rows(records)), content_type="text/csv")
