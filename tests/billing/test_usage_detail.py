@@ -3,6 +3,7 @@ the chat it came from, and its stored messages (when the account keeps them)."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import openai
@@ -20,6 +21,16 @@ from tests.gateway.test_chat_completions_sdk import wait_for_record
 catalog = sdk_catalog
 
 MESSAGES = [{"role": "user", "content": "Say <script>alert(1)</script> & more"}]
+
+
+def wait_for_content(record):
+    """The messages are written just after the settlement commits, in the same thread."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if content := RequestContent.objects.filter(usage=record).first():
+            return content
+        time.sleep(0.02)
+    raise AssertionError(f"no stored messages for {record.request_id}")
 
 
 def sdk(live_server_url, secret):
@@ -68,7 +79,7 @@ def test_an_account_that_keeps_prompts_gets_them_stored_and_shown_escaped(
     answer = "".join(chunk.choices[0].delta.content or "" for chunk in raw.parse() if chunk.choices)
 
     record = wait_for_record(raw.headers["x-request-id"])
-    content = RequestContent.objects.get(usage=record)
+    content = wait_for_content(record)
     assert content.messages == MESSAGES
     assert content.response == answer
     client.force_login(customer.user)
