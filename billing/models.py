@@ -256,6 +256,10 @@ class UsageQuerySet(models.QuerySet["UsageRecord"]):
     def for_user(self, user: Any) -> UsageQuerySet:
         return self.filter(account__user=user)
 
+    def settled(self) -> UsageQuerySet:
+        """Records of calls that were accepted and settled (refused calls left out)."""
+        return self.exclude(status=UsageRecord.Status.REFUSED)
+
     def for_account(self, account_id: int) -> UsageQuerySet:
         """The account's records: where every query of the request log starts."""
         return self.filter(account_id=account_id)

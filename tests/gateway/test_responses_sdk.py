@@ -381,7 +381,7 @@ def test_no_credit_is_a_402_before_anything_streams(
     assert caught.value.status_code == 402
     assert caught.value.body["code"] == "insufficient_credits"
     assert catalog.requests == []
-    assert not UsageRecord.objects.filter(account=poor.account).exists()
+    assert not UsageRecord.objects.settled().filter(account=poor.account).exists()
 
 
 def test_the_output_cap_is_named_as_the_responses_parameter(client, catalog):
