@@ -239,8 +239,7 @@ class UsageSettingsForm(forms.Form):
     store_content = forms.BooleanField(
         label="Keep the messages and answer of each request",
         required=False,
-        help_text="Off by default. Kept for the operator's retention period, then erased; "
-        "you can erase them sooner on a request's page or all at once below.",
+        help_text="Off by default. Erase them sooner on a request's page, or all at once below.",
     )
     alert_balance_below_usd = forms.DecimalField(
         label="E-mail me when my balance falls below (USD)",

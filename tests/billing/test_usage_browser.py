@@ -134,3 +134,24 @@ def test_a_requests_page_fits_with_its_attempts_costs_and_messages(
     page.screenshot(path=SHOTS / f"detail-{width}.png", full_page=True)
     assert fits_the_viewport(page)
     context.close()
+
+
+def test_the_usage_settings_page_saves_and_fits_a_phone(browser, localhost_url, customer):
+    context = signed_in_context(browser, customer.user, localhost_url, *WIDTHS["phone"])
+    page = context.new_page()
+    page.goto(f"{localhost_url}/billing/usage/settings/")
+    page.get_by_label("Keep the messages and answer of each request").check()
+    page.get_by_label("E-mail me when my balance falls below (USD)").fill("0")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_role("alert")).to_contain_text("greater than or equal to 0.01")
+    page.screenshot(path=SHOTS / "settings-error-phone.png", full_page=True)
+    assert fits_the_viewport(page)
+
+    page.get_by_label("E-mail me when my balance falls below (USD)").fill("2.50")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_text("Usage settings saved.")).to_be_visible()
+    page.screenshot(path=SHOTS / "settings-phone.png", full_page=True)
+    customer.account.refresh_from_db()
+    assert customer.account.store_content is True
+    assert customer.account.alert_balance_below_micro_usd == 2_500_000
+    context.close()

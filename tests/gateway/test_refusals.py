@@ -197,3 +197,25 @@ def _key_info(customer):
     info = _load(customer.api_key.prefix)
     assert info is not None
     return info
+
+
+def test_a_refused_request_can_be_looked_up_by_its_id(live_server_url, catalog, customer):
+    import httpx
+
+    refused = httpx.post(
+        live_server_url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {customer.secret}"},
+        json={"model": "nope-model", "messages": MESSAGES},
+        timeout=10,
+    )
+    request_id = refused.headers["x-request-id"]
+    refused_record(request_id)
+
+    found = httpx.get(
+        f"{live_server_url}/v1/generation/{request_id}",
+        headers={"Authorization": f"Bearer {customer.secret}"},
+        timeout=10,
+    )
+
+    assert found.status_code == 200
+    assert (found.json()["status"], found.json()["cost_micro_usd"]) == ("refused", 0)
