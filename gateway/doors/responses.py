@@ -5,7 +5,9 @@ which goes through `gateway.calls` exactly like /v1/chat/completions (limits, ho
 routes, fallback, relay, one settlement, `UsageRecord.source = "responses"`), for every
 kind of route. The answer is translated back: a Response object (`response_from()`), or
 the Responses stream (`ResponseStream`), whose every event carries a `sequence_number`
-and which always ends with `response.completed` or `response.failed`.
+and which always ends with `response.completed` or `response.failed`. A route whose
+upstream serves the Responses API itself gets the request as it came instead
+(`native_request()`), and its answer or events are relayed (`NativeResponseStream`).
 
 Nothing is stored: `store: true`, `previous_response_id`, `background`, `conversation`
 and `prompt` are refused with a 400 `unsupported_parameter`, as are tools other than
@@ -25,6 +27,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from django.http import HttpRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
@@ -33,6 +36,7 @@ from gateway import calls
 from gateway.doors import read_json, sse_event
 from gateway.errors import GatewayError, invalid
 from gateway.idempotency import idempotent
+from gateway.providers.base import NativeRequest
 from gateway.views import api_view, json_response, open_request_call
 
 log = logging.getLogger(__name__)
@@ -470,6 +474,20 @@ def chat_body(body: dict[str, Any]) -> dict[str, Any]:
     return chat
 
 
+def native_request(body: dict[str, Any]) -> NativeRequest:
+    """The request as it came, for a route that serves the Responses API. Reasoning items
+    ride along there (a chat route cannot take them), so the hold counts them too, at
+    their size in bytes: a token is at least one byte."""
+    items = body.get("input")
+    reasoning = [
+        item
+        for item in (items if isinstance(items, list) else ())
+        if isinstance(item, dict) and item.get("type") == "reasoning"
+    ]
+    extra = len(orjson.dumps(reasoning)) if reasoning else 0
+    return NativeRequest("responses", body, extra_prompt_tokens=extra)
+
+
 def door_error(exc: GatewayError) -> GatewayError:
     """The call's error in the Responses client's words: its parameter names."""
     param = exc.param
@@ -607,7 +625,12 @@ def _function_item(
 
 
 def response_from(envelope: Envelope, completion: dict[str, Any]) -> dict[str, Any]:
-    """The Response object for a non-streamed chat completion."""
+    """The Response object for a non-streamed chat completion, or the upstream's own
+    when a Responses upstream answered (under our id and model, with the call's cost)."""
+    native = completion.get("native")
+    if isinstance(native, dict):
+        usage = {**(native.get("usage") or {}), **response_usage(completion["usage"])}
+        return {**native, "id": envelope.response_id, "model": envelope.model, "usage": usage}
     choice = (completion.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     output: list[dict[str, Any]] = []
@@ -816,13 +839,81 @@ class ResponseStream:
         return events
 
 
-async def relay(call: calls.Call, stream: ResponseStream) -> AsyncIterator[bytes]:
-    """The opened call's chunks as Responses events; settles once however it ends (a
-    client that leaves closes this generator, and the call is billed as `cancelled`)."""
-    for event in stream.start():
-        yield event
+class NativeResponseStream:
+    """A Responses upstream's own events, relayed as they came but for our response id,
+    model and sequence numbers; `response.completed` waits for the call's cost."""
+
+    def __init__(self, envelope: Envelope) -> None:
+        self.envelope = envelope
+        self.sequence = 0
+        self.response: dict[str, Any] = envelope.response("in_progress", [])
+        self.output: list[dict[str, Any]] = []
+        self.closing: dict[str, Any] | None = None
+        self.ended = False
+
+    def _event(self, event: dict[str, Any]) -> bytes:
+        payload = {**event, "sequence_number": self.sequence}
+        self.sequence += 1
+        return sse_event(str(event.get("type")), payload)
+
+    def _ours(self, response: dict[str, Any]) -> dict[str, Any]:
+        return {**response, "id": self.envelope.response_id, "model": self.envelope.model}
+
+    def start(self) -> list[bytes]:
+        return []  # the upstream's response.created is relayed
+
+    def translate(self, chunk: dict[str, Any]) -> list[bytes]:
+        if "error" in chunk:
+            return self.failed(chunk["error"])
+        if chunk.get("usage") is not None and not chunk.get("choices"):
+            return self.completed(chunk["usage"])
+        events: list[bytes] = []
+        for event in chunk.get("native") or ():
+            kind = event.get("type")
+            if isinstance(event.get("response"), dict):
+                self.response = self._ours(event["response"])
+                event = {**event, "response": self.response}
+            if kind in ("response.completed", "response.incomplete"):
+                self.closing = event
+                continue
+            if kind == "response.output_item.done" and isinstance(event.get("item"), dict):
+                self.output.append(event["item"])
+            if isinstance(kind, str):
+                events.append(self._event(event))
+        return events
+
+    def completed(self, usage: dict[str, Any]) -> list[bytes]:
+        """The upstream's closing event, its usage with the call's cost."""
+        self.ended = True
+        closing = self.closing or {"type": "response.completed", "response": self.response}
+        response = closing.get("response") or self.response
+        final = {**(response.get("usage") or {}), **response_usage(usage)}
+        return [self._event({**closing, "response": {**response, "usage": final}})]
+
+    def failed(self, error: dict[str, Any]) -> list[bytes]:
+        self.ended = True
+        response = {
+            **self.response,
+            "status": "failed",
+            "output": self.output,
+            "error": failed_error(error),
+        }
+        return [self._event({"type": "response.failed", "response": response})]
+
+
+async def relay(call: calls.Call, envelope: Envelope) -> AsyncIterator[bytes]:
+    """The opened call's chunks as Responses events, translated or, from a Responses
+    upstream, relayed; settles once however it ends (a client that leaves closes this
+    generator, and the call is billed as `cancelled`)."""
+    stream: ResponseStream | NativeResponseStream | None = None
     async with contextlib.aclosing(call.chunks()) as chunks:
         async for chunk in chunks:
+            if stream is None:
+                # The opened route's first chunk says which: the rest come from it too.
+                native = "native" in chunk
+                stream = NativeResponseStream(envelope) if native else ResponseStream(envelope)
+                for event in stream.start():
+                    yield event
             try:
                 events = stream.translate(chunk)
             except Exception:
@@ -831,6 +922,10 @@ async def relay(call: calls.Call, stream: ResponseStream) -> AsyncIterator[bytes
                 break
             for event in events:
                 yield event
+    if stream is None:
+        stream = ResponseStream(envelope)
+        for event in stream.start():
+            yield event
     if not stream.ended:
         # Whatever stopped it, the client is told: Codex retries a stream without an end.
         for event in stream.failed({"message": "The stream stopped before its end."}):
@@ -844,7 +939,9 @@ async def create_response(request: HttpRequest) -> HttpResponseBase:
     body = read_json(request)
     chat = chat_body(body)
     try:
-        call = await open_request_call(request, chat, source=UsageRecord.Source.RESPONSES)
+        call = await open_request_call(
+            request, chat, source=UsageRecord.Source.RESPONSES, native=native_request(body)
+        )
     except GatewayError as exc:
         raise door_error(exc) from None
     envelope = Envelope(
@@ -861,9 +958,7 @@ async def create_response(request: HttpRequest) -> HttpResponseBase:
     except GatewayError as exc:
         exc.headers = {**call.headers, **exc.headers}
         raise door_error(exc) from None
-    response = StreamingHttpResponse(
-        relay(call, ResponseStream(envelope)), content_type="text/event-stream"
-    )
+    response = StreamingHttpResponse(relay(call, envelope), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     for name, value in call.headers.items():
