@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
 from billing.models import UsageRecord
 from gateway import calls
 from gateway.doors import read_json, sse_event
-from gateway.errors import GatewayError, invalid
+from gateway.errors import GatewayError, invalid, openai_error
 from gateway.idempotency import idempotent
 from gateway.providers.base import NativeRequest
 from gateway.views import api_view, json_response, open_request_call
@@ -932,7 +932,32 @@ async def relay(call: calls.Call, envelope: Envelope) -> AsyncIterator[bytes]:
             yield event
 
 
-@api_view(("POST",))
+class StreamRefused(GatewayError):
+    """A streamed request refused for money (402) before anything was held: answered as
+    a stream that fails at once, `response.failed` with `insufficient_quota`, the code
+    Codex CLI stops on (an HTTP 402 it retries five times, then shows)."""
+
+    def __init__(self, exc: GatewayError, envelope: Envelope) -> None:
+        super().__init__(
+            exc.status, exc.message, code=exc.code, param=exc.param, headers=exc.headers
+        )
+        self.envelope = envelope
+
+
+def responses_error(exc: GatewayError, headers: dict[str, str]) -> HttpResponse:
+    """The Responses door's errors: OpenAI's error object, but a refused stream fails as
+    a stream (`StreamRefused`)."""
+    if not isinstance(exc, StreamRefused):
+        return openai_error(exc, headers)
+    stream = ResponseStream(exc.envelope)
+    events = [*stream.start(), *stream.failed(exc.as_dict()["error"])]  # type: ignore[arg-type]
+    response = HttpResponse(b"".join(events), content_type="text/event-stream")
+    for name, value in {**headers, **exc.headers, "Cache-Control": "no-cache"}.items():
+        response[name] = value
+    return response
+
+
+@api_view(("POST",), render_error=responses_error)
 @idempotent
 async def create_response(request: HttpRequest) -> HttpResponseBase:
     """POST /v1/responses: the Responses API, streamed or not, billed once."""
@@ -943,6 +968,10 @@ async def create_response(request: HttpRequest) -> HttpResponseBase:
             request, chat, source=UsageRecord.Source.RESPONSES, native=native_request(body)
         )
     except GatewayError as exc:
+        if exc.status == 402 and chat["stream"]:
+            request_id: str = request.request_id  # type: ignore[attr-defined]
+            envelope = Envelope(f"resp_{request_id[4:]}", str(chat["model"]), body)
+            raise StreamRefused(exc, envelope) from None
         raise door_error(exc) from None
     envelope = Envelope(
         response_id=f"resp_{call.request_id[4:]}", model=call.model.id, request=body
