@@ -104,7 +104,7 @@ class ApiKeyForm(forms.Form):
 
 class CloseAccountForm(forms.Form):
     confirm = forms.CharField(
-        label="Type your e-mail address to confirm",
+        label="Type your email address to confirm",
         widget=forms.EmailInput(attrs={"autocomplete": "off"}),
     )
 
@@ -115,5 +115,5 @@ class CloseAccountForm(forms.Form):
     def clean_confirm(self) -> str:
         confirm = self.cleaned_data["confirm"].strip()
         if confirm.lower() != self.email.lower():
-            raise forms.ValidationError("That is not the e-mail address of this account.")
+            raise forms.ValidationError("That is not the email address of this account.")
         return confirm

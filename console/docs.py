@@ -34,6 +34,15 @@ def example_model() -> str:
     return ids[0] if ids else "demo"
 
 
+def key_export(secret: str) -> TabGroup:
+    """The shell line that puts a new key where every sample reads it from."""
+    return TabGroup(
+        "key-export",
+        "Keep the key in an environment variable",
+        (Snippet("key-export", "Shell", f"export {KEY_VARIABLE}={secret}"),),
+    )
+
+
 def quickstart_groups(base_url: str, model: str) -> list[TabGroup]:
     v1 = f"{base_url}/v1"
     request = TabGroup(

@@ -7,6 +7,8 @@ from console import views
 from gateway.metrics import metrics_view
 from gateway.urls import account_api_urlpatterns
 
+handler500 = "console.views.server_error"
+
 urlpatterns = [
     path("", views.home, name="home"),
     path("pricing/", views.pricing, name="pricing"),
@@ -14,6 +16,7 @@ urlpatterns = [
     path("docs/quickstart/", views.quickstart, name="quickstart"),
     path("docs/clients/", views.docs_clients, name="docs-clients"),
     path("docs/api/", views.docs_api, name="docs-api"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),

@@ -7,12 +7,21 @@ from concurrent.futures import ThreadPoolExecutor
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    HttpResponseServerError,
+    JsonResponse,
+)
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
+from django.templatetags.static import static
 from django.views.decorators.http import require_GET
 
 from console import docs
 from console.pricing import DEFAULT_SORT, SORTS, pricing_rows
+from console.site import public_base_url
 from gateway import outages
 from gateway.catalog import get_catalog
 from gateway.sync import db_sync_to_async
@@ -26,6 +35,19 @@ def home(request: HttpRequest) -> TemplateResponse:
 
 
 @require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, which browsers ask for on pages that name no icon (the admin's)."""
+    return HttpResponsePermanentRedirect(static("favicon.svg"))
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """The 500 page, rendered without the request: whatever failed (the database, the
+    session) must not fail again while the error page is drawn."""
+    body = render_to_string("500.html", {"SITE_NAME": settings.SITE_NAME})
+    return HttpResponseServerError(body)
+
+
+@require_GET
 def docs_index(request: HttpRequest) -> TemplateResponse:
     return TemplateResponse(request, "console/docs/index.html", {"docs_page": "index"})
 
@@ -33,10 +55,11 @@ def docs_index(request: HttpRequest) -> TemplateResponse:
 @require_GET
 def quickstart(request: HttpRequest) -> TemplateResponse:
     """The first request in curl, Python and JavaScript, against this site's base URL."""
+    base_url = public_base_url(request)
     context = {
         "docs_page": "quickstart",
-        "base_url": settings.SITE_URL,
-        "groups": docs.quickstart_groups(settings.SITE_URL, docs.example_model()),
+        "base_url": base_url,
+        "groups": docs.quickstart_groups(base_url, docs.example_model()),
     }
     return TemplateResponse(request, "console/quickstart.html", context)
 
@@ -44,10 +67,11 @@ def quickstart(request: HttpRequest) -> TemplateResponse:
 @require_GET
 def docs_clients(request: HttpRequest) -> TemplateResponse:
     """How to point each coding agent, SDK and chat app at this site."""
+    base_url = public_base_url(request)
     context = {
         "docs_page": "clients",
-        "base_url": settings.SITE_URL,
-        "guides": docs.client_guides(settings.SITE_URL, docs.example_model()),
+        "base_url": base_url,
+        "guides": docs.client_guides(base_url, docs.example_model()),
     }
     return TemplateResponse(request, "console/docs/clients.html", context)
 
@@ -55,7 +79,7 @@ def docs_clients(request: HttpRequest) -> TemplateResponse:
 @require_GET
 def docs_api(request: HttpRequest) -> TemplateResponse:
     """Every endpoint with its errors and headers."""
-    context = {"docs_page": "api", "base_url": settings.SITE_URL}
+    context = {"docs_page": "api", "base_url": public_base_url(request)}
     return TemplateResponse(request, "console/docs/api.html", context)
 
 

@@ -28,7 +28,7 @@ def test_a_key_from_the_page_works_with_the_sdk_until_revoked_in_the_page(
     page.goto(f"{live_server_url}/accounts/login/")
     page.get_by_label("Email").fill(owner.email)
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign In", exact=True).click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Keys").click()
 
     page.get_by_label("Name").fill("sdk test")
@@ -58,3 +58,26 @@ def test_a_key_from_the_page_works_with_the_sdk_until_revoked_in_the_page(
 
     with pytest.raises(openai.AuthenticationError, match="revoked"):
         ask(base_url, secret)
+
+
+def test_reloading_the_new_key_page_mints_no_second_key_and_hides_the_secret(
+    page, live_server_url, owner
+):
+    page.goto(f"{live_server_url}/accounts/login/")
+    page.get_by_label("Email").fill(owner.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.goto(f"{live_server_url}/account/keys/")
+    page.get_by_label("Name").fill("reload me")
+    page.get_by_role("button", name="Create key").click()
+    expect(page).to_have_title("Key created · Switchboard")
+    secret = page.get_by_label("Secret key").input_value()
+
+    page.reload()
+
+    expect(page).to_have_title("API keys · Switchboard")
+    expect(page.get_by_text("was shown once")).to_be_visible()
+    assert secret not in page.content()
+    assert ApiKey.objects.filter(user=owner).count() == 1
+    page.go_back()
+    assert ApiKey.objects.filter(user=owner).count() == 1

@@ -1,4 +1,4 @@
-"""Passkey sign-up (confirmed by an e-mail code) and passkey login, in Chromium."""
+"""Passkey sign-up (confirmed by an email code) and passkey login, in Chromium."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_a_passkey_sign_up_then_a_passkey_login(context, page, localhost_url):
     page.goto(f"{localhost_url}/accounts/signup/")
     page.get_by_role("link", name="Sign up using a passkey").click()
     page.get_by_label("Email").fill("passkey@example.com")
-    page.get_by_role("button", name="Sign Up").click()
+    page.get_by_role("button", name="Sign up").click()
 
     page.get_by_label("Code").fill(last_code())
     page.get_by_role("button", name="Confirm").click()
