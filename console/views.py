@@ -20,6 +20,7 @@ from django.templatetags.static import static
 from django.views.decorators.http import require_GET
 
 from console import docs
+from console.dashboard import dashboard_context
 from console.pricing import DEFAULT_SORT, SORTS, pricing_rows
 from console.site import public_base_url
 from gateway import outages
@@ -29,6 +30,10 @@ from gateway.sync import db_sync_to_async
 
 @require_GET
 def home(request: HttpRequest) -> TemplateResponse:
+    """The dashboard for a signed-in customer, the product's front page for a visitor."""
+    if request.user.is_authenticated:
+        context = dashboard_context(request.user)  # type: ignore[arg-type]
+        return TemplateResponse(request, "console/dashboard.html", context)
     return TemplateResponse(
         request, "console/home.html", {"model_count": len(get_catalog().callable())}
     )

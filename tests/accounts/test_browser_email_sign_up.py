@@ -26,6 +26,7 @@ def test_an_e_mail_sign_up_with_the_code_from_the_outbox(page, live_server_url):
     page.get_by_role("button", name="Confirm").click()
     page.wait_for_url(f"{live_server_url}/")
 
+    page.get_by_role("navigation", name="Main").locator("summary").click()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Account").click()
     expect(page.locator("#balance")).to_have_text("$1.00")
     assert User.objects.get(email="reader@example.com").emailaddress_set.get().verified
