@@ -274,6 +274,27 @@ class ApiKey(models.Model):
     def allows_model(self, model_id: str) -> bool:
         return not self.allowed_models or model_id in self.allowed_models
 
+    EDITABLE = (
+        "name",
+        "expires_at",
+        "allowed_models",
+        "rpm_limit",
+        "tpm_limit",
+        "spend_cap_micro_usd",
+        "spend_cap_period",
+        "can_manage",
+    )
+
+    def change(self, **fields: Any) -> None:
+        """Save new settings (`mint`'s keywords); the post_save signal drops the key from
+        this worker's key cache at once, as a revocation does (gateway.signals)."""
+        unknown = set(fields) - set(self.EDITABLE)
+        if unknown:
+            raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+        for name, value in fields.items():
+            setattr(self, name, value)
+        self.save(update_fields=list(fields))
+
     def revoke(self) -> None:
         if self.revoked_at is None:
             self.revoked_at = timezone.now()

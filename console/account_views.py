@@ -52,11 +52,42 @@ def profile(request: AuthenticatedRequest) -> TemplateResponse:
     return TemplateResponse(request, "accounts/profile.html", context)
 
 
+def keys_context(request: AuthenticatedRequest, form: ApiKeyForm) -> dict[str, object]:
+    """The Keys page: live keys, and revoked ones only when asked (`?show=revoked`)."""
+    all_keys = user_api_keys(request)
+    show_revoked = request.GET.get("show") == "revoked"
+    return {
+        "api_keys": all_keys if show_revoked else all_keys.filter(revoked_at__isnull=True),
+        "show_revoked": show_revoked,
+        "revoked_count": all_keys.filter(revoked_at__isnull=False).count(),
+        "form": form,
+    }
+
+
 @require_GET
 @login_required
 def keys(request: AuthenticatedRequest) -> TemplateResponse:
-    context = {"api_keys": user_api_keys(request), "form": ApiKeyForm(models=model_choices())}
+    context = keys_context(request, ApiKeyForm(models=model_choices()))
     return TemplateResponse(request, "accounts/keys.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def key_edit(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
+    """Change a live key's name, limits, allowlist, spend cap and expiry."""
+    key = get_object_or_404(user_api_keys(request).filter(revoked_at__isnull=True), pk=key_id)
+    if request.method == "POST":
+        form = ApiKeyForm(request.POST, models=model_choices())
+        if form.is_valid():
+            key.change(**form.key_fields())
+            messages.success(request, f"The key “{key.name}” was saved.")
+            return redirect("accounts:keys")
+    else:
+        form = ApiKeyForm(initial=ApiKeyForm.initial_for(key), models=model_choices())
+    status = 400 if form.is_bound else 200
+    return TemplateResponse(
+        request, "accounts/key_edit.html", {"key": key, "form": form}, status=status
+    )
 
 
 NEW_SECRET_SESSION_KEY = "new_key_secret"
@@ -69,7 +100,7 @@ shows it (post/redirect/get: a reload cannot mint a second key)."""
 def key_create(request: AuthenticatedRequest) -> HttpResponse:
     form = ApiKeyForm(request.POST, models=model_choices())
     if not form.is_valid():
-        context = {"api_keys": user_api_keys(request), "form": form}
+        context = keys_context(request, form)
         return TemplateResponse(request, "accounts/keys.html", context, status=400)
     key, secret = ApiKey.objects.mint(user=request.user, **form.key_fields())
     request.session[NEW_SECRET_SESSION_KEY] = {"key": key.pk, "secret": secret}

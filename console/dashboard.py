@@ -65,8 +65,7 @@ def cap_notices(user: User) -> list[CapNotice]:
     return [
         CapNotice(key, key.period_spend_micro_usd, key.spend_cap_micro_usd)
         for key in keys
-        if key.period_spend_micro_usd * 100
-        >= key.spend_cap_micro_usd * CAP_WARNING_PERCENT
+        if key.period_spend_micro_usd * 100 >= key.spend_cap_micro_usd * CAP_WARNING_PERCENT
     ]
 
 
@@ -86,8 +85,6 @@ def dashboard_context(user: User) -> dict[str, Any]:
         "steps_done": sum(step.done for step in steps),
         "show_checklist": not all(step.done for step in steps),
         "week": usage.filter(created_at__gte=period_starts()[SpendPeriod.WEEK]).summary(),
-        "recent": usage.select_related("api_key").order_by("-created_at", "-id")[
-            :RECENT_REQUESTS
-        ],
+        "recent": usage.select_related("api_key").order_by("-created_at", "-id")[:RECENT_REQUESTS],
         "cap_notices": cap_notices(user),
     }
