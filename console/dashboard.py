@@ -62,11 +62,13 @@ def cap_notices(user: User) -> list[CapNotice]:
         .filter(kind=ApiKey.Kind.API, spend_cap_micro_usd__isnull=False)
         .with_period_spend()
     )
-    return [
-        CapNotice(key, key.period_spend_micro_usd, key.spend_cap_micro_usd)
-        for key in keys
-        if key.period_spend_micro_usd * 100 >= key.spend_cap_micro_usd * CAP_WARNING_PERCENT
-    ]
+    notices = []
+    for key in keys:
+        spent: int = key.period_spend_micro_usd  # type: ignore[attr-defined]
+        cap = key.spend_cap_micro_usd or 0
+        if spent * 100 >= cap * CAP_WARNING_PERCENT:
+            notices.append(CapNotice(key, spent, cap))
+    return notices
 
 
 def dashboard_context(user: User) -> dict[str, Any]:
