@@ -12,6 +12,8 @@ handler500 = "console.views.server_error"
 urlpatterns = [
     path("", views.home, name="home"),
     path("pricing/", views.pricing, name="pricing"),
+    # Model ids may hold "/" and ":" (meta-llama/llama-4-…, ft:gpt-4o).
+    path("models/<path:model_id>", views.model_page, name="model"),
     path("docs/", views.docs_index, name="docs"),
     path("docs/quickstart/", views.quickstart, name="quickstart"),
     path("docs/clients/", views.docs_clients, name="docs-clients"),

@@ -8,18 +8,20 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import (
+    Http404,
     HttpRequest,
     HttpResponse,
     HttpResponsePermanentRedirect,
     HttpResponseServerError,
     JsonResponse,
 )
+from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.templatetags.static import static
 from django.views.decorators.http import require_GET
 
-from console import docs
+from console import docs, model_pages
 from console.dashboard import dashboard_context
 from console.pricing import DEFAULT_SORT, SORTS, pricing_rows
 from console.site import public_base_url
@@ -163,6 +165,31 @@ async def readyz(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+def model_page(request: HttpRequest, model_id: str) -> HttpResponse:
+    """One model: prices, limits, providers' health, a sample call and recent speed.
+
+    An alias or title leads to the model's own address; an unknown or disabled model is
+    a 404."""
+    model = get_catalog().resolve(model_id.rstrip("/"))
+    if model is None:
+        raise Http404("No such model")
+    if model.id != model_id:
+        return redirect("model", model_id=model.id)
+    base_url = public_base_url(request)
+    context = {
+        "model": model,
+        "model_page": True,
+        "callable": model.is_priced and bool(model.routes),
+        "providers": model_pages.provider_health(model),
+        "speed": model_pages.recent_speed(model.id),
+        "speed_days": model_pages.RECENT_DAYS,
+        "sample": docs.quickstart_groups(base_url, model.id)[0],
+        "base_url": base_url,
+    }
+    return TemplateResponse(request, "console/model.html", context)
+
+
+@require_GET
 def pricing(request: HttpRequest) -> TemplateResponse:
     """Public prices of every enabled model, after markup; the numbers /v1/catalog gives."""
     sort = request.GET.get("sort", DEFAULT_SORT)
@@ -183,6 +210,7 @@ def pricing(request: HttpRequest) -> TemplateResponse:
             ("output", "Output price"),
             ("cache_read", "Cache read price"),
             ("context", "Context length"),
+            ("max_output", "Max output"),
             ("providers", "Providers"),
         ],
         "columns": [
@@ -191,6 +219,7 @@ def pricing(request: HttpRequest) -> TemplateResponse:
             ("output", "Output / 1M tokens", True),
             ("cache_read", "Prompt cache / 1M", True),
             ("context", "Context", True),
+            ("max_output", "Max output", True),
             ("providers", "Providers", True),
         ],
     }
