@@ -129,7 +129,8 @@ def key_created(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
         "secret": secret,
         "base_url": api_base_url(request),
         "export_group": docs.key_export(secret),
-        "groups": docs.quickstart_groups(public_base_url(request), model),
+        # A first request and a streamed one; tools and the rest are in the docs.
+        "groups": docs.quickstart_groups(public_base_url(request), model)[:2],
     }
     return TemplateResponse(request, "accounts/key_created.html", context)
 

@@ -18,6 +18,7 @@ urlpatterns = [
     path("docs/quickstart/", views.quickstart, name="quickstart"),
     path("docs/clients/", views.docs_clients, name="docs-clients"),
     path("docs/api/", views.docs_api, name="docs-api"),
+    path("docs/search/", views.docs_search, name="docs-search"),
     path("favicon.ico", views.favicon, name="favicon"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),

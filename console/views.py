@@ -22,6 +22,7 @@ from django.templatetags.static import static
 from django.views.decorators.http import require_GET
 
 from console import docs, model_pages
+from console import docs_search as docs_search_index
 from console.dashboard import dashboard_context
 from console.pricing import DEFAULT_SORT, SORTS, pricing_rows
 from console.site import public_base_url
@@ -54,40 +55,44 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return HttpResponseServerError(body)
 
 
+def _docs_page(request: HttpRequest, page: str) -> TemplateResponse:
+    template = docs.PAGES[page].template
+    return TemplateResponse(request, template, docs.page_context(page, public_base_url(request)))
+
+
 @require_GET
 def docs_index(request: HttpRequest) -> TemplateResponse:
-    return TemplateResponse(request, "console/docs/index.html", {"docs_page": "index"})
+    return _docs_page(request, "index")
 
 
 @require_GET
 def quickstart(request: HttpRequest) -> TemplateResponse:
     """The first request in curl, Python and JavaScript, against this site's base URL."""
-    base_url = public_base_url(request)
-    context = {
-        "docs_page": "quickstart",
-        "base_url": base_url,
-        "groups": docs.quickstart_groups(base_url, docs.example_model()),
-    }
-    return TemplateResponse(request, "console/quickstart.html", context)
+    return _docs_page(request, "quickstart")
 
 
 @require_GET
 def docs_clients(request: HttpRequest) -> TemplateResponse:
     """How to point each coding agent, SDK and chat app at this site."""
-    base_url = public_base_url(request)
-    context = {
-        "docs_page": "clients",
-        "base_url": base_url,
-        "guides": docs.client_guides(base_url, docs.example_model()),
-    }
-    return TemplateResponse(request, "console/docs/clients.html", context)
+    return _docs_page(request, "clients")
 
 
 @require_GET
 def docs_api(request: HttpRequest) -> TemplateResponse:
     """Every endpoint with its errors and headers."""
-    context = {"docs_page": "api", "base_url": public_base_url(request)}
-    return TemplateResponse(request, "console/docs/api.html", context)
+    return _docs_page(request, "api")
+
+
+@require_GET
+def docs_search(request: HttpRequest) -> TemplateResponse:
+    """The docs' sections matching `q` (every word, in the heading or the text)."""
+    query = request.GET.get("q", "").strip()[:100]
+    context = {
+        "docs_page": "search",
+        "query": query,
+        "results": docs_search_index.search(request, query) if query else [],
+    }
+    return TemplateResponse(request, "console/docs/search.html", context)
 
 
 @require_GET
@@ -215,9 +220,9 @@ def pricing(request: HttpRequest) -> TemplateResponse:
         ],
         "columns": [
             ("model", "Model", False),
-            ("input", "Input / 1M tokens", True),
-            ("output", "Output / 1M tokens", True),
-            ("cache_read", "Prompt cache / 1M", True),
+            ("input", "Input / 1M", True),
+            ("output", "Output / 1M", True),
+            ("cache_read", "Cache / 1M", True),
             ("context", "Context", True),
             ("max_output", "Max output", True),
             ("providers", "Providers", True),
