@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("gateway", "0003_cache_write_prices"),
+        ("gateway", "0004_provider_serves_responses"),
     ]
 
     operations = [
