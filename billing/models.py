@@ -371,6 +371,8 @@ class UsageRecord(models.Model):
         indexes = [
             models.Index(fields=["account", "created_at"]),
             models.Index(fields=["api_key", "created_at"]),
+            # A model page's recent speed: one model's newest records (console.model_pages).
+            models.Index(fields=["model", "created_at"], name="usage_model_created"),
         ]
 
     def __str__(self) -> str:
