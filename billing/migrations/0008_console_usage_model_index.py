@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0002_sign_in_history'),
-        ('billing', '0007_usage_cache_writes_and_unit_prices'),
+        ("accounts", "0002_sign_in_history"),
+        ("billing", "0007_usage_cache_writes_and_unit_prices"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='usagerecord',
-            index=models.Index(fields=['model', 'created_at'], name='usage_model_created'),
+            model_name="usagerecord",
+            index=models.Index(fields=["model", "created_at"], name="usage_model_created"),
         ),
     ]
