@@ -311,7 +311,8 @@ def _query_without_page(request: HttpRequest) -> str:
     """The filters that are set (the custom dates only with a custom period), for links."""
     custom = request.GET.get("days") in ("custom", "", None)
     query = QueryDict(mutable=True)
-    for name, value in request.GET.items():
+    for name in request.GET:
+        value = request.GET.get(name, "")
         if not value or name in ("page", "after", "before"):
             continue
         if name in ("since", "until") and not custom:
