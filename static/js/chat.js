@@ -155,7 +155,23 @@
     toBottom();
   }
 
+  // A chat form refused with 400 answers with itself and its errors: show them (htmx
+  // swaps only 2xx answers unless told).
+  function setUpFormErrors() {
+    // htmx copies an old element's style attribute onto its replacement while settling;
+    // the CSP refuses style attributes, so settling them only logs violations (a stray
+    // style="" left by a browser tool or extension is enough).
+    htmx.config.attributesToSettle = ["class", "width", "height"];
+    document.body.addEventListener("htmx:beforeSwap", function (event) {
+      if (event.detail.xhr.status === 400 && event.detail.target.closest("[data-chat-forms]")) {
+        event.detail.shouldSwap = true;
+        event.detail.isError = false;
+      }
+    });
+  }
+
   function setUp() {
+    setUpFormErrors();
     setUpSidebar();
     setUpCopy();
     setUpChat();
