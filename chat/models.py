@@ -253,10 +253,9 @@ class Message(models.Model):
 
     @property
     def can_retry(self) -> bool:
-        """An upstream failure or a stop is worth another try; a refusal is not."""
-        return self.status == self.Status.CANCELLED or (
-            self.status == self.Status.ERROR and not self.needs_credit
-        )
+        """A failed or stopped answer offers Retry (after adding credit, for a 402);
+        a complete one offers Regenerate."""
+        return self.status in {self.Status.CANCELLED, self.Status.ERROR}
 
     def finish(
         self,

@@ -89,7 +89,6 @@ def index(request: AuthenticatedRequest) -> HttpResponse:
     context = {
         **_sidebar(request, query=query, before=before),
         "form": NewConversationForm(),
-        "new_form": NewConversationForm(),
         "sidebar_open": True,
     }
     return TemplateResponse(request, "chat/index.html", context)
@@ -114,7 +113,7 @@ def conversation_list(request: AuthenticatedRequest) -> HttpResponse:
 def create(request: AuthenticatedRequest) -> HttpResponse:
     form = NewConversationForm(request.POST)
     if not form.is_valid():
-        context = {**_sidebar(request), "form": form, "new_form": NewConversationForm()}
+        context = {**_sidebar(request), "form": form, "sidebar_open": True}
         return TemplateResponse(request, "chat/index.html", context, status=400)
     conversation = Conversation.objects.create(user=request.user, model=form.cleaned_data["model"])
     return redirect(conversation)

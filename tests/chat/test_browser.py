@@ -314,7 +314,8 @@ def test_code_in_an_answer_is_highlighted_named_and_copyable(
         role="assistant",
         content=(
             "| Name | Price |\n|:--|--:|\n| tea | $2 |\n\n- [x] done\n- [ ] ~~todo~~\n\n"
-            f"```python\n{code}\n```\n\n[a link](https://example.com) and [bad](javascript:alert(1))"
+            f"```python\n{code}\n```\n\n"
+            "[a link](https://example.com) and [bad](javascript:alert(1))"
         ),
     )
     page = signed_in_page(
@@ -437,7 +438,7 @@ def test_insufficient_credit_is_explained_with_a_link_to_billing(
     expect(answer).to_contain_text("Insufficient credits")
     link = answer.get_by_role("link", name="Add credit on the Billing page")
     expect(link).to_have_attribute("href", "/billing/")
-    expect(answer.get_by_role("button", name="Retry")).to_have_count(0)
+    expect(answer.get_by_role("button", name="Retry")).to_be_visible()
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible()
     assert fits_the_viewport(page)
     shot(page, "insufficient-credit-phone")
