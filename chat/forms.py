@@ -108,3 +108,4 @@ class RenameForm(forms.ModelForm):
 class SearchForm(forms.Form):
     q = forms.CharField(label="Search conversations", max_length=200, required=False)
     before = forms.CharField(required=False, max_length=80)
+    current = forms.IntegerField(required=False, min_value=1)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -47,8 +48,11 @@ def parse_cursor(cursor: str) -> tuple[datetime, int]:
     return updated_at, int(pk)
 
 
-def _sidebar(request: AuthenticatedRequest, *, query: str = "", before: str = "") -> dict[str, Any]:
-    """One page of the user's conversations, latest activity first, as template context."""
+def _sidebar(
+    request: AuthenticatedRequest, *, query: str = "", before: str = "", current: int | None = None
+) -> dict[str, Any]:
+    """One page of the user's conversations, latest activity first, as template context;
+    `current` is the conversation open on the page."""
     rows = Conversation.objects.for_user(request.user).by_activity()
     if query:
         rows = rows.matching(query)
@@ -57,22 +61,34 @@ def _sidebar(request: AuthenticatedRequest, *, query: str = "", before: str = ""
     page = list(rows[: PAGE_SIZE + 1])
     more = len(page) > PAGE_SIZE
     page = page[:PAGE_SIZE]
+    more_query = {"before": cursor_of(page[-1])} if more else {}
+    if more_query and query:
+        more_query["q"] = query
+    if more_query and current:
+        more_query["current"] = str(current)
     return {
         "conversations": page,
-        "next_cursor": cursor_of(page[-1]) if more else "",
+        "next_cursor": more_query.get("before", ""),
+        "more_query": urlencode(more_query),
         "query": query,
         "cursor_given": bool(before),
+        "current_id": current,
     }
 
 
-def _search(request: AuthenticatedRequest) -> tuple[str, str]:
+def _search(request: AuthenticatedRequest) -> dict[str, Any]:
+    """The sidebar's query string: ValueError unless it is one the page makes."""
     form = SearchForm(request.GET)
     if not form.is_valid():
         raise ValueError("bad search")
-    query, before = form.cleaned_data["q"].strip(), form.cleaned_data["before"]
+    before = form.cleaned_data["before"]
     if before:
         parse_cursor(before)
-    return query, before
+    return {
+        "query": form.cleaned_data["q"].strip(),
+        "before": before,
+        "current": form.cleaned_data["current"],
+    }
 
 
 def _owned(request: AuthenticatedRequest, conversation_id: int) -> Conversation:
@@ -83,11 +99,11 @@ def _owned(request: AuthenticatedRequest, conversation_id: int) -> Conversation:
 @login_required
 def index(request: AuthenticatedRequest) -> HttpResponse:
     try:
-        query, before = _search(request)
+        search = _search(request)
     except ValueError:
         return HttpResponseBadRequest("That search or page link is not valid.")
     context = {
-        **_sidebar(request, query=query, before=before),
+        **_sidebar(request, **search),
         "form": NewConversationForm(),
         "sidebar_open": True,
     }
@@ -99,12 +115,12 @@ def index(request: AuthenticatedRequest) -> HttpResponse:
 def conversation_list(request: AuthenticatedRequest) -> HttpResponse:
     """The sidebar's list items: a search's results, or the page after a cursor (htmx)."""
     try:
-        query, before = _search(request)
+        search = _search(request)
     except ValueError:
         return HttpResponseBadRequest("That search or page link is not valid.")
     if not request.htmx:
         return redirect(f"{reverse('chat:index')}?{request.GET.urlencode()}")
-    context = _sidebar(request, query=query, before=before)
+    context = _sidebar(request, **search)
     return TemplateResponse(request, "chat/_conversation_items.html", context)
 
 
@@ -126,7 +142,7 @@ def _model_price(chat: Conversation) -> str:
 
 def _page_context(request: AuthenticatedRequest, chat: Conversation) -> dict[str, Any]:
     return {
-        **_sidebar(request),
+        **_sidebar(request, current=chat.pk),
         "conversation": chat,
         "chat_messages": chat.shown_messages(),
         "form": QuestionForm(),

@@ -199,6 +199,7 @@ def test_the_conversation_list_is_by_latest_activity_searchable_and_pages(
     sidebar.get_by_role("searchbox", name="Search conversations").fill("trams")
     expect(titles).to_have_count(1)
     expect(titles.first).to_have_text("Chat 00")
+    expect(sidebar.get_by_role("link", name="Chat 00")).to_have_attribute("aria-current", "page")
     shot(page, "search-desktop")
     sidebar.get_by_role("searchbox", name="Search conversations").fill("no such words")
     expect(sidebar.get_by_text("No conversation matches")).to_be_visible()
