@@ -42,10 +42,10 @@ def cursor_of(conversation: Conversation) -> str:
 def parse_cursor(cursor: str) -> tuple[datetime, int]:
     """ValueError unless `cursor` is one that cursor_of made."""
     moment, _, pk = cursor.rpartition("~")
-    updated_at = datetime.fromisoformat(moment)
-    if updated_at.tzinfo is None:
-        raise ValueError("a cursor carries its time zone")
-    return updated_at, int(pk)
+    updated_at, row = datetime.fromisoformat(moment), int(pk)
+    if updated_at.tzinfo is None or not 0 < row < 2**63:
+        raise ValueError("not a cursor this page made")
+    return updated_at, row
 
 
 def _sidebar(
