@@ -283,3 +283,43 @@ def test_the_page_shows_the_model_price_and_the_context_meter(signed_in, convers
     assert "of 32,768 tokens" in html
     assert '<span data-testid="conversation-cost">$0.0001</span>' in html
     assert "old" not in html.split('id="messages"')[1]
+
+
+def test_an_answer_says_when_earlier_messages_were_left_out(signed_in, conversation):
+    conversation.messages.create(role="user", content="hi")
+    conversation.messages.create(role="assistant", content="hello", trimmed=4)
+    html = signed_in.get(f"/chat/{conversation.pk}/").content.decode()
+    assert "4 earlier messages left out of this answer's prompt" in html
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "shown", "button"),
+    [
+        ("error", "insufficient_credits", "Not enough credit for this answer.", "Retry"),
+        ("error", "upstream_error", "Upstream failed", "Retry"),
+        ("cancelled", "", "Stopped", "Retry"),
+        ("ok", "", "", "Regenerate"),
+    ],
+)
+def test_each_ending_of_an_answer_offers_the_right_next_step(
+    signed_in, conversation, status, code, shown, button
+):
+    conversation.messages.create(role="user", content="hi")
+    error = {"insufficient_credits": "Insufficient credits", "upstream_error": "Upstream failed"}
+    conversation.messages.create(
+        role="assistant",
+        content="partial" if status != "error" else "",
+        status=status,
+        error="Stopped before the answer was complete."
+        if status == "cancelled"
+        else error.get(code, ""),
+        error_code=code,
+    )
+    html = signed_in.get(f"/chat/{conversation.pk}/").content.decode()
+    assert shown in html
+    assert f">{button}</button>" in html
+    other = "Regenerate" if button == "Retry" else "Retry"
+    assert f">{other}</button>" not in html
+    assert ('href="/billing/"' in html.split('id="messages"')[1]) == (
+        code == "insufficient_credits"
+    )
