@@ -13,4 +13,5 @@ urlpatterns = [
     path("<id:conversation_id>/settings/", views.update_settings, name="settings"),
     path("<id:conversation_id>/rename/", views.rename, name="rename"),
     path("<id:conversation_id>/delete/", views.delete, name="delete"),
+    path("request/<str:request_id>/", views.for_request, name="for_request"),
 ]

@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -23,7 +23,7 @@ from chat.forms import (
     SearchForm,
     price_label,
 )
-from chat.models import MAX_MESSAGE_CHARS, Conversation
+from chat.models import MAX_MESSAGE_CHARS, Conversation, Message
 from gateway.catalog import get_catalog
 
 PAGE_SIZE = 30
@@ -220,3 +220,21 @@ def delete(request: AuthenticatedRequest, conversation_id: int) -> HttpResponse:
         return redirect("chat:index")
     context = {"conversation": chat, "message_count": chat.messages.count()}
     return TemplateResponse(request, "chat/delete.html", context)
+
+
+@require_GET
+@login_required
+def for_request(request: AuthenticatedRequest, request_id: str) -> HttpResponse:
+    """The conversation a web-chat request answered in (linked from the request's page)."""
+    answer = (
+        Message.objects.filter(
+            conversation__user=request.user, role=Message.Role.ASSISTANT, request_id=request_id
+        )
+        .exclude(request_id="")
+        .only("pk", "conversation_id")
+        .first()
+    )
+    if answer is None:
+        raise Http404("No such chat answer")
+    url = reverse("chat:conversation", args=[answer.conversation_id])
+    return redirect(f"{url}#message-{answer.pk}")

@@ -28,7 +28,7 @@ def usage_debits() -> list[int]:
 
 def assert_books_balance(customer) -> None:
     """Every call was debited once, at its recorded cost, and nothing is still held."""
-    records = list(UsageRecord.objects.order_by("created_at", "id"))
+    records = list(UsageRecord.objects.settled().order_by("created_at", "id"))
     assert usage_debits() == [r.cost_micro_usd for r in records if r.cost_micro_usd]
     account = Account.objects.get(pk=customer.account.pk)
     spent = sum(r.cost_micro_usd for r in records)
@@ -52,7 +52,7 @@ async def test_regenerate_is_billed_as_one_new_call_and_the_old_answer_stays_bil
 
     question, old, new = Message.objects.order_by("id")
     assert (old.replaced, new.replaced, question.replaced) == (True, False, False)
-    first, second = UsageRecord.objects.order_by("created_at", "id")
+    first, second = UsageRecord.objects.settled().order_by("created_at", "id")
     assert (old.request_id, new.request_id) == (first.request_id, second.request_id)
     assert old.cost_micro_usd == first.cost_micro_usd > 0
     assert new.cost_micro_usd == second.cost_micro_usd > 0
@@ -92,7 +92,7 @@ async def test_edit_and_resend_replaces_the_last_exchange(
     ]
     assert q3.content == "Second question"
     assert 'You said: "Second question"' in a3.content
-    records = list(UsageRecord.objects.order_by("created_at", "id"))
+    records = list(UsageRecord.objects.settled().order_by("created_at", "id"))
     assert len(records) == 3
     # The edit carried the first exchange and the new question, not the replaced one.
     assert records[2].prompt_tokens < records[1].prompt_tokens
@@ -141,7 +141,7 @@ async def test_retry_after_an_upstream_failure_answers_and_bills_once(
     assert (broken.status, broken.replaced) == (Message.Status.ERROR, True)
     assert (answer.status, answer.replaced) == (Message.Status.OK, False)
     statuses = list(
-        UsageRecord.objects.order_by("created_at", "id").values_list("status", flat=True)
+        UsageRecord.objects.settled().order_by("created_at", "id").values_list("status", flat=True)
     )
     assert statuses == ["error", "ok"]
     assert_books_balance(customer)
@@ -172,7 +172,7 @@ async def test_the_settings_go_with_every_turn_and_the_model_can_change_mid_thre
     ]
     assert sent.json["temperature"] == 0.3
     assert sent.json.get("max_tokens", sent.json.get("max_completion_tokens")) == 50
-    first, second = UsageRecord.objects.order_by("created_at", "id")
+    first, second = UsageRecord.objects.settled().order_by("created_at", "id")
     assert (first.model, second.model) == ("gpt-test", "demo")
     answers = list(Message.objects.filter(role="assistant").order_by("id"))
     assert [a.model for a in answers] == ["gpt-test", "demo"]
@@ -211,7 +211,7 @@ async def test_a_long_history_is_trimmed_oldest_first_before_the_hold(
     finally:
         await communicator.disconnect(timeout=TIMEOUT)
 
-    records = list(UsageRecord.objects.order_by("created_at", "id"))
+    records = list(UsageRecord.objects.settled().order_by("created_at", "id"))
     assert [r.status for r in records] == ["ok"] * 6
     assert all(r.prompt_tokens <= limit for r in records)
     full = [{"role": "system", "content": "Be brief."}, *conversation.history()]
