@@ -104,7 +104,7 @@ def test_a_question_streams_its_answer_as_markdown_and_shows_its_cost(
     expect(status).to_contain_text("Generating the answer")
     expect(page.get_by_role("button", name="Stop")).to_be_visible()
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_hidden()
-    expect(page.locator("#messages")).to_have_attribute("aria-busy", "true")
+    expect(page.get_by_role("list", name="Messages")).to_have_attribute("aria-busy", "true")
     question = page.locator(".chat-message.user").last
     expect(question.locator("strong")).to_have_text("world")
     # Markdown is rendered while the answer streams, not only at the end.
@@ -118,7 +118,7 @@ def test_a_question_streams_its_answer_as_markdown_and_shows_its_cost(
     expect(status).to_contain_text("Answer complete")
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible()
     expect(page.get_by_role("button", name="Stop")).to_be_hidden()
-    expect(page.locator("#messages")).to_have_attribute("aria-busy", "false")
+    expect(page.get_by_role("list", name="Messages")).to_have_attribute("aria-busy", "false")
     answer = page.locator(".chat-message.assistant").last
     expect(answer).to_contain_text("Hello from the Switchboard demo model.")
     expect(answer.locator("code")).to_have_text("2 < 3")
