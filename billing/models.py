@@ -362,6 +362,12 @@ class UsageRecord(models.Model):
     error = models.CharField(max_length=300, blank=True)
     attempts = models.PositiveSmallIntegerField(default=1)
     price_version = models.CharField(max_length=40, blank=True)
+    rag_sources = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="the passages RAG added to the prompt: document_id, document_name and "
+        "passage_id of each, as they were when the call ran",
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     objects = UsageQuerySet.as_manager()

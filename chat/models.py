@@ -114,6 +114,8 @@ class Message(models.Model):
     cost_micro_usd = models.BigIntegerField(default=0)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.OK)
     error = models.CharField(max_length=500, blank=True)
+    # The passages of the user's documents the answer was grounded in (UsageRecord.rag_sources).
+    sources = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -161,5 +163,7 @@ class Message(models.Model):
             self.prompt_tokens = usage.prompt_tokens
             self.completion_tokens = usage.completion_tokens
             self.cost_micro_usd = usage.cost_micro_usd
+            self.sources = usage.rag_sources
             fields += ["request_id", "prompt_tokens", "completion_tokens", "cost_micro_usd"]
+            fields.append("sources")
         self.save(update_fields=fields)
