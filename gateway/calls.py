@@ -229,8 +229,9 @@ class Call:
     _buffer: list[dict[str, Any]] = field(default_factory=list)
     _keeper: asyncio.TimerHandle | None = None
     _refreshing: asyncio.Future[None] | None = None
-    # RAG (gateway/documents/grounding.py): the passages added to the prompt, cited.
-    rag_sources: list[dict[str, Any]] = field(default_factory=list)
+    # RAG (gateway/documents/grounding.py): the passages added to the prompt, cited;
+    # None unless the request asked for RAG.
+    rag_sources: list[dict[str, Any]] | None = None
 
     @property
     def completion_id(self) -> str:
@@ -299,7 +300,7 @@ class Call:
         assert self.metered is not None
         result.update(id=self.completion_id, model=self.model.id)
         result["usage"] = {**self.metered.usage, **metering.cost_fields(charge)}
-        if self.rag_sources:
+        if self.rag_sources is not None:
             result[grounding.FIELD] = {"sources": self.rag_sources}
         return result
 
@@ -418,7 +419,7 @@ class Call:
         async with contextlib.aclosing(self.chunks()) as events:
             async for event in events:
                 if event.get("usage"):
-                    if self.rag_sources:
+                    if self.rag_sources is not None:
                         yield sse(
                             grounding.sources_chunk(
                                 completion_id=self.completion_id,
@@ -520,7 +521,7 @@ class Call:
             "attempts": max(self.attempts, 1),
             "price_version": self.model.price_version,
             "flags": " ".join(metered.flags),
-            "rag_sources": self.rag_sources,
+            "rag_sources": self.rag_sources or [],
         }
 
     def _after_settlement(self) -> None:

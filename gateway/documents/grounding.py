@@ -97,16 +97,21 @@ def _search(account_id: int, query: str, top_k: int) -> list[Hit]:
 _search_async = db_sync_to_async(_search)
 
 
-async def ground(*, key: KeyInfo, body: dict[str, Any]) -> tuple[dict[str, Any], list[dict]]:
+async def ground(
+    *, key: KeyInfo, body: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
     """The body to send (without `rag`, with the passages when any were found) and the
-    sources used. A body without `rag` comes back as it is, at the cost of one lookup."""
+    sources used: None when RAG was not asked for, else a list (empty when nothing in
+    the account's documents matched). A body without `rag` comes back as it is."""
     if FIELD not in body:
-        return body, []
+        return body, None
     enabled, top_k = option(body)
     body = {name: value for name, value in body.items() if name != FIELD}
+    if not enabled:
+        return body, None
     messages = body.get("messages")
     index = _last_user_message(messages)
-    if not enabled or index is None:
+    if index is None:
         return body, []
     assert isinstance(messages, list)
     question = _text(messages[index].get("content"))
@@ -117,7 +122,9 @@ async def ground(*, key: KeyInfo, body: dict[str, Any]) -> tuple[dict[str, Any],
     return body, [hit.source() for hit in hits]
 
 
-def sources_chunk(*, completion_id: str, model: str, sources: list[dict]) -> dict[str, Any]:
+def sources_chunk(
+    *, completion_id: str, model: str, sources: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The stream's chunk that names the sources: no choices, like the usage chunk."""
     return {
         "id": completion_id,
