@@ -95,13 +95,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=render_status(str(form.errors["message"][0])))
             return
         self.stop_requested = False
-        self.turn = asyncio.create_task(self.answer(form.cleaned_data["message"]))
+        self.turn = asyncio.create_task(
+            self.answer(form.cleaned_data["message"], form.cleaned_data["use_documents"])
+        )
 
-    async def answer(self, text: str) -> None:
+    async def answer(self, text: str, use_documents: bool = False) -> None:
         started: Started | None = None
         try:
             async with contextlib.aclosing(
-                take_turn(conversation=self.conversation, text=text)
+                take_turn(conversation=self.conversation, text=text, use_documents=use_documents)
             ) as events:
                 async for event in events:
                     started = event if isinstance(event, Started) else started

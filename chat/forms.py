@@ -18,6 +18,8 @@ class QuestionForm(forms.Form):
             "max_length": f"Messages can be at most {MAX_MESSAGE_CHARS:,} characters.",
         },
     )
+    # RAG: ground the answer in the user's documents (gateway/documents/grounding.py).
+    use_documents = forms.BooleanField(required=False, label="Use my documents")
 
 
 def model_choices() -> list[tuple[str, str]]:

@@ -75,8 +75,11 @@ def _delta_text(chunk: dict[str, Any]) -> str:
     )
 
 
-async def take_turn(*, conversation: Conversation, text: str) -> AsyncGenerator[Event, None]:
-    """Store the question, stream the answer from the engine, store what it cost.
+async def take_turn(
+    *, conversation: Conversation, text: str, use_documents: bool = False
+) -> AsyncGenerator[Event, None]:
+    """Store the question, stream the answer from the engine, store what it cost (and,
+    with `use_documents`, the passages of the user's documents it was grounded in).
 
     Close this generator (aclose) when the page goes away: the upstream is
     cancelled and what was generated is billed, as for an API client that hangs up.
@@ -87,9 +90,12 @@ async def take_turn(*, conversation: Conversation, text: str) -> AsyncGenerator[
     parts: list[str] = []
     status, error = Message.Status.OK, ""
     try:
+        body: dict[str, Any] = {"model": conversation.model, "messages": messages, "stream": True}
+        if use_documents:
+            body["rag"] = {"enabled": True}
         call = await calls.open_call(
             key=await _web_key(conversation),
-            body={"model": conversation.model, "messages": messages, "stream": True},
+            body=body,
             request_id=request_id,
             source=UsageRecord.Source.WEB,
         )

@@ -9,66 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest, HttpResponse
-from django.http.multipartparser import MultiPartParserError
 
 from gateway.auth import KeyInfo
-from gateway.documents.extract import extract, too_large
 from gateway.documents.grounding import MAX_TOP_K
-from gateway.documents.library import add_document
 from gateway.documents.models import Document
 from gateway.documents.search import default_retriever
+from gateway.documents.uploads import add_uploaded_document
 from gateway.errors import GatewayError, invalid
 from gateway.sync import db_sync_to_async
 from gateway.views import api_view, json_response
 
-# What a multipart envelope may add to the file itself (boundaries, part headers).
-MULTIPART_SLACK_BYTES = 64 * 1024
 MAX_QUERY_CHARS = 2000
 
 
 def not_found(document_id: int) -> GatewayError:
     return GatewayError(
         404, f"No document {document_id} in this account.", code="document_not_found"
-    )
-
-
-def _uploaded_file(request: HttpRequest) -> UploadedFile:
-    """The one `file` of a multipart body, with a 400/413 for anything else."""
-    declared = request.META.get("CONTENT_LENGTH") or "0"
-    limit = settings.DOCUMENT_MAX_BYTES
-    if declared.isdigit() and int(declared) > limit + MULTIPART_SLACK_BYTES:
-        raise too_large("The request", int(declared), limit)
-    if not (request.content_type or "").startswith("multipart/form-data"):
-        raise invalid(
-            "Send the document as multipart/form-data with the file in a field named 'file'.",
-            "file",
-        )
-    try:
-        files = request.FILES.getlist("file")
-    except (MultiPartParserError, TooManyFieldsSent) as exc:
-        raise invalid(f"The multipart body could not be read: {exc}", "file") from None
-    except RequestDataTooBig:
-        raise too_large(
-            "The form fields", int(declared) if declared.isdigit() else 0, limit
-        ) from None
-    if not files:
-        raise invalid("The request has no 'file' field with a file in it.", "file")
-    if len(files) > 1:
-        raise invalid("Send one file per request.", "file")
-    return files[0]
-
-
-def _upload(request: HttpRequest, account_id: int) -> Document:
-    upload = _uploaded_file(request)
-    if upload.size is not None and upload.size > settings.DOCUMENT_MAX_BYTES:
-        raise too_large(upload.name or "The file", upload.size, settings.DOCUMENT_MAX_BYTES)
-    data = upload.read()
-    return add_document(
-        account_id=account_id, extracted=extract(upload.name or "", data), size_bytes=len(data)
     )
 
 
@@ -103,7 +60,7 @@ def _search(account_id: int, query: str, top_k: int) -> list[dict[str, Any]]:
     ]
 
 
-_upload_async = db_sync_to_async(_upload)
+_upload_async = db_sync_to_async(add_uploaded_document)
 _listing_async = db_sync_to_async(_listing)
 _one_async = db_sync_to_async(_one)
 _delete_async = db_sync_to_async(_delete)
