@@ -134,6 +134,23 @@ class Message(models.Model):
         return self.prompt_tokens + self.completion_tokens
 
     @property
+    def cited_documents(self) -> list[dict[str, Any]]:
+        """The documents the answer's sources come from, once each, with how many of
+        their passages were used."""
+        cited: dict[int, dict[str, Any]] = {}
+        for source in self.sources:
+            entry = cited.setdefault(
+                source["document_id"],
+                {
+                    "document_id": source["document_id"],
+                    "name": source["document_name"],
+                    "passages": 0,
+                },
+            )
+            entry["passages"] += 1
+        return list(cited.values())
+
+    @property
     def is_billed(self) -> bool:
         charged = self.cost_micro_usd or self.total_tokens
         return bool(self.request_id and charged) and self.status != self.Status.STREAMING

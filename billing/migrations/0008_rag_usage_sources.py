@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0007_usage_cache_writes_and_unit_prices'),
+        ("billing", "0007_usage_cache_writes_and_unit_prices"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='usagerecord',
-            name='rag_sources',
-            field=models.JSONField(blank=True, default=list, help_text='the passages RAG added to the prompt: document_id, document_name and passage_id of each, as they were when the call ran'),
+            model_name="usagerecord",
+            name="rag_sources",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text="the passages RAG added to the prompt: document_id, document_name and passage_id of each, as they were when the call ran",
+            ),
         ),
     ]

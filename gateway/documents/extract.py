@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import PurePosixPath, PureWindowsPath
@@ -87,13 +88,13 @@ def extract(raw_name: str, data: bytes) -> Extracted:
         raise invalid(f"{name} is empty.", "file", "empty_file")
     if len(data) > settings.DOCUMENT_MAX_BYTES:
         raise too_large(name, len(data), settings.DOCUMENT_MAX_BYTES)
-    reader = {
+    reader: Callable[[bytes], str] = {
         Document.Kind.TEXT: _plain,
         Document.Kind.MARKDOWN: _plain,
         Document.Kind.HTML: _html,
         Document.Kind.PDF: _pdf,
         Document.Kind.DOCX: _docx,
-    }[kind]
+    }[Document.Kind(kind)]
     # PostgreSQL text cannot hold NUL; other control characters but line breaks and tabs
     # are noise from PDF and Word internals.
     text = "".join(ch for ch in reader(data) if ch.isprintable() or ch in "\n\t")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.postgres.search import SearchVector
 from django.db import connection, transaction
+from django.db.models.expressions import CombinedExpression
 
 from billing.models import Account
 from gateway.documents.extract import Extracted
@@ -15,7 +16,7 @@ from gateway.errors import GatewayError
 SEARCH_CONFIG = "english"
 
 
-def search_vector() -> SearchVector:
+def search_vector() -> CombinedExpression:
     """What a passage is found by on PostgreSQL: its heading weighs more than its text."""
     return SearchVector("heading", weight="A", config=SEARCH_CONFIG) + SearchVector(
         "text", weight="B", config=SEARCH_CONFIG

@@ -75,7 +75,8 @@ def upload(request: AuthenticatedRequest) -> HttpResponse:
         document = add_uploaded_document(request, account_for(request.user).pk)
     except GatewayError as exc:
         return _render(request, "_library.html", status=exc.status, upload_error=exc.message)
-    note = f"Added “{document.name}”: {document.passage_count} passages."
+    count = document.passage_count
+    note = f"Added “{document.name}”: {count} passage{'' if count == 1 else 's'}, ready to search."
     if request.htmx:
         return _render(request, "_library.html", status=201, added=document, note=note)
     messages.success(request, note)
