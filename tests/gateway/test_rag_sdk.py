@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from django.test import Client
 
 from billing.models import LedgerEntry, UsageRecord
 from gateway.calls import worst_case_cost
@@ -124,6 +125,11 @@ def test_an_answer_is_grounded_in_the_accounts_document_and_bills_the_passage_on
         (f"usage:{record.request_id}", -cost)
     ]
     assert_books_balance(customer.account)
+    browser = Client()
+    browser.force_login(customer.user)
+    log = browser.get(f"/billing/usage/{record.request_id}/").content.decode()
+    assert "Grounded in" in log and "handbook.md" in log
+    assert f"passage {sources[0]['passage_id']}" in log
 
 
 def test_a_stream_names_its_sources_in_a_chunk_before_the_usage(live_server_url, customer, catalog):
