@@ -59,6 +59,7 @@ name = "bench-upstream"
 kind = "openai"
 base_url = "http://127.0.0.1:{port}/v1"
 api_key_env = "BENCH_UPSTREAM_KEY"
+serves_responses = true
 
 [[model]]
 id = "bench"
