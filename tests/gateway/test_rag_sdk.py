@@ -8,6 +8,7 @@ account asking the same question never gets the passage.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from billing.models import LedgerEntry, UsageRecord
 from gateway.calls import worst_case_cost
 from gateway.catalog import get_catalog
 from gateway.documents.grounding import BEGIN, END
+from gateway.documents.models import Document
 from gateway.models import Model, Provider, Route
 from gateway.tokens import count_prompt
 from tests.fakes.upstream import prompt_tokens_for
@@ -188,3 +190,23 @@ def test_without_rag_nothing_is_retrieved_and_the_answer_has_no_rag_field(
 
     assert "rag" not in (plain.model_extra or {}) and "rag" not in (off.model_extra or {})
     assert [r.json["messages"] for r in catalog.requests] == [QUESTION, QUESTION]
+
+
+def test_parallel_uploads_never_pass_the_accounts_document_limit(
+    live_server_url, customer, settings
+):
+    settings.DOCUMENTS_MAX_PER_ACCOUNT = 3
+
+    def post(number: int) -> int:
+        return httpx.post(
+            f"{live_server_url}/v1/documents",
+            headers={"Authorization": f"Bearer {customer.secret}"},
+            files={"file": (f"note-{number}.txt", f"note number {number}".encode())},
+            timeout=10,
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = sorted(pool.map(post, range(6)))
+
+    assert statuses == [201, 201, 201, 403, 403, 403]
+    assert Document.objects.filter(account=customer.account).count() == 3
