@@ -19,8 +19,8 @@ FACT = "The Quokka project's launch code is ZEBRA-4417."
 QUESTION = "What is the launch code of the Quokka project?"
 
 
-@pytest.fixture
-def upstream(fake_upstream):
+def route_gpt_test(fake_upstream):
+    """The model gpt-test, served by the fake upstream (which records what it is sent)."""
     provider = Provider.objects.create(
         name="primary", kind="openai", base_url=fake_upstream.url + "/v1", api_key="k"
     )
@@ -33,6 +33,11 @@ def upstream(fake_upstream):
     )
     Route.objects.create(model=model, provider=provider, upstream_model="primary-model")
     return fake_upstream
+
+
+@pytest.fixture
+def upstream(fake_upstream):
+    return route_gpt_test(fake_upstream)
 
 
 def add_handbook(account) -> int:
