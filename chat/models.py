@@ -182,5 +182,5 @@ class Message(models.Model):
             self.cost_micro_usd = usage.cost_micro_usd
             self.sources = usage.rag_sources
             fields += ["request_id", "prompt_tokens", "completion_tokens", "cost_micro_usd"]
-            fields.append("sources")
+            fields += ["sources"]
         self.save(update_fields=fields)

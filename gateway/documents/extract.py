@@ -160,6 +160,8 @@ class _TextOfHtml(HTMLParser):
             self.heading = self.HEADINGS[tag]
         elif tag in self.BLOCKS:
             self._flush()
+        elif tag in ("td", "th"):
+            self.current.append(" | " if self.current else "")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self.HIDDEN:
