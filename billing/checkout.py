@@ -6,9 +6,6 @@ event is recorded by its id in the transaction that acts on it, so a replay or a
 second delivery racing the first changes nothing; the ledger keys (`stripe:checkout:
 <session>` for credit, `stripe:<event>` for refunds) make the same true again at the
 level of money.
-
-The stripe package is imported where it is used, not at the top: it is about 10 MB of
-every worker's memory, and most workers (those serving /v1) never sell anything.
 """
 
 from __future__ import annotations
@@ -16,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -34,10 +32,6 @@ from billing.money import format_usd
 CENT = 10_000  # micro-USD
 
 
-class PaymentProviderError(Exception):
-    """Stripe could not be reached, or refused to make a Checkout Session."""
-
-
 def purchases_enabled() -> bool:
     """Card purchases need both the API key and the webhook secret."""
     return bool(settings.STRIPE_SECRET_KEY and settings.STRIPE_WEBHOOK_SECRET)
@@ -48,41 +42,35 @@ def start_checkout(
 ) -> tuple[Purchase, str]:
     """Create a Checkout Session for `package`; returns the pending purchase and Stripe's URL.
 
-    Raises PaymentProviderError when Stripe cannot be reached or refuses.
+    Raises stripe.StripeError when Stripe cannot be reached or refuses.
     """
-    import stripe
-
     stripe.api_base = settings.STRIPE_API_BASE
     metadata = {"account_id": str(account.pk), "package_id": str(package.pk)}
-    credit = format_usd(package.total_credit_micro_usd)
-    try:
-        session = stripe.checkout.Session.create(
-            api_key=settings.STRIPE_SECRET_KEY,
-            mode="payment",
-            line_items=[
-                {
-                    "price_data": {
-                        "currency": "usd",
-                        "unit_amount": package.price_cents,
-                        "product_data": {
-                            "name": f"{settings.SITE_NAME} credit: {package.name}",
-                            "description": f"{credit} of credit",
-                        },
+    session = stripe.checkout.Session.create(
+        api_key=settings.STRIPE_SECRET_KEY,
+        mode="payment",
+        line_items=[
+            {
+                "price_data": {
+                    "currency": "usd",
+                    "unit_amount": package.price_cents,
+                    "product_data": {
+                        "name": f"{settings.SITE_NAME} credit: {package.name}",
+                        "description": f"{format_usd(package.total_credit_micro_usd)} of credit",
                     },
-                    "quantity": 1,
-                }
-            ],
-            metadata=metadata,
-            payment_intent_data={"metadata": metadata},
-            client_reference_id=str(account.pk),
-            customer_email=account.user.email,
-            success_url=success_url,
-            cancel_url=cancel_url,
-        )
-    except stripe.StripeError as exc:
-        raise PaymentProviderError(str(exc)) from exc
+                },
+                "quantity": 1,
+            }
+        ],
+        metadata=metadata,
+        payment_intent_data={"metadata": metadata},
+        client_reference_id=str(account.pk),
+        customer_email=account.user.email,
+        success_url=success_url,
+        cancel_url=cancel_url,
+    )
     if not session.url:
-        raise PaymentProviderError("Stripe returned a Checkout Session without a URL")
+        raise stripe.APIError("Stripe returned a Checkout Session without a URL")
     purchase = Purchase.objects.create(
         account=account,
         package=package,
@@ -244,20 +232,3 @@ SHAPES: dict[str, Callable[[dict[str, Any]], str | None]] = {
     "checkout.session.async_payment_succeeded": _session_problem,
     "charge.refunded": _charge_problem,
 }
-
-
-def signed_by_stripe(payload: str, signature: str) -> bool:
-    """Whether `payload` carries Stripe's valid signature for the webhook secret (and is
-    recent enough: Stripe's default tolerance)."""
-    import stripe
-
-    try:
-        stripe.WebhookSignature.verify_header(
-            payload,
-            signature,
-            settings.STRIPE_WEBHOOK_SECRET,
-            tolerance=stripe.Webhook.DEFAULT_TOLERANCE,
-        )
-    except (ValueError, stripe.SignatureVerificationError):
-        return False
-    return True

@@ -61,7 +61,7 @@ SQLITE_FTS = (
 class Migration(migrations.Migration):
     dependencies = [
         ("billing", "0007_usage_cache_writes_and_unit_prices"),
-        ("gateway", "0004_provider_serves_responses"),
+        ("gateway", "0005_console_catalog_stamp"),
     ]
 
     operations = [
