@@ -16,7 +16,7 @@ import openai
 import pytest
 from django.test import Client
 
-from billing.models import LedgerEntry, UsageRecord
+from billing.models import LedgerEntry
 from gateway.calls import worst_case_cost
 from gateway.catalog import get_catalog
 from gateway.documents.grounding import BEGIN, END
@@ -157,7 +157,8 @@ def test_a_stream_names_its_sources_in_a_chunk_before_the_usage(live_server_url,
     assert chunks[position + 1].usage is not None and position + 2 == len(chunks)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text
-    record = UsageRecord.objects.get(request_id__isnull=False)
+    # The stream's id is the request's (chatcmpl-<id> for req_<id>); it settles just after [DONE].
+    record = wait_for_record("req_" + chunks[0].id.removeprefix("chatcmpl-"))
     assert record.rag_sources == sources and record.stream
     assert record.prompt_tokens == prompt_tokens_for(sent_messages(catalog))
     assert_books_balance(customer.account)
