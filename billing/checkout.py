@@ -27,7 +27,7 @@ from billing.models import (
     Purchase,
     StripeEvent,
 )
-from billing.money import format_usd
+from billing.money import format_money, format_usd
 
 CENT = 10_000  # micro-USD
 
@@ -56,7 +56,7 @@ def start_checkout(
                     "unit_amount": package.price_cents,
                     "product_data": {
                         "name": f"{settings.SITE_NAME} credit: {package.name}",
-                        "description": f"{format_usd(package.total_credit_micro_usd)} of credit",
+                        "description": f"{format_money(package.total_credit_micro_usd)} of credit",
                     },
                 },
                 "quantity": 1,

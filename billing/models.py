@@ -15,7 +15,7 @@ from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
-from billing.money import PER_MTOK, format_usd
+from billing.money import PER_MTOK, format_money, format_usd
 
 
 class AccountQuerySet(models.QuerySet["Account"]):
@@ -47,7 +47,7 @@ class Account(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} ({format_usd(self.balance_micro_usd)})"
+        return f"{self.user} ({format_money(self.balance_micro_usd)})"
 
     @property
     def available_micro_usd(self) -> int:
@@ -184,7 +184,7 @@ class LedgerEntry(models.Model):
         indexes = [models.Index(fields=["account", "kind", "created_at"])]
 
     def __str__(self) -> str:
-        return f"{self.kind} {format_usd(self.amount_micro_usd)}"
+        return f"{self.kind} {format_money(self.amount_micro_usd)}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
@@ -220,7 +220,7 @@ class Hold(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"hold {self.request_id} {format_usd(self.amount_micro_usd)}"
+        return f"hold {self.request_id} {format_money(self.amount_micro_usd)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,7 +374,7 @@ class UsageRecord(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.request_id} {self.model} {format_usd(self.cost_micro_usd)}"
+        return f"{self.request_id} {self.model} {format_money(self.cost_micro_usd)}"
 
     def line_items(self) -> list[LineItem]:
         """What the cost is made of: each kind of token, its count, its price per million

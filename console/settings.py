@@ -324,3 +324,6 @@ STRIPE_WEBHOOK_SECRET = envstr("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = envstr("STRIPE_API_BASE", "https://api.stripe.com")
 UNLIMITED_MODE_FLOOR_MICRO_USD = envint("UNLIMITED_MODE_FLOOR_MICRO_USD", "1000000")
 LOW_BALANCE_WARNING_MICRO_USD = envint("LOW_BALANCE_WARNING_MICRO_USD", "1000000")
+# Branding: a named unit of credit shown beside USD (unset: USD only); see billing/money.py.
+CREDIT_UNIT_NAME = envstr("CREDIT_UNIT_NAME").strip()
+CREDIT_UNIT_MICRO_USD = envint("CREDIT_UNIT_MICRO_USD", "0")
