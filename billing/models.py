@@ -225,10 +225,14 @@ class Hold(models.Model):
 
 @dataclass(frozen=True, slots=True)
 class LineItem:
+    """One part of a cost: `tokens` (or 1 request) at `price`, per million tokens or,
+    for the per-request price, per request."""
+
     label: str
     tokens: int
-    price_per_mtok: int
+    price: int
     micro_usd: Decimal
+    per_request: bool = False
 
 
 # What a request id can be (the gateway mints `req_` and 24 hex digits): a lookup of
@@ -346,7 +350,8 @@ class UsageRecord(models.Model):
         default=dict,
         blank=True,
         help_text="micro-USD per million tokens charged for each kind of token used "
-        "(input, output, cache_read, cache_write, cache_write_1h), as they were",
+        "(input, output, cache_read, cache_write, cache_write_1h), and per request "
+        "(request) where the model has that price, as they were",
     )
     cost_micro_usd = models.BigIntegerField(default=0)
     reserved_micro_usd = models.BigIntegerField(default=0)
@@ -389,11 +394,14 @@ class UsageRecord(models.Model):
             ("cache_write_1h", "Cache writes (1 h)", written_1h),
             ("output", "Output", self.completion_tokens),
         ]
-        return [
+        items = [
             LineItem(label, tokens, price, Decimal(tokens * price) / PER_MTOK)
             for kind, label, tokens in counts
             if tokens > 0 and (price := self.unit_prices.get(kind)) is not None
         ]
+        if request_price := self.unit_prices.get("request"):
+            items.insert(0, LineItem("Per request", 1, request_price, Decimal(request_price), True))
+        return items
 
     @property
     def total_tokens(self) -> int:

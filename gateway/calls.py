@@ -244,6 +244,7 @@ class Call:
             cached=metered.cached_tokens,
             cache_write=metered.cache_write_tokens,
             cache_write_1h=metered.cache_write_1h_tokens,
+            requests=metered.requests,
         )
 
     # --- 6. route ------------------------------------------------------------------

@@ -245,6 +245,8 @@ def catalog_entry(model: ModelInfo) -> dict[str, Any]:
             "cached_input": price(model.cached_input_price),
             "cache_write": price(model.cache_write_price),
             "cache_write_1h": price(model.cache_write_1h_price),
+            # The one price that is not per million tokens: charged once per request.
+            "per_request": price(model.request_price),
         },
         "providers": [r.provider.name for r in model.routes],
         "enabled": model.enabled,
