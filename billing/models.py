@@ -163,6 +163,7 @@ class LedgerEntry(models.Model):
     class Kind(models.TextChoices):
         GRANT = "grant", "Grant"
         PURCHASE = "purchase", "Purchase"
+        BONUS = "bonus", "Bonus"
         USAGE = "usage", "Usage"
         REFUND = "refund", "Refund"
         ADJUSTMENT = "adjustment", "Adjustment"
@@ -412,6 +413,10 @@ class CreditPackageQuerySet(models.QuerySet["CreditPackage"]):
     def active(self) -> CreditPackageQuerySet:
         return self.filter(active=True).order_by("order", "price_micro_usd")
 
+    def bonus_tiers(self) -> CreditPackageQuerySet:
+        """The packages on sale that carry a bonus, cheapest first: the bonus tiers."""
+        return self.filter(active=True, bonus_micro_usd__gt=0).order_by("price_micro_usd")
+
 
 class CreditPackage(models.Model):
     """Credit sold through Stripe Checkout: pay `price`, receive `credit + bonus`."""
@@ -452,6 +457,13 @@ class CreditPackage(models.Model):
         return self.credit_micro_usd + self.bonus_micro_usd
 
     @property
+    def bonus_percent(self) -> Decimal:
+        """The bonus as a share of the credit bought, to one decimal (5.0 for +5%)."""
+        return (Decimal(100 * self.bonus_micro_usd) / self.credit_micro_usd).quantize(
+            Decimal("0.1")
+        )
+
+    @property
     def price_cents(self) -> int:
         return self.price_micro_usd // 10_000
 
@@ -471,6 +483,18 @@ class PurchaseQuerySet(models.QuerySet["Purchase"]):
             return self.none()
         return self.filter(stripe_session_id=session_id)
 
+    def offer(self, *, account: Account, package: CreditPackage, session_id: str) -> Purchase:
+        """The pending purchase of `package` through Checkout Session `session_id`, with
+        the package's price, credit and bonus as they are now (later edits don't change it)."""
+        return self.create(
+            account=account,
+            package=package,
+            stripe_session_id=session_id,
+            price_micro_usd=package.price_micro_usd,
+            credit_micro_usd=package.total_credit_micro_usd,
+            bonus_micro_usd=package.bonus_micro_usd,
+        )
+
 
 class Purchase(models.Model):
     """One Stripe Checkout Session: what was offered, and whether the webhook paid it."""
@@ -485,7 +509,10 @@ class Purchase(models.Model):
     stripe_session_id = models.CharField(max_length=255, unique=True)
     payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
     price_micro_usd = models.BigIntegerField()
-    credit_micro_usd = models.BigIntegerField()
+    credit_micro_usd = models.BigIntegerField(help_text="All the credit, the bonus included.")
+    bonus_micro_usd = models.BigIntegerField(
+        default=0, help_text="Of the credit, the package's bonus (granted as its own entry)."
+    )
     refunded_credit_micro_usd = models.BigIntegerField(default=0)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     created_at = models.DateTimeField(default=timezone.now)
