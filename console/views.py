@@ -56,7 +56,7 @@ def docs_clients(request: HttpRequest) -> TemplateResponse:
 @require_GET
 def docs_api(request: HttpRequest) -> TemplateResponse:
     """Every endpoint with its errors and headers."""
-    context = {"docs_page": "api", "base_url": settings.SITE_URL}
+    context = {"docs_page": "api", "base_url": settings.SITE_URL, "credit_unit": credit_unit()}
     return TemplateResponse(request, "console/docs/api.html", context)
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from gateway import account_api, estimate, views
+from gateway import account_api, estimate, pricing, views
 from gateway.doors import messages, responses
 
 urlpatterns = [
@@ -16,6 +16,9 @@ urlpatterns = [
     path("catalog", views.catalog, name="v1-catalog"),
     path("generation/<str:request_id>", views.generation, name="v1-generation"),
     path("estimate", estimate.estimate, name="v1-estimate"),
+    # Branding: prices per key, and the public offer (packages, bonuses, credit unit).
+    path("pricing", pricing.pricing, name="v1-pricing"),
+    path("pricing/public", pricing.public_pricing, name="v1-pricing-public"),
     # Anything else, newlines (%0a) included: `.` would stop at one and fall to Django's HTML 404.
     re_path(r"^[\s\S]*$", views.unknown_endpoint, name="v1-unknown"),
 ]

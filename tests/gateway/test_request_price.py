@@ -5,8 +5,11 @@ held before the call and shown everywhere the token prices are.
 
 from __future__ import annotations
 
+import io
+
 import httpx
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import Client
 
 from billing.models import LedgerEntry, UsageRecord
@@ -240,3 +243,28 @@ def test_the_usage_page_lists_the_request_price_as_a_line_item(live_server_url, 
 
     assert '<th scope="row">Per request</th>' in body
     assert "$0.019 per request" in body
+
+
+def test_loadcatalog_sets_the_request_price(tmp_path) -> None:
+    path = tmp_path / "catalog.toml"
+    path.write_text(
+        '[[provider]]\nname = "local"\nkind = "demo"\n\n'
+        '[[model]]\nid = "standard"\nrequest_usd = 0.019\n'
+        'routes = [{ provider = "local" }]\n'
+    )
+
+    call_command("loadcatalog", str(path), stdout=io.StringIO())
+
+    model = Model.objects.get(id="standard")
+    assert (model.request_price, model.input_price, model.is_priced) == (19_000, None, True)
+
+
+@pytest.mark.parametrize("value", ["-0.01", '"cheap"', "true"])
+def test_loadcatalog_refuses_a_bad_request_price(tmp_path, value: str) -> None:
+    path = tmp_path / "catalog.toml"
+    path.write_text(f'[[model]]\nid = "standard"\nrequest_usd = {value}\n')
+
+    with pytest.raises(CommandError, match="request_usd must be a number >= 0"):
+        call_command("loadcatalog", str(path), stdout=io.StringIO())
+
+    assert not Model.objects.exists()
