@@ -1,4 +1,4 @@
-"""System checks that refuse bad branding settings (the credit unit, the API key prefix)."""
+"""System checks that refuse bad branding settings: the credit unit and the API key prefix."""
 
 from __future__ import annotations
 
@@ -44,3 +44,21 @@ def check_credit_unit(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
             )
         ]
     return []
+
+
+@register()
+def check_api_key_prefix(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """API_KEY_PREFIX is a short word keys can start with (what parse_secret reads)."""
+    from accounts.models import KEY_PREFIX_PATTERN
+
+    prefix = settings.API_KEY_PREFIX
+    if KEY_PREFIX_PATTERN.fullmatch(prefix):
+        return []
+    return [
+        Error(
+            f"API_KEY_PREFIX {prefix!r} cannot start an API key.",
+            hint="1 to 24 letters, digits, '-' or '_', starting with a letter, e.g. sk-sb- "
+            "or btoo_sk_live_. Keys minted under an earlier prefix keep working.",
+            id="console.E020",
+        )
+    ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from gateway.catalog import get_catalog
 
 KEY_VARIABLE = "SWITCHBOARD_API_KEY"
@@ -168,7 +170,7 @@ def client_guides(base_url: str, model: str) -> dict[str, TabGroup]:
                     "{\n"
                     '  "env": {\n'
                     f'    "ANTHROPIC_BASE_URL": "{base_url}",\n'
-                    '    "ANTHROPIC_AUTH_TOKEN": "sk-sb-…",\n'
+                    f'    "ANTHROPIC_AUTH_TOKEN": "{settings.API_KEY_PREFIX}…",\n'
                     f'    "ANTHROPIC_MODEL": "{model}"\n'
                     "  }\n"
                     "}",
@@ -200,7 +202,7 @@ def client_guides(base_url: str, model: str) -> dict[str, TabGroup]:
                 Snippet(
                     "codex-shell",
                     "Shell",
-                    f'export {KEY_VARIABLE}=sk-sb-…\ncodex exec "Say hello"',
+                    f'export {KEY_VARIABLE}={settings.API_KEY_PREFIX}…\ncodex exec "Say hello"',
                 ),
             ),
         ),

@@ -327,3 +327,5 @@ LOW_BALANCE_WARNING_MICRO_USD = envint("LOW_BALANCE_WARNING_MICRO_USD", "1000000
 # Branding: a named unit of credit shown beside USD (unset: USD only); see billing/money.py.
 CREDIT_UNIT_NAME = envstr("CREDIT_UNIT_NAME").strip()
 CREDIT_UNIT_MICRO_USD = envint("CREDIT_UNIT_MICRO_USD", "0")
+# How new API keys start (Bentoo: btoo_sk_live_); keys minted under another keep working.
+API_KEY_PREFIX = envstr("API_KEY_PREFIX", "sk-sb-")

@@ -73,7 +73,7 @@ def api_methods(*methods: str) -> Callable[[View], View]:
 
 
 def management_key_required(view: View) -> View:
-    """Authenticate `Authorization: Bearer sk-sb-…`, require the management scope and
+    """Authenticate `Authorization: Bearer <key>`, require the management scope and
     attach the key (`request.api_key`) and its owner (`request.owner`) to the request."""
 
     @csrf_exempt
