@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "allauth.socialaccount",
     "allauth.socialaccount.providers.github",
+    "allauth.socialaccount.providers.discord",
     "console",
     "accounts",
     "billing",
@@ -197,6 +198,15 @@ if GITHUB_CLIENT_ID:
     ]
 if GITHUB_URL:
     SOCIALACCOUNT_PROVIDERS["github"]["GITHUB_URL"] = GITHUB_URL
+# Discord sign-in beside GitHub, hidden like it until its app is configured. Its scopes
+# are allauth's default (identify, email): only a verified e-mail signs anyone in.
+DISCORD_CLIENT_ID = envstr("DISCORD_CLIENT_ID")
+DISCORD_CLIENT_SECRET = envstr("DISCORD_CLIENT_SECRET")
+SOCIALACCOUNT_PROVIDERS["discord"] = {}
+if DISCORD_CLIENT_ID:
+    SOCIALACCOUNT_PROVIDERS["discord"]["APPS"] = [
+        {"client_id": DISCORD_CLIENT_ID, "secret": DISCORD_CLIENT_SECRET, "key": ""}
+    ]
 MFA_ADAPTER = "accounts.adapter.MFAAdapter"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_PASSKEY_LOGIN_ENABLED = True
