@@ -162,3 +162,28 @@ def test_the_pricing_page_shows_prices_in_the_unit(client, ico, priced_model) ->
 
     assert 'data-micro-usd="150000">150 ICO ($0.15)</td>' in body
     assert 'data-micro-usd="600000">600 ICO ($0.60)</td>' in body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_generation_and_the_estimate_add_the_unit_amounts(
+    client, ico, settings, demo_catalog, customer, warm_catalog
+) -> None:
+    settings.DEMO_TOKEN_DELAY_MS = 1
+    warm_catalog()
+    auth = {"Authorization": f"Bearer {customer.secret}"}
+    answer = client.post(
+        "/v1/chat/completions",
+        data={"model": "demo", "messages": [{"role": "user", "content": "Hi"}]},
+        content_type="application/json",
+        headers=auth,
+    )
+    request_id = answer.headers["x-request-id"]
+
+    generation = client.get(f"/v1/generation/{request_id}", headers=auth).json()
+    estimate = client.get("/v1/estimate?model=demo&input_tokens=1000&output_tokens=500").json()
+
+    cost = generation["cost_micro_usd"]
+    assert cost > 0
+    assert generation["cost_units"] == cost / 1000
+    assert (estimate["cost_micro_usd"], estimate["cost_units"]) == (2_000, 2.0)
+    assert estimate["credit_unit"] == {"name": "ICO", "micro_usd": 1000}
