@@ -16,6 +16,7 @@ SORTS = {
     ),
     "request": lambda row: (row.request_price, row.id),
     "context": lambda row: (row.context_length, row.id),
+    "max_output": lambda row: (row.max_output_tokens, row.id),
     "providers": lambda row: (row.providers, row.id),
 }
 DEFAULT_SORT = "model"
@@ -33,6 +34,7 @@ class PricingRow:
     cache_write_1h_price: int | None
     request_price: int
     context_length: int
+    max_output_tokens: int
     providers: int
     search_text: str
 
@@ -56,6 +58,7 @@ def pricing_rows(
                 cache_write_1h_price=m.cache_write_1h_price,
                 request_price=m.request_price,
                 context_length=m.context_length,
+                max_output_tokens=m.max_output_tokens,
                 providers=len(providers),
                 search_text=" ".join([m.id, m.title, m.owned_by, *m.aliases, *providers]),
             )
