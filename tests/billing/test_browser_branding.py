@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from gateway.models import Model
 from tests.billing.test_browser import WIDTHS, fits_the_viewport, seed_catalog, signed_in_context
+from tests.console.test_accessibility import AXE, RUN_AXE
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -34,6 +35,7 @@ def test_billing_shows_the_balance_in_ico_and_the_bonus_tiers(
 ):
     width, height = WIDTHS[device]
     context = signed_in_context(browser, customer.user, localhost_url, width, height)
+    context.add_init_script(path=str(AXE))
     page = context.new_page()
     SHOTS.mkdir(parents=True, exist_ok=True)
 
@@ -44,6 +46,7 @@ def test_billing_shows_the_balance_in_ico_and_the_bonus_tiers(
     expect(tiers.get_by_role("row")).to_have_count(4)
     expect(tiers.get_by_role("row", name="Ultra")).to_contain_text("+15% (15,000 ICO ($15.00))")
     assert fits_the_viewport(page)
+    assert page.evaluate(RUN_AXE) == []
     page.screenshot(path=SHOTS / f"billing-{device}.png", full_page=True)
     page.locator("#buy-title").locator("xpath=..").screenshot(
         path=SHOTS / f"billing-packages-{device}.png"
@@ -57,6 +60,7 @@ def test_pricing_shows_token_and_request_prices_in_ico(
 ):
     width, height = WIDTHS[device]
     context = browser.new_context(viewport={"width": width, "height": height})
+    context.add_init_script(path=str(AXE))
     page = context.new_page()
     SHOTS.mkdir(parents=True, exist_ok=True)
 
@@ -70,5 +74,6 @@ def test_pricing_shows_token_and_request_prices_in_ico(
     expect(page.locator("#pricing-table tbody tr").first).to_contain_text("Switchboard Demo")
     expect(page.locator("#pricing-table tbody tr").nth(1)).to_contain_text("DeepSeek V3")
     assert fits_the_viewport(page)
+    assert page.evaluate(RUN_AXE) == []
     page.screenshot(path=SHOTS / f"pricing-{device}.png", full_page=True)
     context.close()
