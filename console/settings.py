@@ -333,6 +333,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 ESTIMATE_MAX_BYTES = envint("ESTIMATE_MAX_BYTES", str(256 * 1024))
 ESTIMATE_REQUESTS_PER_MINUTE = envint("ESTIMATE_REQUESTS_PER_MINUTE", "60")
 AUTH_FAILURES_PER_MINUTE = envint("AUTH_FAILURES_PER_MINUTE", "20")
+# The document library behind RAG (gateway/documents): per file, per document's text, per account.
+DOCUMENT_MAX_BYTES = envint("DOCUMENT_MAX_BYTES", str(10 * 1024 * 1024))
+DOCUMENT_MAX_CHARS = envint("DOCUMENT_MAX_CHARS", "2000000")
+DOCUMENTS_MAX_PER_ACCOUNT = envint("DOCUMENTS_MAX_PER_ACCOUNT", "100")
 
 # --- Billing: Stripe, unlimited mode, low-balance warning -------------------------
 STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY")
@@ -340,6 +344,12 @@ STRIPE_WEBHOOK_SECRET = envstr("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = envstr("STRIPE_API_BASE", "https://api.stripe.com")
 UNLIMITED_MODE_FLOOR_MICRO_USD = envint("UNLIMITED_MODE_FLOOR_MICRO_USD", "1000000")
 LOW_BALANCE_WARNING_MICRO_USD = envint("LOW_BALANCE_WARNING_MICRO_USD", "1000000")
+
+# --- Request log: refusals, stored prompts -----------------------------------------
+# Refused calls (402/403/404/429 …) per key and worker logged in a minute; the rest
+# are only counted (switchboard_refusals_unlogged_total), so a flood stays cheap.
+REFUSALS_LOGGED_PER_KEY_PER_MINUTE = envint("REFUSALS_LOGGED_PER_KEY_PER_MINUTE", "120")
+PROMPT_RETENTION_DAYS = envint("PROMPT_RETENTION_DAYS", "30")
 # Branding: a named unit of credit shown beside USD (unset: USD only); see billing/money.py.
 CREDIT_UNIT_NAME = envstr("CREDIT_UNIT_NAME").strip()
 CREDIT_UNIT_MICRO_USD = envint("CREDIT_UNIT_MICRO_USD", "0")

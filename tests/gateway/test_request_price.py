@@ -268,3 +268,29 @@ def test_loadcatalog_refuses_a_bad_request_price(tmp_path, value: str) -> None:
         call_command("loadcatalog", str(path), stdout=io.StringIO())
 
     assert not Model.objects.exists()
+
+
+def test_the_chat_model_picker_names_the_price_per_message(settings) -> None:
+    from chat.forms import price_label
+    from gateway.catalog import ModelInfo
+
+    settings.CREDIT_UNIT_NAME = "ICO"
+    settings.CREDIT_UNIT_MICRO_USD = 1000
+    model = ModelInfo(
+        id="m",
+        title="M",
+        aliases=(),
+        owned_by="",
+        context_length=8192,
+        max_output_tokens=1024,
+        input_price=1_000_000,
+        output_price=2_000_000,
+        cached_input_price=None,
+        enabled=True,
+        price_version="",
+        request_price=STANDARD,
+    )
+
+    assert price_label(model) == (
+        "1,000 ICO ($1.00) in / 2,000 ICO ($2.00) out per 1M tokens + 19 ICO ($0.019) per message"
+    )
