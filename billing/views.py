@@ -73,12 +73,15 @@ def _balance_context(account: Account) -> dict[str, object]:
 def index(request: HttpRequest) -> TemplateResponse:
     account = account_for(request.user)
     entries = LedgerEntry.objects.filter(account=account)
+    tiers = list(CreditPackage.objects.bonus_tiers())
     context = {
         **_balance_context(account),
         "history": Paginator(entries.history(), HISTORY_PAGE_SIZE).get_page(
             request.GET.get("page")
         ),
         "packages": CreditPackage.objects.active(),
+        "bonus_tiers": tiers,
+        "top_bonus_percent": max((tier.bonus_percent for tier in tiers), default=0),
         "purchases_enabled": purchases_enabled(),
         "redeem_form": RedeemForm(),
         "chart": spend_chart(entries.daily_spend(days=CHART_DAYS)),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from gateway import account_api, estimate, views
+from gateway import account_api, estimate, pricing, views
 from gateway.documents import api as documents
 from gateway.doors import messages, responses
 
@@ -20,6 +20,9 @@ urlpatterns = [
     path("documents", documents.documents, name="v1-documents"),
     path("documents/search", documents.search, name="v1-documents-search"),
     path("documents/<id:document_id>", documents.document, name="v1-document"),
+    # Branding: prices per key, and the public offer (packages, bonuses, credit unit).
+    path("pricing", pricing.pricing, name="v1-pricing"),
+    path("pricing/public", pricing.public_pricing, name="v1-pricing-public"),
     # Anything else, newlines (%0a) included: `.` would stop at one and fall to Django's HTML 404.
     re_path(r"^[\s\S]*$", views.unknown_endpoint, name="v1-unknown"),
 ]
