@@ -185,6 +185,13 @@ class ApiKey(models.Model):
     can_manage = models.BooleanField(
         default=False, help_text="May manage keys through the account API."
     )
+    # What the owner was last e-mailed about (billing.alerts): once per crossing.
+    cap_alerted_for = models.DateTimeField(
+        null=True, blank=True, help_text="Start of the period whose spend-cap alert was sent."
+    )
+    expiry_alerted_for = models.DateTimeField(
+        null=True, blank=True, help_text="The expiry the expiry alert was sent for."
+    )
 
     objects = ApiKeyQuerySet.as_manager()
 

@@ -330,3 +330,9 @@ STRIPE_WEBHOOK_SECRET = envstr("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = envstr("STRIPE_API_BASE", "https://api.stripe.com")
 UNLIMITED_MODE_FLOOR_MICRO_USD = envint("UNLIMITED_MODE_FLOOR_MICRO_USD", "1000000")
 LOW_BALANCE_WARNING_MICRO_USD = envint("LOW_BALANCE_WARNING_MICRO_USD", "1000000")
+
+# --- Request log: refusals, stored prompts -----------------------------------------
+# Refused calls (402/403/404/429 …) per key and worker logged in a minute; the rest
+# are only counted (switchboard_refusals_unlogged_total), so a flood stays cheap.
+REFUSALS_LOGGED_PER_KEY_PER_MINUTE = envint("REFUSALS_LOGGED_PER_KEY_PER_MINUTE", "120")
+PROMPT_RETENTION_DAYS = envint("PROMPT_RETENTION_DAYS", "30")
