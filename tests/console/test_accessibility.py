@@ -55,6 +55,7 @@ SIGNED_IN = [
     "/billing/usage/req_axe/",
     "/chat/",
     "/chat/{conversation}/",
+    "/documents/",
 ]
 # Every rule axe runs by default (WCAG 2.0-2.2 A and AA, and best practices).
 RUN_AXE = """async () => {
