@@ -113,7 +113,8 @@ def _web_key_prefix(conversation: Conversation) -> str:
 def _finish(
     answer: Message, content: str, status: str, error: str, code: str, request_id: str
 ) -> Finished:
-    usage = UsageRecord.objects.filter(request_id=request_id).first()
+    # Settled records only: a refused call's record (the request log's) bills nothing.
+    usage = UsageRecord.objects.settled().filter(request_id=request_id).first()
     answer.finish(content=content, status=status, error=error, error_code=code, usage=usage)
     return Finished(answer, context.meter_for(answer.conversation))
 
