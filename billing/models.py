@@ -322,6 +322,7 @@ class UsageRecord(models.Model):
         MESSAGES = "messages", "Anthropic Messages API"
         RESPONSES = "responses", "Responses API"
         WEB = "web", "Web chat"
+        CHAT_STREAM = "chat_stream", "Chat streaming API"
 
     request_id = models.CharField(max_length=64, unique=True)
     account = models.ForeignKey(Account, models.PROTECT, related_name="usage")

@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
+from accounts.models import User
 from billing.models import UsageRecord
 from chat.models import Conversation, Message, web_key_for
 from gateway import calls
@@ -41,14 +42,18 @@ class Finished:
 Event = Started | Delta | Finished
 
 
-def _start(conversation: Conversation, text: str) -> tuple[Message, Message, list[dict[str, str]]]:
+def _start(
+    conversation: Conversation, text: str
+) -> tuple[Message, Message, list[dict[str, str]], User]:
+    """The turn's messages, stored, and the conversation's owner (read here, in a thread,
+    not on the event loop)."""
     history = conversation.history()
     question, answer = conversation.start_turn(text)
-    return question, answer, [*history, {"role": "user", "content": text}]
+    return question, answer, [*history, {"role": "user", "content": text}], conversation.user
 
 
-def _web_key_prefix(conversation: Conversation) -> str:
-    return web_key_for(conversation.user).prefix
+def _web_key_prefix(user: User) -> str:
+    return web_key_for(user).prefix
 
 
 def _finish(answer: Message, content: str, status: str, error: str, request_id: str) -> Message:
@@ -62,14 +67,16 @@ _prefix_async = db_sync_to_async(_web_key_prefix)
 _finish_async = db_sync_to_async(_finish)
 
 
-async def _web_key(conversation: Conversation) -> KeyInfo:
-    info = await key_info(await _prefix_async(conversation))
+async def web_key(user: User) -> KeyInfo:
+    """The user's web key (minted on first use), through the per-process key cache: what
+    the web chat and a signed-in caller of the chat API are billed and limited by."""
+    info = await key_info(await _prefix_async(user))
     if info is None or info.revoked:
         raise GatewayError(403, "This account can no longer use the chat.", code="key_revoked")
     return info
 
 
-def _delta_text(chunk: dict[str, Any]) -> str:
+def delta_text(chunk: dict[str, Any]) -> str:
     return "".join(
         (choice.get("delta") or {}).get("content") or "" for choice in chunk.get("choices") or ()
     )
@@ -81,14 +88,14 @@ async def take_turn(*, conversation: Conversation, text: str) -> AsyncGenerator[
     Close this generator (aclose) when the page goes away: the upstream is
     cancelled and what was generated is billed, as for an API client that hangs up.
     """
-    question, answer, messages = await _start_async(conversation, text)
+    question, answer, messages, owner = await _start_async(conversation, text)
     yield Started(question, answer)
     request_id = calls.new_request_id()
     parts: list[str] = []
     status, error = Message.Status.OK, ""
     try:
         call = await calls.open_call(
-            key=await _web_key(conversation),
+            key=await web_key(owner),
             body={"model": conversation.model, "messages": messages, "stream": True},
             request_id=request_id,
             source=UsageRecord.Source.WEB,
@@ -98,7 +105,7 @@ async def take_turn(*, conversation: Conversation, text: str) -> AsyncGenerator[
             async for event in events:
                 if "error" in event:
                     status, error = Message.Status.ERROR, event["error"]["message"]
-                elif piece := _delta_text(event):
+                elif piece := delta_text(event):
                     parts.append(piece)
                     yield Delta(answer, piece)
     except GatewayError as exc:
