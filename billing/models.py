@@ -37,6 +37,9 @@ class Account(models.Model):
     unlimited = models.BooleanField(
         default=False, help_text="Lifts rate limits; credits still apply."
     )
+    signup_grant_pending = models.BooleanField(
+        default=False, help_text="The sign-up grant is paid when the e-mail address is verified."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = AccountQuerySet.as_manager()
