@@ -354,6 +354,22 @@ def test_a_rate_limited_key_gets_the_seed_shape_and_retry_after(
     assert retry_after >= 1
 
 
+def test_a_request_larger_than_the_keys_token_limit_is_a_400_not_a_429(
+    live_server_url, catalog, make_customer
+):
+    limited = make_customer(tpm_limit=100)
+
+    response = post(
+        live_server_url,
+        {"model": "gpt-test", "messages": MESSAGES, "maxTokens": 500},
+        secret=limited.secret,
+    )
+
+    assert response.status_code == 400
+    assert "tokens per minute" in response.json()["error"]
+    assert set(response.json()) == {"error"}
+
+
 def test_an_unknown_model_lists_the_models_the_key_may_use(live_server_url, catalog, make_customer):
     narrow = make_customer(allowed_models=["gpt-test", "claude-test"])
 
