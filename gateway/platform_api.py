@@ -19,7 +19,7 @@ from typing import Any
 import stripe
 from allauth.account.adapter import get_adapter
 from allauth.account.models import EmailAddress, EmailConfirmationHMAC
-from allauth.account.utils import filter_users_by_email, setup_user_email
+from allauth.account.utils import setup_user_email
 from allauth.core import context, ratelimit
 from allauth.mfa.utils import is_mfa_enabled
 from django.conf import settings
@@ -165,7 +165,8 @@ def _sign_up(request: HttpRequest, email: str, password: str) -> dict[str, Any]:
     except ValidationError as exc:
         raise invalid(" ".join(exc.messages), "password", "weak_password") from None
     adapter = get_adapter(request)
-    if filter_users_by_email(email) or EmailAddress.objects.filter(email__iexact=email).exists():
+    taken = User.objects.filter(email__iexact=email).exists()
+    if taken or EmailAddress.objects.filter(email__iexact=email).exists():
         # What the browser sign-up does (enumeration prevention): tell the address's owner.
         adapter.send_account_already_exists_mail(email)
         raise _email_unavailable()

@@ -254,6 +254,20 @@ def test_repeated_sign_ins_keep_only_the_newest_keys(live_server_url, verified, 
     assert call(live_server_url, "GET", "/v1/account", secret=secrets[-1]).status_code == 200
 
 
+def test_sign_in_keys_are_listed_and_revoked_on_the_keys_page(live_server_url, verified):
+    body = log_in(live_server_url, "member@example.com").json()
+    page = Client()
+    page.force_login(verified)
+
+    assert "API sign-in" in page.get("/account/keys/").content.decode()
+    assert page.post(f"/account/keys/{body['key']['id']}/revoke/").status_code in {200, 302, 303}
+
+    assert ApiKey.objects.get(pk=body["key"]["id"]).is_revoked
+    assert (
+        call(live_server_url, "GET", "/v1/account", secret=body["key"]["secret"]).status_code == 401
+    )
+
+
 def test_a_wrong_password_is_a_401(live_server_url, verified):
     response = log_in(live_server_url, "member@example.com", "wrong-password")
 
