@@ -224,3 +224,31 @@ def test_an_account_granted_at_sign_up_is_owed_nothing_more(db):
 
     assert pay_pending_signup_grant(user) is None
     assert user.account.entries.filter(kind="grant").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_verifications_pay_the_waiting_grant_once(settings: Any) -> None:
+    user = User(email="racing@example.com")
+    setattr(user, GRANT_AFTER_VERIFICATION, True)
+    user.save()
+    racers = 4
+    barrier = threading.Barrier(racers, timeout=10)
+
+    def verify(_: int) -> bool:
+        try:
+            own_user = User.objects.get(pk=user.pk)
+            barrier.wait()
+            return pay_pending_signup_grant(own_user) is not None
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(racers) as pool:
+        paid = list(pool.map(verify, range(racers), timeout=60))
+
+    assert sorted(paid) == [False] * (racers - 1) + [True]
+    account = Account.objects.get(user=user)
+    assert list(account.entries.values_list("kind", "amount_micro_usd")) == [
+        (LedgerEntry.Kind.GRANT, settings.SIGNUP_GRANT_MICRO_USD)
+    ]
+    assert account.balance_micro_usd == settings.SIGNUP_GRANT_MICRO_USD
+    assert not account.signup_grant_pending
