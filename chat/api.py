@@ -51,7 +51,9 @@ FORM_TYPES = {"multipart/form-data", "application/x-www-form-urlencoded"}
 class ChatApiError(GatewayError):
     """An error whose whole JSON body is given (the API's own extra fields)."""
 
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(status, str(body["error"]), headers=headers)
         self.body = body
 
