@@ -180,27 +180,70 @@ def test_sign_ups_are_throttled_per_client_address(live_server_url, settings):
     assert not User.objects.filter(email="c@example.com").exists()
 
 
-SIGNUP_BAD = [
-    ({}, "email"),
-    ({"email": "a@example.com"}, "password"),
-    ({"email": "a@example.com", "password": PASSWORD}, "birth_year"),
-    ({"email": 5, "password": PASSWORD, "birth_year": 1990}, "email"),
-    ({"email": "not an address", "password": PASSWORD, "birth_year": 1990}, "email"),
-    ({"email": "a@" + "x" * 300 + ".com", "password": PASSWORD, "birth_year": 1990}, "email"),
-    ({"email": "a@example.com", "password": 123, "birth_year": 1990}, "password"),
-    ({"email": "a@example.com", "password": "", "birth_year": 1990}, "password"),
-    ({"email": "a@example.com", "password": "x" * 5000, "birth_year": 1990}, "password"),
-    ({"email": "a@example.com", "password": PASSWORD, "birth_year": "1990"}, "birth_year"),
-    ({"email": "a@example.com", "password": PASSWORD, "birth_year": 1990.5}, "birth_year"),
-    ({"email": "a@example.com", "password": PASSWORD, "birth_year": True}, "birth_year"),
-    ({"email": "a@example.com", "password": PASSWORD, "birth_year": 1800}, "birth_year"),
-    ({"email": "a@example.com", "password": PASSWORD, "birth_year": 3000}, "birth_year"),
-    ({"email": "a@example.com", "password": PASSWORD, "birth_year": 1990, "name": "x"}, "name"),
+# (name, body, the field the 400 names)
+BAD_SIGNUPS: list[tuple[str, dict[str, Any], str]] = [
+    ("nothing", {}, "email"),
+    ("no-password", {"email": "a@example.com"}, "password"),
+    ("no-birth-year", {"email": "a@example.com", "password": PASSWORD}, "birth_year"),
+    ("email-number", {"email": 5, "password": PASSWORD, "birth_year": 1990}, "email"),
+    (
+        "email-not-an-address",
+        {"email": "not an address", "password": PASSWORD, "birth_year": 1990},
+        "email",
+    ),
+    (
+        "email-too-long",
+        {"email": "a@" + "x" * 300 + ".com", "password": PASSWORD, "birth_year": 1990},
+        "email",
+    ),
+    (
+        "password-number",
+        {"email": "a@example.com", "password": 123, "birth_year": 1990},
+        "password",
+    ),
+    ("password-empty", {"email": "a@example.com", "password": "", "birth_year": 1990}, "password"),
+    (
+        "password-too-long",
+        {"email": "a@example.com", "password": "x" * 5000, "birth_year": 1990},
+        "password",
+    ),
+    (
+        "birth-year-string",
+        {"email": "a@example.com", "password": PASSWORD, "birth_year": "1990"},
+        "birth_year",
+    ),
+    (
+        "birth-year-fraction",
+        {"email": "a@example.com", "password": PASSWORD, "birth_year": 1990.5},
+        "birth_year",
+    ),
+    (
+        "birth-year-bool",
+        {"email": "a@example.com", "password": PASSWORD, "birth_year": True},
+        "birth_year",
+    ),
+    (
+        "birth-year-too-old",
+        {"email": "a@example.com", "password": PASSWORD, "birth_year": 1800},
+        "birth_year",
+    ),
+    (
+        "birth-year-future",
+        {"email": "a@example.com", "password": PASSWORD, "birth_year": 3000},
+        "birth_year",
+    ),
+    (
+        "unknown-field",
+        {"email": "a@example.com", "password": PASSWORD, "birth_year": 1990, "name": "x"},
+        "name",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("body", "param"), SIGNUP_BAD)
-def test_a_bad_sign_up_names_the_field(live_server_url, body, param):
+@pytest.mark.parametrize(
+    ("name", "body", "param"), BAD_SIGNUPS, ids=[row[0] for row in BAD_SIGNUPS]
+)
+def test_a_bad_sign_up_names_the_field(live_server_url, name, body, param):
     response = call(live_server_url, "POST", "/v1/auth/signup", body)
 
     assert response.status_code == 400
@@ -208,8 +251,19 @@ def test_a_bad_sign_up_names_the_field(live_server_url, body, param):
     assert not User.objects.exists()
 
 
-@pytest.mark.parametrize("raw", [b"", b"{", b"[]", b'"x"', b"\xff"])
-def test_a_sign_up_that_is_not_a_json_object_is_a_400(live_server_url, raw):
+NOT_JSON_OBJECTS = [
+    ("empty", b""),
+    ("cut-short", b"{"),
+    ("array", b"[]"),
+    ("string", b'"x"'),
+    ("not-utf8", b"\xff"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"), NOT_JSON_OBJECTS, ids=[row[0] for row in NOT_JSON_OBJECTS]
+)
+def test_a_sign_up_that_is_not_a_json_object_is_a_400(live_server_url, name, raw):
     response = httpx.post(live_server_url + "/v1/auth/signup", content=raw, timeout=10)
 
     assert response.status_code == 400
@@ -319,16 +373,16 @@ def test_an_account_with_a_second_factor_cannot_sign_in_with_a_password(live_ser
     assert not ApiKey.objects.filter(user=verified).exists()
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {},
-        {"email": "a@example.com"},
-        {"email": 1, "password": "x"},
-        {"email": "a@example.com", "password": "x", "otp": 1},
-    ],
-)
-def test_a_bad_sign_in_is_a_400(live_server_url, body):
+BAD_LOGINS = [
+    ("nothing", {}),
+    ("no-password", {"email": "a@example.com"}),
+    ("email-number", {"email": 1, "password": "x"}),
+    ("unknown-field", {"email": "a@example.com", "password": "x", "otp": 1}),
+]
+
+
+@pytest.mark.parametrize(("name", "body"), BAD_LOGINS, ids=[row[0] for row in BAD_LOGINS])
+def test_a_bad_sign_in_is_a_400(live_server_url, name, body):
     response = call(live_server_url, "POST", "/v1/auth/login", body)
 
     assert response.status_code == 400
@@ -377,10 +431,16 @@ def test_unlimited_mode_turns_on_above_its_floor_and_off_below_it(live_server_ur
     assert Account.objects.get(pk=owner.account.pk).unlimited is False
 
 
-@pytest.mark.parametrize(
-    "body", [{}, {"enabled": "yes"}, {"enabled": 1}, {"enabled": True, "x": 1}]
-)
-def test_a_bad_unlimited_request_is_a_400(live_server_url, make_customer, body):
+BAD_UNLIMITED = [
+    ("nothing", {}),
+    ("enabled-string", {"enabled": "yes"}),
+    ("enabled-number", {"enabled": 1}),
+    ("unknown-field", {"enabled": True, "x": 1}),
+]
+
+
+@pytest.mark.parametrize(("name", "body"), BAD_UNLIMITED, ids=[row[0] for row in BAD_UNLIMITED])
+def test_a_bad_unlimited_request_is_a_400(live_server_url, make_customer, name, body):
     owner = make_customer(can_manage=True)
 
     response = call(live_server_url, "POST", "/v1/billing/unlimited", body, owner.secret)
@@ -430,19 +490,21 @@ def test_checkout_returns_a_stripe_checkout_url(
     assert owner.account.balance_micro_usd == 10_000_000
 
 
+BAD_PACKAGES = [
+    ("unknown-slug", "nope", 404, "package_not_found"),
+    ("unknown-id", 999_999, 404, "package_not_found"),
+    ("null", None, 400, None),
+    ("array", [1], 400, None),
+    ("bool", True, 400, None),
+    ("empty", "", 400, None),
+]
+
+
 @pytest.mark.parametrize(
-    ("package_id", "status", "code"),
-    [
-        ("nope", 404, "package_not_found"),
-        (999_999, 404, "package_not_found"),
-        (None, 400, None),
-        ([1], 400, None),
-        (True, 400, None),
-        ("", 400, None),
-    ],
+    ("name", "package_id", "status", "code"), BAD_PACKAGES, ids=[row[0] for row in BAD_PACKAGES]
 )
 def test_a_bad_package_is_refused(
-    live_server_url, make_customer, fake_stripe, starter, package_id, status, code
+    live_server_url, make_customer, fake_stripe, starter, name, package_id, status, code
 ):
     owner = make_customer(can_manage=True)
 
