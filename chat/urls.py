@@ -13,4 +13,5 @@ urlpatterns = [
     path("models", api.models, name="api-models"),
     path("<id:conversation_id>/", views.conversation, name="conversation"),
     path("<id:conversation_id>/delete/", views.delete, name="delete"),
+    path("request/<str:request_id>/", views.for_request, name="for_request"),
 ]

@@ -11,6 +11,8 @@ urlpatterns = [
     path("", views.profile, name="profile"),
     path("keys/", views.keys, name="keys"),
     path("keys/new/", views.key_create, name="key_create"),
+    path("keys/<id:key_id>/edit/", views.key_edit, name="key_edit"),
+    path("keys/<id:key_id>/created/", views.key_created, name="key_created"),
     path("keys/<id:key_id>/revoke/", views.key_revoke, name="key_revoke"),
     path("delete/", views.close_account, name="close"),
 ]
