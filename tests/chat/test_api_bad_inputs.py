@@ -113,7 +113,8 @@ def test_a_bad_request_is_a_clear_error_never_a_5xx(
     assert isinstance(error["error"], str)
     assert phrase in error["error"]
     assert catalog.requests == []
-    assert not UsageRecord.objects.exists()
+    # A call the lifecycle refuses is in the request log as refused, never billed.
+    assert not UsageRecord.objects.exclude(status=UsageRecord.Status.REFUSED).exists()
     assert_books_balance(customer.account)
 
 

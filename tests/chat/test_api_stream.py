@@ -6,6 +6,8 @@ The chat API is a front door on the one call lifecycle: every test here checks t
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import orjson
 import pytest
@@ -380,6 +382,22 @@ def test_an_unknown_model_lists_the_models_the_key_may_use(live_server_url, cata
         "error": "Model not found",
         "availableModels": ["claude-test", "gpt-test"],
     }
+
+
+def test_a_refused_call_is_in_the_request_log_under_this_api(live_server_url, catalog, customer):
+    response = post(
+        live_server_url, {"model": "nope", "messages": MESSAGES}, secret=customer.secret
+    )
+
+    assert response.status_code == 404
+    deadline = time.monotonic() + 5
+    while not (records := list(UsageRecord.objects.filter(account=customer.account))):
+        assert time.monotonic() < deadline, "the refusal was not logged"
+        time.sleep(0.05)
+    [record] = records
+    assert (record.status, record.source, record.cost_micro_usd) == ("refused", "chat_stream", 0)
+    assert record.request_id == response.headers["x-request-id"]
+    assert_books_balance(customer.account)
 
 
 def test_a_prompt_beyond_the_context_length_says_both_lengths(live_server_url, catalog, customer):
