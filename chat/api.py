@@ -231,11 +231,8 @@ async def _explained(exc: GatewayError, body: dict[str, Any], key: KeyInfo) -> G
     if exc.param in CANONICAL_NAMES:
         # The lifecycle names the chat-completions field; the caller sent its own.
         return invalid(f"{CANONICAL_NAMES[exc.param]}: {exc.message}", CANONICAL_NAMES[exc.param])
-    if exc.param == "rag":
-        if exc.message.startswith("Unrecognized request argument"):
-            # Retrieval is an optional part of the engine: a server without it says so.
-            return invalid("ragEnabled: retrieval (RAG) is not available on this server.")
-        return invalid(f"ragEnabled: {exc.message}")
+    if exc.param is not None and exc.param.startswith("rag"):
+        return invalid(f"ragEnabled: {exc.message}", "ragEnabled")
     return exc
 
 
@@ -262,6 +259,8 @@ async def _events(call: calls.Call) -> AsyncIterator[bytes]:
             if "error" in chunk:
                 yield calls.sse({"error": chunk["error"]["message"]})
             elif usage := chunk.get("usage"):
+                if call.rag_sources is not None:
+                    yield calls.sse({"sources": call.rag_sources})
                 yield calls.sse(_summary(call, usage))
                 yield calls.DONE
             elif text := delta_text(chunk):

@@ -330,6 +330,10 @@ SIGNUP_MINIMUM_AGE = envint("SIGNUP_MINIMUM_AGE", "13")
 API_LOGIN_KEYS_KEPT = envint("API_LOGIN_KEYS_KEPT", "5")
 # POST /chat/stream without a `model` (empty: the first model the caller may use, by id).
 CHAT_API_DEFAULT_MODEL = envstr("CHAT_API_DEFAULT_MODEL")
+# The document library behind RAG (gateway/documents): per file, per document's text, per account.
+DOCUMENT_MAX_BYTES = envint("DOCUMENT_MAX_BYTES", str(10 * 1024 * 1024))
+DOCUMENT_MAX_CHARS = envint("DOCUMENT_MAX_CHARS", "2000000")
+DOCUMENTS_MAX_PER_ACCOUNT = envint("DOCUMENTS_MAX_PER_ACCOUNT", "100")
 
 # --- Billing: Stripe, unlimited mode, low-balance warning -------------------------
 STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY")

@@ -37,5 +37,6 @@ urlpatterns = [
     path("api/v1/", include((account_api_urlpatterns, "api"))),
     path("billing/", include("billing.urls")),
     path("chat/", include("chat.urls")),
+    path("documents/", include("gateway.documents.urls")),
     path("admin/", admin.site.urls),
 ]

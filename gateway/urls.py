@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from gateway import account_api, estimate, platform_api, views
+from gateway.documents import api as documents
 from gateway.doors import messages, responses
 
 urlpatterns = [
@@ -23,6 +24,9 @@ urlpatterns = [
     path("billing/balance", platform_api.balance, name="v1-billing-balance"),
     path("billing/unlimited", platform_api.unlimited, name="v1-billing-unlimited"),
     path("billing/checkout", platform_api.checkout, name="v1-billing-checkout"),
+    path("documents", documents.documents, name="v1-documents"),
+    path("documents/search", documents.search, name="v1-documents-search"),
+    path("documents/<id:document_id>", documents.document, name="v1-document"),
     # Anything else, newlines (%0a) included: `.` would stop at one and fall to Django's HTML 404.
     re_path(r"^[\s\S]*$", views.unknown_endpoint, name="v1-unknown"),
 ]

@@ -248,7 +248,7 @@ def test_usage_far_above_the_hold_is_charged_at_the_hold_never_more(
     assert_books_balance(customer.account)
 
 
-def test_rag_enabled_is_refused_clearly_while_the_server_has_no_retrieval(
+def test_rag_enabled_asks_the_lifecycle_for_rag_and_streams_the_sources(
     live_server_url, catalog, customer
 ):
     response = post(
@@ -257,11 +257,14 @@ def test_rag_enabled_is_refused_clearly_while_the_server_has_no_retrieval(
         secret=customer.secret,
     )
 
-    assert response.status_code == 400
-    assert response.json() == {
-        "error": "ragEnabled: retrieval (RAG) is not available on this server."
-    }
-    assert catalog.requests == []
+    assert response.status_code == 200
+    received = events(response)
+    # No documents uploaded: nothing was retrieved, and the stream says so.
+    assert received[-3] == {"sources": []}
+    assert received[-1] == "[DONE]"
+    record = wait_for_record(response.headers["x-request-id"])
+    assert record.cost_micro_usd == received[-2]["cost"]["microUsd"] > 0
+    assert_books_balance(customer.account)
 
 
 def test_rag_disabled_is_a_plain_call(live_server_url, catalog, customer):

@@ -53,6 +53,8 @@ SIGNED_IN = [
     "/billing/",
     "/billing/usage/",
     "/billing/usage/req_axe/",
+    "/billing/usage/settings/",
+    "/billing/usage/?days=custom&since=2026-01-02&until=2026-01-01",
     "/chat/",
     "/chat/{conversation}/",
 ]
