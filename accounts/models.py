@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
-from django.db import models
+from django.db import models, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -147,6 +147,24 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
             )
         )
 
+    def listed(self) -> ApiKeyQuerySet:
+        """The keys a customer sees and manages: all but the hidden web-chat key."""
+        return self.filter(kind__in=[ApiKey.Kind.API, ApiKey.Kind.LOGIN])
+
+    def mint_for_login(self, *, user: User, keep: int) -> tuple[ApiKey, str]:
+        """A new key for a password sign-in through the API (secrets are stored hashed, so
+        an existing one cannot be handed out again); only the newest `keep` such keys
+        stay active, so repeated sign-ins cannot pile up keys."""
+        with transaction.atomic():
+            User.objects.select_for_update().filter(pk=user.pk).first()
+            key, secret = self.mint(
+                user=user, name="API sign-in", kind=ApiKey.Kind.LOGIN, can_manage=True
+            )
+            older = self.for_user(user).filter(kind=ApiKey.Kind.LOGIN).active().exclude(pk=key.pk)
+            for stale in older.order_by("-created_at", "-pk")[max(keep - 1, 0) :]:
+                stale.revoke()
+        return key, secret
+
     def mint(self, *, user: User, name: str = "default", **fields: Any) -> tuple[ApiKey, str]:
         """Create a key; returns the row and the secret, which is never stored."""
         lookup = secrets.token_hex(LOOKUP_LENGTH // 2)
@@ -170,6 +188,7 @@ class ApiKey(models.Model):
     class Kind(models.TextChoices):
         API = "api", "API"
         WEB = "web", "Web chat"
+        LOGIN = "login", "API sign-in"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)

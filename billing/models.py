@@ -37,6 +37,9 @@ class Account(models.Model):
     unlimited = models.BooleanField(
         default=False, help_text="Lifts rate limits; credits still apply."
     )
+    signup_grant_pending = models.BooleanField(
+        default=False, help_text="The sign-up grant is paid when the e-mail address is verified."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     store_content = models.BooleanField(
         default=False,
@@ -368,6 +371,7 @@ class UsageRecord(models.Model):
         MESSAGES = "messages", "Anthropic Messages API"
         RESPONSES = "responses", "Responses API"
         WEB = "web", "Web chat"
+        CHAT_STREAM = "chat_stream", "Chat streaming API"
 
     request_id = models.CharField(max_length=64, unique=True)
     # Indexed by Meta's (account, …) and (api_key, created_at, id) indexes, which lead

@@ -69,7 +69,7 @@ def api_base_url(request: HttpRequest) -> str:
 
 
 def user_api_keys(request: AuthenticatedRequest) -> ApiKeyQuerySet:
-    return ApiKey.objects.for_user(request.user).filter(kind=ApiKey.Kind.API).with_period_spend()
+    return ApiKey.objects.for_user(request.user).listed().with_period_spend()
 
 
 @require_GET

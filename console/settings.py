@@ -333,6 +333,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 ESTIMATE_MAX_BYTES = envint("ESTIMATE_MAX_BYTES", str(256 * 1024))
 ESTIMATE_REQUESTS_PER_MINUTE = envint("ESTIMATE_REQUESTS_PER_MINUTE", "60")
 AUTH_FAILURES_PER_MINUTE = envint("AUTH_FAILURES_PER_MINUTE", "20")
+# The sign-up and sign-in API (/v1/auth/…): sign-ups per client address per minute, the
+# youngest age allowed, and how many API sign-in keys a user keeps active.
+SIGNUPS_PER_MINUTE = envint("SIGNUPS_PER_MINUTE", "5")
+SIGNUP_MINIMUM_AGE = envint("SIGNUP_MINIMUM_AGE", "13")
+API_LOGIN_KEYS_KEPT = envint("API_LOGIN_KEYS_KEPT", "5")
+# POST /chat/stream without a `model` (empty: the first model the caller may use, by id).
+CHAT_API_DEFAULT_MODEL = envstr("CHAT_API_DEFAULT_MODEL")
 # The document library behind RAG (gateway/documents): per file, per document's text, per account.
 DOCUMENT_MAX_BYTES = envint("DOCUMENT_MAX_BYTES", str(10 * 1024 * 1024))
 DOCUMENT_MAX_CHARS = envint("DOCUMENT_MAX_CHARS", "2000000")

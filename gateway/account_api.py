@@ -215,10 +215,7 @@ def me(request: ApiRequest) -> JsonResponse:
 @management_key_required
 def keys(request: ApiRequest) -> JsonResponse | HttpResponse:
     if request.method == "GET":
-        data = [
-            key_as_dict(key)
-            for key in ApiKey.objects.for_user(request.owner).filter(kind=ApiKey.Kind.API)
-        ]
+        data = [key_as_dict(key) for key in ApiKey.objects.for_user(request.owner).listed()]
         return JsonResponse({"object": "list", "data": data})
     body = parse_json(request.body)
     try:
@@ -237,7 +234,7 @@ def keys(request: ApiRequest) -> JsonResponse | HttpResponse:
 @api_methods("DELETE")
 @management_key_required
 def key_detail(request: ApiRequest, key_id: int) -> JsonResponse | HttpResponse:
-    key = ApiKey.objects.for_user(request.owner).filter(kind=ApiKey.Kind.API, pk=key_id).first()
+    key = ApiKey.objects.for_user(request.owner).listed().filter(pk=key_id).first()
     if key is None:
         return GatewayError(404, f"No key with id {key_id}.", code="key_not_found").response()
     key.revoke()
