@@ -114,7 +114,8 @@ class ModelInfo:
 
     def unit_prices(self, metered_kinds: tuple[str, ...]) -> dict[str, int]:
         """The prices per million tokens of the kinds of token a call used, for its
-        record's line items."""
+        record's line items; with cache reads, the input price too, so what caching saved
+        can be told (billing.rollups) when every prompt token was read from the cache."""
         prices = {
             "input": self.input_price or 0,
             "output": self.output_price or 0,
@@ -122,7 +123,8 @@ class ModelInfo:
             "cache_write": self.write_price,
             "cache_write_1h": self.write_1h_price,
         }
-        return {kind: prices[kind] for kind in metered_kinds}
+        kinds = (*metered_kinds, "input") if "cache_read" in metered_kinds else metered_kinds
+        return {kind: prices[kind] for kind in kinds}
 
     def worst_case_cost(self, *, prompt: int, completion: int) -> int:
         """The most these tokens can cost: every prompt token at the dearest of the
