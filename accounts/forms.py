@@ -8,7 +8,7 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.models import SpendPeriod
+from accounts.models import SpendPeriod, User, time_zone_names
 
 MICRO = 1_000_000
 # The RPM/TPM columns are PositiveIntegerFields: 32-bit signed on PostgreSQL.
@@ -117,3 +117,17 @@ class CloseAccountForm(forms.Form):
         if confirm.lower() != self.email.lower():
             raise forms.ValidationError("That is not the e-mail address of this account.")
         return confirm
+
+
+class TimeZoneForm(forms.ModelForm):
+    """The user's time zone: the console shows times and splits days in it."""
+
+    class Meta:
+        model = User
+        fields = ["time_zone"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["time_zone"]
+        field.widget = forms.Select(choices=[(name, name) for name in sorted(time_zone_names())])
+        field.help_text = "Days on the usage page start at midnight here."

@@ -15,7 +15,7 @@ rollup table that was lost or a range loaded in bulk (`manage.py rollupusage`).
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -237,12 +237,13 @@ def aggregated(records: QuerySet[UsageRecord]) -> QuerySet[Any]:
 
 
 def rebuild(start: datetime, end: datetime) -> int:
-    """Recompute the rollup rows of the hours in [start, end) from the raw records: one
+    """Recompute the rollup rows of the hours that [start, end) touches from the raw
+    records: one
     DELETE and one INSERT ... SELECT in a transaction. Returns the rows written.
 
     Hours whose raw rows were pruned come back empty: rebuild only ranges still kept.
     """
-    start, end = hour_of(start), hour_of(end)
+    start, end = hour_of(start), hour_of(end - timedelta(microseconds=1)) + timedelta(hours=1)
     rows = aggregated(UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end))
     select, params = rows.query.sql_with_params()
     quote = connection.ops.quote_name

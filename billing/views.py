@@ -21,6 +21,7 @@ from django.http import (
 )
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
@@ -28,7 +29,8 @@ from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 from billing.charts import spend_chart
 from billing.checkout import handle_event, malformed, purchases_enabled, start_checkout
 from billing.ledger import account_for
-from billing.models import Account, CreditPackage, LedgerEntry, Purchase, UsageRecord
+from billing.dashboard import span, usage_dashboard
+from billing.models import Account, CreditPackage, LedgerEntry, Purchase, UsageHour, UsageRecord
 from billing.redemption import RedemptionError, redeem_code
 from billing.usage import UsageFilterForm
 
@@ -235,24 +237,37 @@ def _usage_records(request: HttpRequest) -> tuple[UsageFilterForm, Any, int]:
 @require_GET
 @login_required
 def usage(request: HttpRequest) -> TemplateResponse:
-    """Usage dashboard: totals, daily spend, spend per model and the request log."""
-    form, records, days = _usage_records(request)
+    """Usage dashboard (from the hourly rollups, in the user's time zone) and the
+    request log."""
+    form, records, _ = _usage_records(request)
     page = Paginator(records.select_related("api_key"), USAGE_PAGE_SIZE).get_page(
         request.GET.get("page")
+    )
+    zone = timezone.get_current_timezone()
+    first, last = form.dates()
+    dashboard = usage_dashboard(
+        form.narrowed(UsageHour.objects.for_user(request.user)),
+        span(first, last, zone),
+        key_names(request.user),
     )
     context = {
         "form": form,
         "page": page,
         "query": _query_without_page(request),
-        "summary": records.summary(),
-        "models": records.by_model()[:20],
-        "chart": spend_chart(records.daily_spend(days=max(days, 7))),
-        "days": days,
+        "dashboard": dashboard,
+        "chart_data": dashboard.chart_data(),
+        "zone_name": str(zone),
     }
     template = "billing/usage.html"
     if request.htmx and request.htmx.target == "usage-log":  # type: ignore[attr-defined]
         template = "billing/_usage_log.html"
     return TemplateResponse(request, template, context)
+
+
+def key_names(user: Any) -> dict[int, str]:
+    """The user's keys by id, as the dashboard names them."""
+    keys = user.api_keys.values_list("pk", "name", "kind")
+    return {pk: "Web chat" if kind == "web" else name for pk, name, kind in keys}
 
 
 def _query_without_page(request: HttpRequest) -> str:

@@ -12,5 +12,6 @@ urlpatterns = [
     path("keys/", views.keys, name="keys"),
     path("keys/new/", views.key_create, name="key_create"),
     path("keys/<id:key_id>/revoke/", views.key_revoke, name="key_revoke"),
+    path("time-zone/", views.time_zone, name="time_zone"),
     path("delete/", views.close_account, name="close"),
 ]

@@ -69,6 +69,8 @@ MIDDLEWARE = [
     # reach the database only lazily (sessions, users, messages): while the database
     # is away every page is templates/503.html, at once.
     "console.unavailable.OutageMiddleware",
+    # Reads the user (the database): inside OutageMiddleware.
+    "accounts.middleware.TimeZoneMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
 ]
