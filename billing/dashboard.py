@@ -235,10 +235,8 @@ def usage_dashboard(
     """Totals, a series per day (per hour for one day) and the breakdowns of `hours` (one
     account's rollups, filtered as the page asks) over `the_span`: one query."""
     zone = the_span.zone
-    slot_of = (
-        TruncHour("hour", tzinfo=zone) if the_span.hourly else TruncDate("hour", tzinfo=zone)
-    )
-    rows = (
+    slot_of = TruncHour("hour", tzinfo=zone) if the_span.hourly else TruncDate("hour", tzinfo=zone)
+    rows: Any = (
         hours.between(the_span.start, the_span.end)
         .order_by()
         .annotate(slot=slot_of)

@@ -145,8 +145,7 @@ def upsert_statement(quote: Any, source: str | None = None) -> tuple[str, tuple[
         body = f"SELECT {selected} FROM {source}"  # noqa: S608 - names from model meta
         params = tuple(c for c in columns if c not in charged)
     return (
-        f"INSERT INTO {table} ({names}) {body} "
-        f"ON CONFLICT ({conflict}) DO UPDATE SET {added}",
+        f"INSERT INTO {table} ({names}) {body} ON CONFLICT ({conflict}) DO UPDATE SET {added}",
         params,
     )
 

@@ -89,8 +89,7 @@ def make_customers(count: int, rng: random.Random, start: datetime) -> list[Cust
     taken = User.objects.filter(email__startswith="synthetic-").count()
     with transaction.atomic():
         users = User.objects.bulk_create(
-            User(email=f"synthetic-{taken + n}@example.invalid", password="!")
-            for n in range(count)
+            User(email=f"synthetic-{taken + n}@example.invalid", password="!") for n in range(count)
         )
         accounts = Account.objects.bulk_create(
             Account(user=user, created_at=start) for user in users
@@ -111,7 +110,9 @@ def make_customers(count: int, rng: random.Random, start: datetime) -> list[Cust
             )
             for n in range(rng.randint(0, 6)):
                 price = rng.choice((5, 20, 50, 100)) * 1_000_000
-                paid = start + timedelta(seconds=rng.uniform(0, (timezone.now() - start).total_seconds()))
+                paid = start + timedelta(
+                    seconds=rng.uniform(0, (timezone.now() - start).total_seconds())
+                )
                 purchases.append(
                     Purchase(
                         account=account,
@@ -265,11 +266,15 @@ def load(row_source: Iterator[tuple[Any, ...]], batch: int = 5000) -> int:
     if connection.vendor == "postgresql":
         table = connection.ops.quote_name(UsageRecord._meta.db_table)
         names = ", ".join(connection.ops.quote_name(c) for c in COLUMNS)
-        with transaction.atomic(), connection.cursor() as cursor:
-            with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:  # type: ignore[attr-defined]
-                for row in row_source:
-                    copy.write_row(row)
-                    written += 1
+        statement = f"COPY {table} ({names}) FROM STDIN"
+        with (
+            transaction.atomic(),
+            connection.cursor() as cursor,
+            cursor.copy(statement) as copy,  # type: ignore[attr-defined]
+        ):
+            for row in row_source:
+                copy.write_row(row)
+                written += 1
         return written
     while chunk := list(itertools.islice(row_source, batch)):
         UsageRecord.objects.bulk_create(

@@ -28,8 +28,8 @@ from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from billing.charts import spend_chart
 from billing.checkout import handle_event, malformed, purchases_enabled, start_checkout
-from billing.ledger import account_for
 from billing.dashboard import span, usage_dashboard
+from billing.ledger import account_for
 from billing.models import Account, CreditPackage, LedgerEntry, Purchase, UsageHour, UsageRecord
 from billing.redemption import RedemptionError, redeem_code
 from billing.usage import UsageFilterForm

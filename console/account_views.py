@@ -66,7 +66,7 @@ def time_zone(request: AuthenticatedRequest) -> HttpResponse:
     if saved:
         messages.success(request, f"Time zone set to {request.user.time_zone}.")
     else:
-        messages.error(request, " ".join(form.errors.get("time_zone", [])))
+        messages.error(request, " ".join(map(str, form.errors.get("time_zone", []))))
     return redirect("accounts:profile")
 
 

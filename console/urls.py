@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from console import views
+from console import ops, views
 from gateway.metrics import metrics_view
 from gateway.urls import account_api_urlpatterns
 
@@ -23,5 +23,7 @@ urlpatterns = [
     path("api/v1/", include((account_api_urlpatterns, "api"))),
     path("billing/", include("billing.urls")),
     path("chat/", include("chat.urls")),
+    path("ops/", ops.ops, name="ops"),
+    path("ops/check-books/", ops.check_books_now, name="ops-check-books"),
     path("admin/", admin.site.urls),
 ]

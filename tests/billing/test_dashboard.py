@@ -45,7 +45,9 @@ def around_tokyo_midnight(customer) -> Any:
 
 def per_day(response: Any) -> dict[date, int]:
     return {
-        slot: tally.requests for slot, tally in response.context["dashboard"].slots if tally.requests
+        slot: tally.requests
+        for slot, tally in response.context["dashboard"].slots
+        if tally.requests
     }
 
 
@@ -80,7 +82,9 @@ def test_one_day_is_charted_per_local_hour(client, around_tokyo_midnight):
     user.save()
     client.force_login(user)
 
-    response = client.get("/billing/usage/", {"days": "custom", "since": "2026-06-11", "until": "2026-06-11"})
+    response = client.get(
+        "/billing/usage/", {"days": "custom", "since": "2026-06-11", "until": "2026-06-11"}
+    )
 
     slots = response.context["dashboard"].slots
     assert len(slots) == 24

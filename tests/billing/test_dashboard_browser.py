@@ -108,3 +108,23 @@ def test_the_spend_table_behind_the_chart_has_the_chart_s_days(browser, live_ser
     rows = page.locator("#spend-chart-title ~ details tbody tr")
     expect(rows.first).to_be_visible()
     assert 1 <= rows.count() <= 7
+
+
+@pytest.mark.parametrize("size", WIDTHS)
+def test_the_operator_page_draws_its_charts_and_fits_the_screen(
+    browser, live_server_url, busy_user, size
+):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    operator = User.objects.create_user("operator@example.com", "pw-123-secret", is_staff=True)
+    page = signed_in(browser, operator, live_server_url, *WIDTHS[size]).new_page()
+
+    page.goto(f"{live_server_url}/ops/")
+
+    expect(page.get_by_role("heading", name="Revenue, spend and margin per day")).to_be_visible()
+    until(page, "window.Chart !== undefined")
+    until(page, "document.querySelectorAll('canvas[data-chart]').length === 2")
+    assert drawn_charts(page) == 2
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.get_by_role("button", name="Check the books now").click()
+    expect(page.locator("#books")).to_contain_text("Balanced")
+    page.screenshot(path=SHOTS / f"ops-{size}.png", full_page=True)
