@@ -167,3 +167,24 @@ def check_holds_are_refreshed_before_they_expire(
             id="billing.E010",
         )
     ]
+
+
+# A monthly spend cap reads the key's usage records of the current calendar month.
+SHORTEST_RETENTION_DAYS = 32
+
+
+@register()
+def check_usage_retention(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Raw usage records must outlive the longest spend-cap period that reads them."""
+    days = settings.USAGE_RETENTION_DAYS
+    if days == 0 or days >= SHORTEST_RETENTION_DAYS:
+        return []
+    return [
+        Error(
+            f"USAGE_RETENTION_DAYS ({days}) must be 0 (keep for ever) or at least "
+            f"{SHORTEST_RETENTION_DAYS}",
+            hint="Monthly spend caps add up the key's usage records of the month; pruning "
+            "them sooner would let a capped key spend its cap again.",
+            id="billing.E011",
+        )
+    ]
