@@ -320,7 +320,7 @@ def _settle_in_one_statement(
         " ".join(flags),
         *sql.values(db, record, record_fields),
         *sql.values(db, entry, entry_fields),
-        *rollups.upsert_params(db, rollups.increment(record), rollup_keys),
+        *rollups.settle_params(db, record, rollup_keys),
         settings.UNLIMITED_MODE_FLOOR_MICRO_USD,
         reservation.account_id,
     ]

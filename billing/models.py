@@ -489,6 +489,41 @@ class UsageHour(models.Model):
         return f"{self.hour:%Y-%m-%d %H}h account {self.account_id} {self.model}"
 
 
+class UsageDayQuerySet(models.QuerySet["UsageDay"]):
+    def between(self, first: date, last: date) -> UsageDayQuerySet:
+        """The UTC days first..last."""
+        return self.filter(day__gte=first, day__lte=last)
+
+
+class UsageDay(models.Model):
+    """The usage records of one account and model in one UTC day, added up: what the
+    operator page reads (a few rows per account and day, where the hourly rollups have
+    a row per key, protocol and hour). Written with UsageHour, in the same statement."""
+
+    day = models.DateField(help_text="UTC day")
+    account = models.ForeignKey(Account, models.CASCADE, related_name="+")
+    model = models.CharField(max_length=200)
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    cancelled = models.BigIntegerField(default=0)
+    refused = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cost_micro_usd = models.BigIntegerField(default=0)
+    uncharged_micro_usd = models.BigIntegerField(default=0)
+
+    objects = UsageDayQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "account", "model"], name="usage_day_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} account {self.account_id} {self.model}"
+
+
 class BooksCheck(models.Model):
     """One run of the books' checks (billing.checks): when, and what it found."""
 

@@ -1,20 +1,23 @@
-"""Hourly rollups of the usage records (billing.models.UsageHour), for the dashboards.
+"""Rollups of the usage records, for the dashboards: hourly per account, key, model and
+protocol (billing.models.UsageHour, the customer's dashboard) and daily per account and
+model (UsageDay, the operator page).
 
-Every settlement adds its record to the row of its account, key, model, protocol and
-UTC hour in the same statement that writes the record (billing.sql's settle statement
+Every settlement adds its record to its row of each in the same statement that writes
+the record (billing.sql's settle statement
 on PostgreSQL, add() inside the transaction elsewhere), so a rollup can never disagree
 with the raw rows: the two commit or fail together, a repeated settlement adds nothing,
 and a record settled late (the sweeper, a journal replayed after an outage) lands in
-its own hour. The row locked is the account's own (its settlements are serialised on
+its own hour. The rows locked are the account's own (its settlements are serialised on
 the account row already), so the rollups add no contention between customers.
 
-rebuild() recomputes the rows of a range from the raw records in one statement, for a
-rollup table that was lost or a range loaded in bulk (`manage.py rollupusage`).
+rebuild() recomputes the rows of a range from the raw records, one statement per table,
+for a rollup that was lost or a range loaded in bulk (`manage.py rollupusage`).
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,18 +28,20 @@ from django.db.models import (
     Count,
     ExpressionWrapper,
     F,
+    Model,
     Q,
     QuerySet,
     Sum,
     Value,
 )
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, Coalesce, Greatest, TruncHour
+from django.db.models.functions import Cast, Coalesce, Greatest, TruncDate, TruncHour
 
 from billing.models import (
     LATENCY_BOUNDS_MS,
     LATENCY_BUCKETS,
     TTFT_BUCKETS,
+    UsageDay,
     UsageHour,
     UsageRecord,
 )
@@ -44,8 +49,6 @@ from billing.money import PER_MTOK
 
 # Refused calls (402, 403, 404, 429 for a known key) are recorded with this status.
 REFUSED = "refused"
-GROUP = ("hour", "account_id", "api_key_id", "model", "source")
-"""A rollup row's identity; the rest of its columns are sums."""
 SUMS = (
     "requests",
     "errors",
@@ -66,6 +69,39 @@ SUMS = (
 )
 CHARGED = ("cost_micro_usd", "uncharged_micro_usd")
 """Sums the PostgreSQL settle statement computes itself (the charge and what it left)."""
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """One rollup table: its model, the columns that identify a row (`group`, in the
+    order of its unique constraint) and those that add up (`sums`)."""
+
+    model: type[Model]
+    group: tuple[str, ...]
+    sums: tuple[str, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.group, *self.sums)
+
+
+HOURLY = Rollup(UsageHour, ("account_id", "hour", "api_key_id", "model", "source"), SUMS)
+DAILY = Rollup(
+    UsageDay,
+    ("day", "account_id", "model"),
+    (
+        "requests",
+        "errors",
+        "cancelled",
+        "refused",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "cost_micro_usd",
+        "uncharged_micro_usd",
+    ),
+)
+ROLLUPS = (HOURLY, DAILY)
 
 
 def hour_of(moment: datetime) -> datetime:
@@ -91,9 +127,12 @@ def saved_micro_usd(record: UsageRecord) -> int:
 
 
 def increment(record: UsageRecord) -> dict[str, Any]:
-    """The record as one rollup row: its group and what it adds to every sum."""
+    """The record as one rollup row (of every rollup): its groups and what it adds to
+    every sum."""
+    hour = hour_of(record.created_at)
     counts: dict[str, Any] = {
-        "hour": hour_of(record.created_at),
+        "hour": hour,
+        "day": hour.date(),
         "account_id": record.account_id,
         "api_key_id": record.api_key_id or 0,
         "model": record.model,
@@ -122,28 +161,29 @@ def increment(record: UsageRecord) -> dict[str, Any]:
 
 
 @functools.cache
-def upsert_statement(quote: Any, source: str | None = None) -> tuple[str, tuple[str, ...]]:
-    """`INSERT ... ON CONFLICT DO UPDATE` adding one increment to its rollup row (SQLite
-    and PostgreSQL speak the same upsert). With `source`, the statement selects from
-    that CTE of the settle statement and takes the charged sums from its `amount` and
-    `uncharged` columns. Returns the statement and the increment keys of its parameters.
-    """
-    table = quote(UsageHour._meta.db_table)
-    columns = (*GROUP, *SUMS)
-    names = ", ".join(quote(c) for c in columns)
-    added = ", ".join(f"{quote(c)} = {table}.{quote(c)} + EXCLUDED.{quote(c)}" for c in SUMS)
-    conflict = ", ".join(quote(c) for c in ("account_id", "hour", "api_key_id", "model", "source"))
+def upsert_statement(
+    rollup: Rollup, quote: Any, source: str | None = None
+) -> tuple[str, tuple[str, ...]]:
+    """`INSERT ... ON CONFLICT DO UPDATE` adding one increment to its row of `rollup`
+    (SQLite and PostgreSQL speak the same upsert). With `source`, the statement selects
+    from that CTE of the settle statement and takes the charged sums from its `amount`
+    and `uncharged` columns. Returns the statement and the increment keys of its
+    parameters."""
+    table = quote(rollup.model._meta.db_table)
+    names = ", ".join(quote(c) for c in rollup.columns)
+    added = ", ".join(f"{quote(c)} = {table}.{quote(c)} + EXCLUDED.{quote(c)}" for c in rollup.sums)
+    conflict = ", ".join(quote(c) for c in rollup.group)
     if source is None:
-        marks = ", ".join(["%s"] * len(columns))
-        body, params = f"VALUES ({marks})", columns
+        marks = ", ".join(["%s"] * len(rollup.columns))
+        body, params = f"VALUES ({marks})", rollup.columns
     else:
         charged = {
             "cost_micro_usd": f"{source}.amount",
             "uncharged_micro_usd": f"{source}.uncharged",
         }
-        selected = ", ".join(charged.get(c, "%s") for c in columns)
+        selected = ", ".join(charged.get(c, "%s") for c in rollup.columns)
         body = f"SELECT {selected} FROM {source}"  # noqa: S608 - names from model meta
-        params = tuple(c for c in columns if c not in charged)
+        params = tuple(c for c in rollup.columns if c not in charged)
     return (
         f"INSERT INTO {table} ({names}) {body} ON CONFLICT ({conflict}) DO UPDATE SET {added}",
         params,
@@ -151,16 +191,32 @@ def upsert_statement(quote: Any, source: str | None = None) -> tuple[str, tuple[
 
 
 def upsert_params(
-    db: BaseDatabaseWrapper, counts: dict[str, Any], keys: tuple[str, ...]
+    db: BaseDatabaseWrapper, rollup: Rollup, counts: dict[str, Any], keys: tuple[str, ...]
 ) -> list[Any]:
-    hour = UsageHour._meta.get_field("hour")
-    return [hour.get_db_prep_save(counts[k], db) if k == "hour" else counts[k] for k in keys]
+    """The parameters of upsert_statement() for one increment (from increment())."""
+    fields = {f.attname: f for f in rollup.model._meta.concrete_fields}
+    return [fields[k].get_db_prep_save(counts[k], db) for k in keys]
+
+
+def settle_params(
+    db: BaseDatabaseWrapper, record: UsageRecord, keys: tuple[tuple[str, ...], ...]
+) -> list[Any]:
+    """The parameters of the settle statement's rollup upserts for a record (billing.sql),
+    `keys` as settle_statement() returned them."""
+    counts = increment(record)
+    return [
+        value
+        for rollup, rollup_keys in zip(ROLLUPS, keys, strict=True)
+        for value in upsert_params(db, rollup, counts, rollup_keys)
+    ]
 
 
 def add(db: BaseDatabaseWrapper, cursor: Any, record: UsageRecord) -> None:
-    """Add a saved record to its rollup row, in the caller's transaction."""
-    statement, keys = upsert_statement(db.ops.quote_name)
-    cursor.execute(statement, upsert_params(db, increment(record), keys))
+    """Add a saved record to its rows of every rollup, in the caller's transaction."""
+    counts = increment(record)
+    for rollup in ROLLUPS:
+        statement, keys = upsert_statement(rollup, db.ops.quote_name)
+        cursor.execute(statement, upsert_params(db, rollup, counts, keys))
 
 
 def _price(kind: str) -> Any:
@@ -181,10 +237,10 @@ def column(name: str) -> str:
     return f"n_{name}"
 
 
-def aggregated(records: QuerySet[UsageRecord]) -> QuerySet[Any]:
-    """The records summed per rollup group, in SQL: what increment() adds up to, row by
-    row (tests compare the two; rebuild() inserts this). Its columns are GROUP then
-    SUMS, each under column(name)."""
+def aggregated(records: QuerySet[UsageRecord], rollup: Rollup = HOURLY) -> QuerySet[Any]:
+    """The records summed per row of `rollup`, in SQL: what increment() adds up to, row
+    by row (tests compare the two; rebuild() inserts this). Its columns are the
+    rollup's columns in order, each under column(name)."""
     edges = (None, *LATENCY_BOUNDS_MS, None)
     saved = ExpressionWrapper(
         Greatest(F("cached_tokens") * (_price("input") - _price("cache_read")), Value(0))
@@ -221,8 +277,9 @@ def aggregated(records: QuerySet[UsageRecord]) -> QuerySet[Any]:
             for i, name in enumerate(TTFT_BUCKETS)
         },
     }
-    group = {
+    groups = {
         "hour": TruncHour("created_at", tzinfo=UTC),
+        "day": TruncDate("created_at", tzinfo=UTC),
         "account_id": F("account_id"),
         "api_key_id": Coalesce("api_key_id", zero),
         "model": F("model"),
@@ -230,27 +287,39 @@ def aggregated(records: QuerySet[UsageRecord]) -> QuerySet[Any]:
     }
     return (
         records.order_by()
-        .values(**{column(name): expression for name, expression in group.items()})
-        .annotate(**{column(name): sums[name] for name in SUMS})
+        .values(**{column(name): groups[name] for name in rollup.group})
+        .annotate(**{column(name): sums[name] for name in rollup.sums})
     )
 
 
 def rebuild(start: datetime, end: datetime) -> int:
-    """Recompute the rollup rows of the hours that [start, end) touches from the raw
-    records: one
-    DELETE and one INSERT ... SELECT in a transaction. Returns the rows written.
+    """Recompute the rollup rows that [start, end) touches from the raw records: per
+    rollup one DELETE and one INSERT ... SELECT, all in one transaction. The hourly
+    rollups are rebuilt for whole UTC hours, the daily ones for whole UTC days. Returns
+    the hourly rows written.
 
     Hours whose raw rows were pruned come back empty: rebuild only ranges still kept.
     """
     start, end = hour_of(start), hour_of(end - timedelta(microseconds=1)) + timedelta(hours=1)
-    rows = aggregated(UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end))
-    select, params = rows.query.sql_with_params()
+    midnight = datetime.min.time()
+    first_day, last_day = start.date(), (end - timedelta(microseconds=1)).date()
+    day_start = datetime.combine(first_day, midnight, UTC)
+    day_end = datetime.combine(last_day + timedelta(days=1), midnight, UTC)
     quote = connection.ops.quote_name
-    names = ", ".join(quote(c) for c in (*GROUP, *SUMS))
+    written = 0
     with transaction.atomic(), connection.cursor() as cursor:
-        UsageHour.objects.between(start, end).delete()
-        cursor.execute(
-            f"INSERT INTO {quote(UsageHour._meta.db_table)} ({names}) {select}",
-            params,
-        )
-        return cursor.rowcount
+        for rollup, lower, upper in ((HOURLY, start, end), (DAILY, day_start, day_end)):
+            if rollup is HOURLY:
+                UsageHour.objects.between(lower, upper).delete()
+            else:
+                UsageDay.objects.between(first_day, last_day).delete()
+            records = UsageRecord.objects.filter(created_at__gte=lower, created_at__lt=upper)
+            select, params = aggregated(records, rollup).query.sql_with_params()
+            names = ", ".join(quote(c) for c in rollup.columns)
+            cursor.execute(
+                f"INSERT INTO {quote(rollup.model._meta.db_table)} ({names}) {select}",
+                params,
+            )
+            if rollup is HOURLY:
+                written = cursor.rowcount
+    return written

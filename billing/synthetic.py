@@ -1,7 +1,8 @@
 """Synthetic usage for measuring the dashboards at scale (`manage.py makeusage`).
 
 Accounts, keys and usage records shaped like a reseller's traffic: a few accounts make
-most of the calls (Zipf), each account has one to four keys and favours its own models,
+most of the calls (Zipf), each account has one to four keys (and its web chat), each key
+is one client speaking one protocol to one to three models of its own,
 calls follow the day (a peak in the afternoon, UTC), prompts and answers are log-normal
 with a long tail, agent traffic reads most of its prompt from the cache, and a few calls
 fail, are cancelled or refused. Rows go in by PostgreSQL COPY (bulk_create elsewhere),
@@ -76,12 +77,20 @@ COLUMNS = (
 
 
 @dataclass(frozen=True, slots=True)
-class Customer:
-    account_id: int
-    key_ids: tuple[int, ...]
-    web_key_id: int
+class Key:
+    """A key as a client uses it: one protocol, one to three models, its share of calls."""
+
+    key_id: int
+    source: str
     models: tuple[int, ...]
     model_weights: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    account_id: int
+    keys: tuple[Key, ...]
+    key_weights: tuple[float, ...]
 
 
 def make_customers(count: int, rng: random.Random, start: datetime) -> list[Customer]:
@@ -142,19 +151,20 @@ def make_customers(count: int, rng: random.Random, start: datetime) -> list[Cust
     by_user: dict[int, list[ApiKey]] = {}
     for key in ApiKey.objects.filter(user__in=users).order_by("pk"):
         by_user.setdefault(key.user_id, []).append(key)
+    sources = [name for name, _ in SOURCES]
+    source_weights = [weight for _, weight in SOURCES[:-1]]
     customers = []
     for user, account in zip(users, accounts, strict=True):
-        mine = by_user[user.pk]
-        favourites = rng.sample(range(len(MODELS)), rng.randint(2, 5))
-        customers.append(
-            Customer(
-                account_id=account.pk,
-                key_ids=tuple(k.pk for k in mine if k.kind == ApiKey.Kind.API),
-                web_key_id=next(k.pk for k in mine if k.kind == ApiKey.Kind.WEB),
-                models=tuple(favourites),
-                model_weights=tuple(MODELS[m][2] for m in favourites),
+        keys = []
+        for key in by_user[user.pk]:
+            web = key.kind == ApiKey.Kind.WEB
+            source = "web" if web else rng.choices(sources[:-1], weights=source_weights)[0]
+            favourites = rng.sample(range(len(MODELS)), rng.randint(1, 3))
+            keys.append(
+                Key(key.pk, source, tuple(favourites), tuple(MODELS[m][2] for m in favourites))
             )
-        )
+        shares = [0.3 if k.source == "web" else rng.uniform(0.5, 3) for k in keys]
+        customers.append(Customer(account.pk, tuple(keys), tuple(shares)))
     return customers
 
 
@@ -168,8 +178,6 @@ def rows(
 ) -> Iterator[tuple[Any, ...]]:
     """`count` usage rows between start and end, oldest first (the columns of COLUMNS)."""
     weights = list(itertools.accumulate(1 / (rank + 1) for rank in range(len(customers))))
-    sources = [s for s, _ in SOURCES]
-    source_weights = list(itertools.accumulate(w for _, w in SOURCES))
     statuses = [s for s, _ in STATUSES]
     status_weights = list(itertools.accumulate(w for _, w in STATUSES))
     span = (end - start).total_seconds()
@@ -182,10 +190,11 @@ def rows(
         moments = sorted(_moment(lower, width, rng) for _ in range(size))
         for moment in moments:
             made += 1
+            customer = rng.choices(customers, cum_weights=weights)[0]
             yield _row(
-                rng.choices(customers, cum_weights=weights)[0],
+                customer.account_id,
+                rng.choices(customer.keys, weights=customer.key_weights)[0],
                 moment,
-                rng.choices(sources, cum_weights=source_weights)[0],
                 rng.choices(statuses, cum_weights=status_weights)[0],
                 rng,
             )
@@ -200,11 +209,11 @@ def _moment(lower: datetime, width: float, rng: random.Random) -> datetime:
 
 
 def _row(
-    customer: Customer, moment: datetime, source: str, status: str, rng: random.Random
+    account_id: int, key: Key, moment: datetime, status: str, rng: random.Random
 ) -> tuple[Any, ...]:
-    model_index = rng.choices(customer.models, weights=customer.model_weights)[0]
+    model_index = rng.choices(key.models, weights=key.model_weights)[0]
     model, provider, _, p_in, p_cached, p_out = MODELS[model_index]
-    key = customer.web_key_id if source == "web" else rng.choice(customer.key_ids)
+    source = key.source
     stream = rng.random() < 0.7
     agent = source in ("messages", "responses") and rng.random() < 0.7
     prompt = int(rng.lognormvariate(math.log(20_000 if agent else 1_200), 0.9)) + 10
@@ -233,8 +242,8 @@ def _row(
     prices = {"input": p_in, "output": p_out, **({"cache_read": p_cached} if cached else {})}
     return (
         f"req_{rng.getrandbits(96):024x}",
-        customer.account_id,
-        key,
+        account_id,
+        key.key_id,
         source,
         model,
         provider,

@@ -1,6 +1,7 @@
 """The operator page (/ops/, staff only): the business and the health of the gateway.
 
-Money per day reads the hourly rollups and the purchases, never the raw usage rows;
+Money per day reads the daily rollups (UTC days) and the purchases, never the raw
+usage rows;
 provider health reads the raw rows of the last hour only (one index range) plus this
 host's live state: cooldowns (per worker process, gateway.routing) and the metrics
 (gateway.metrics, every worker of the host in multiprocess mode). Credit held and
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -30,7 +31,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from billing.checks import check_books, last_books_check
-from billing.dashboard import Tally, span
+from billing.dashboard import Tally
 from billing.models import (
     LATENCY_BUCKETS,
     TTFT_BUCKETS,
@@ -38,7 +39,7 @@ from billing.models import (
     Hold,
     LedgerEntry,
     Purchase,
-    UsageHour,
+    UsageDay,
     UsageRecord,
 )
 from billing.money import MICRO
@@ -88,14 +89,16 @@ def upstream_cost(charged: int) -> int:
     return charged * 100 // (100 + settings.PRICE_MARKUP_PERCENT)
 
 
-def money_per_day(first: date, last: date, zone: Any) -> list[Day]:
-    """Revenue, refunds, usage charged and active accounts per local day."""
-    the_span = span(first, last, zone)
-    days = {first + timedelta(days=n): Day(first + timedelta(days=n)) for n in range(the_span.days)}
+def money_per_day(first: date, last: date) -> list[Day]:
+    """Revenue, refunds, usage charged and active accounts per UTC day (the daily
+    rollups: a few rows per account and day)."""
+    count = (last - first).days + 1
+    days = {first + timedelta(days=n): Day(first + timedelta(days=n)) for n in range(count)}
+    start = datetime.combine(first, datetime.min.time(), UTC)
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), UTC)
     usage = (
-        UsageHour.objects.between(the_span.start, the_span.end)
+        UsageDay.objects.between(first, last)
         .order_by()
-        .annotate(day=TruncDate("hour", tzinfo=zone))
         .values("day")
         .annotate(
             charged=Sum("cost_micro_usd"),
@@ -109,8 +112,8 @@ def money_per_day(first: date, last: date, zone: Any) -> list[Day]:
             day.active_accounts = row["accounts"]
     bought: Any = (
         Purchase.objects.exclude(status=Purchase.Status.PENDING)
-        .filter(paid_at__gte=the_span.start, paid_at__lt=the_span.end)
-        .annotate(day=TruncDate("paid_at", tzinfo=zone))
+        .filter(paid_at__gte=start, paid_at__lt=end)
+        .annotate(day=TruncDate("paid_at", tzinfo=UTC))
         .values("day")
         .annotate(total=Sum("price_micro_usd"))
         .order_by()
@@ -120,11 +123,9 @@ def money_per_day(first: date, last: date, zone: Any) -> list[Day]:
             day.revenue = row["total"] or 0
     refunded: Any = (
         LedgerEntry.objects.filter(
-            kind=LedgerEntry.Kind.REFUND,
-            created_at__gte=the_span.start,
-            created_at__lt=the_span.end,
+            kind=LedgerEntry.Kind.REFUND, created_at__gte=start, created_at__lt=end
         )
-        .annotate(day=TruncDate("created_at", tzinfo=zone))
+        .annotate(day=TruncDate("created_at", tzinfo=UTC))
         .values("day")
         .annotate(total=Sum("amount_micro_usd"))
         .order_by()
@@ -139,15 +140,15 @@ def _as_date(value: Any) -> date:
     return date.fromisoformat(value) if isinstance(value, str) else value
 
 
-def top_models_and_accounts(start: datetime, end: datetime) -> tuple[list[Any], list[Any]]:
-    hours = UsageHour.objects.between(start, end).order_by()
+def top_models_and_accounts(first: date, last: date) -> tuple[list[Any], list[Any]]:
+    rows = UsageDay.objects.between(first, last).order_by()
     models = list(
-        hours.values("model")
+        rows.values("model")
         .annotate(charged=Sum("cost_micro_usd"), requests=Sum("requests"))
         .order_by("-charged", "model")[:TOP]
     )
     accounts = list(
-        hours.values("account_id", "account__user__email")
+        rows.values("account_id", "account__user__email")
         .annotate(charged=Sum("cost_micro_usd"), requests=Sum("requests"))
         .order_by("-charged", "account_id")[:TOP]
     )
@@ -240,12 +241,10 @@ def chart_data(days: list[Day]) -> dict[str, Any]:
 @staff_only
 def ops(request: HttpRequest) -> TemplateResponse:
     """The operator's view of the business and of the gateway's health."""
-    zone = timezone.get_current_timezone()
-    today = timezone.localdate()
+    today = timezone.now().astimezone(UTC).date()
     first = today - timedelta(days=OPS_DAYS - 1)
-    days = money_per_day(first, today, zone)
-    the_span = span(first, today, zone)
-    models, accounts = top_models_and_accounts(the_span.start, the_span.end)
+    days = money_per_day(first, today)
+    models, accounts = top_models_and_accounts(first, today)
     context = {
         "days": days,
         "totals": {
@@ -262,7 +261,6 @@ def ops(request: HttpRequest) -> TemplateResponse:
         "held": held_now(),
         "books": last_books_check(),
         "markup": settings.PRICE_MARKUP_PERCENT,
-        "zone_name": str(zone),
     }
     return TemplateResponse(request, "console/ops.html", context)
 

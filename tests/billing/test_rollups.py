@@ -9,7 +9,7 @@ aggregate of the raw rows; `rollupusage` rebuilds the same rows from the raw one
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,7 +24,14 @@ from billing.ledger import (
     reserve_credits,
     settle,
 )
-from billing.models import LATENCY_BOUNDS_MS, Hold, LedgerEntry, UsageHour, UsageRecord
+from billing.models import (
+    LATENCY_BOUNDS_MS,
+    Hold,
+    LedgerEntry,
+    UsageDay,
+    UsageHour,
+    UsageRecord,
+)
 
 PRICES = {"input": 3_000_000, "cache_read": 300_000, "output": 15_000_000}
 
@@ -54,31 +61,33 @@ def call(customer: Any, request_id: str, *, hold: int = 50_000, cost: int = 7_00
     return settle(reservation=reservation, cost=cost, usage=usage(**fields))
 
 
-def rollup_rows() -> list[dict[str, Any]]:
-    rows = UsageHour.objects.values(*rollups.GROUP, *rollups.SUMS)
-    return sorted((dict(row) for row in rows), key=_identity)
+def rollup_rows(rollup: rollups.Rollup = rollups.HOURLY) -> list[dict[str, Any]]:
+    rows = rollup.model.objects.values(*rollup.columns)
+    return sorted((dict(row) for row in rows), key=lambda row: _identity(row, rollup))
 
 
-def raw_rows() -> list[dict[str, Any]]:
-    """The raw records summed per rollup group by the database."""
+def raw_rows(rollup: rollups.Rollup = rollups.HOURLY) -> list[dict[str, Any]]:
+    """The raw records summed per rollup row by the database."""
     rows = [
-        {name: row[rollups.column(name)] for name in (*rollups.GROUP, *rollups.SUMS)}
-        for row in rollups.aggregated(UsageRecord.objects.all())
+        {name: row[rollups.column(name)] for name in rollup.columns}
+        for row in rollups.aggregated(UsageRecord.objects.all(), rollup)
     ]
     for row in rows:
-        row["hour"] = _as_datetime(row["hour"])
-    return sorted(rows, key=_identity)
+        if "hour" in row:
+            row["hour"] = _as_datetime(row["hour"])
+        if isinstance(row.get("day"), str):  # SQLite's truncations come back as text
+            row["day"] = date.fromisoformat(row["day"])
+    return sorted(rows, key=lambda row: _identity(row, rollup))
 
 
 def _as_datetime(value: Any) -> datetime:
-    # SQLite's hour truncation comes back as text.
     if isinstance(value, str):
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
     return value.astimezone(UTC)
 
 
-def _identity(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(str(row[name]) for name in rollups.GROUP)
+def _identity(row: dict[str, Any], rollup: rollups.Rollup) -> tuple[Any, ...]:
+    return tuple(str(row[name]) for name in rollup.group)
 
 
 @pytest.fixture
@@ -122,6 +131,8 @@ def mixed_usage(customer, make_customer, settings) -> Any:
 def test_rollups_equal_the_raw_rows_after_a_mix_of_settlements(mixed_usage):
     assert UsageRecord.objects.count() == 8
     assert rollup_rows() == raw_rows()
+    assert rollup_rows(rollups.DAILY) == raw_rows(rollups.DAILY)
+    assert len(rollup_rows(rollups.DAILY)) >= 3  # two accounts, two models
     totals = UsageHour.objects.values_list("requests", "cost_micro_usd")
     assert sum(r for r, _ in totals) == 8
     assert sum(c for _, c in totals) == sum(
@@ -149,8 +160,9 @@ def test_the_rollups_count_what_each_call_was(customer, mixed_usage):
 
 @pytest.mark.django_db(transaction=True)
 def test_rollupusage_rebuilds_the_same_rows_from_the_raw_ones(mixed_usage):
-    before = rollup_rows()
+    before = rollup_rows(), rollup_rows(rollups.DAILY)
     UsageHour.objects.all().delete()
+    UsageDay.objects.all().delete()
     out = io.StringIO()
     now = timezone.now()
 
@@ -163,7 +175,7 @@ def test_rollupusage_rebuilds_the_same_rows_from_the_raw_ones(mixed_usage):
         stdout=out,
     )
 
-    assert rollup_rows() == before
+    assert (rollup_rows(), rollup_rows(rollups.DAILY)) == before
     assert "rows" in out.getvalue()
 
 
