@@ -261,6 +261,8 @@ def usage(request: HttpRequest) -> TemplateResponse:
     template = "billing/usage.html"
     if request.htmx and request.htmx.target == "usage-log":  # type: ignore[attr-defined]
         template = "billing/_usage_log.html"
+    elif request.htmx and request.htmx.target == "dashboard":  # type: ignore[attr-defined]
+        template = "billing/_dashboard.html"
     return TemplateResponse(request, template, context)
 
 

@@ -223,3 +223,16 @@ def test_a_day_across_a_dst_change_has_its_real_length():
 )
 def test_percentiles_come_from_the_histogram(counts, q, expected):
     assert percentile(counts, q) == expected
+
+
+def test_htmx_can_ask_for_the_dashboard_alone(client, customer):
+    call(customer, "req_1", datetime.now(UTC))
+    client.force_login(customer.user)
+
+    response = client.get(
+        "/billing/usage/", {"days": "7"}, headers={"HX-Request": "true", "HX-Target": "dashboard"}
+    )
+
+    assert [t.name for t in response.templates][0] == "billing/_dashboard.html"
+    assert b'id="usage-chart-data"' in response.content
+    assert b"log-title" not in response.content  # the log is not rendered
