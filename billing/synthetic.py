@@ -293,6 +293,39 @@ def load(row_source: Iterator[tuple[Any, ...]], batch: int = 5000) -> int:
     return written
 
 
+def repeat(account_ids: list[int], copies: int, end: datetime) -> int:
+    """PostgreSQL: `copies` more calls for every record of these accounts, each in the
+    same hour as its original (a new request id, a random time in that hour, never past
+    `end`), in one INSERT ... SELECT; and their rollups multiplied to match. Exact:
+    every rollup column is a sum, and the copies fall in their original's hour and day.
+    Ten million records this way take minutes, not the hour COPY from Python takes."""
+    quote = connection.ops.quote_name
+    table = quote(UsageRecord._meta.db_table)
+    kept = [c for c in COLUMNS if c not in ("request_id", "created_at")]
+    names = ", ".join(quote(c) for c in kept)
+    hour = "date_trunc('hour', u.created_at)"
+    statement = (
+        f"INSERT INTO {table} ({quote('request_id')}, {names}, {quote('created_at')}) "  # noqa: S608
+        f"SELECT 'req_' || substr(md5(u.id::text || ':' || k::text || random()::text), 1, 24), "
+        f"{', '.join(f'u.{quote(c)}' for c in kept)}, "
+        f"{hour} + random() * (LEAST({hour} + interval '1 hour', %s) - {hour}) "
+        f"FROM {table} u CROSS JOIN generate_series(1, %s) k WHERE u.account_id = ANY(%s)"
+    )
+    from billing.rollups import ROLLUPS
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement, [end, copies, account_ids])
+        written = cursor.rowcount
+        for rollup in ROLLUPS:
+            scaled = ", ".join(f"{quote(c)} = {quote(c)} * %s" for c in rollup.sums)
+            cursor.execute(
+                f"UPDATE {quote(rollup.model._meta.db_table)} SET {scaled} "  # noqa: S608
+                "WHERE account_id = ANY(%s)",
+                [copies + 1] * len(rollup.sums) + [account_ids],
+            )
+    return written
+
+
 def _python(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """A COPY row as model field values (the prices as a dict, not JSON text)."""
     values = list(row)

@@ -233,6 +233,6 @@ def test_htmx_can_ask_for_the_dashboard_alone(client, customer):
         "/billing/usage/", {"days": "7"}, headers={"HX-Request": "true", "HX-Target": "dashboard"}
     )
 
-    assert [t.name for t in response.templates][0] == "billing/_dashboard.html"
+    assert response.templates[0].name == "billing/_dashboard.html"
     assert b'id="usage-chart-data"' in response.content
     assert b"log-title" not in response.content  # the log is not rendered

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.db.models import Max, Min, Sum
 from django.utils import timezone
 
@@ -63,3 +64,16 @@ def test_its_books_balance(made):
 def test_it_refuses_nothing_to_make(db, args):
     with pytest.raises(CommandError):
         call_command("makeusage", *args)
+
+
+def test_repeated_records_keep_the_rollups_equal_to_the_raw_rows(db):
+    if connection.vendor != "postgresql":
+        with pytest.raises(CommandError, match="needs PostgreSQL"):
+            call_command("makeusage", "10", "--repeat", "2")
+        return
+    call_command("makeusage", "300", "--accounts", "3", "--days", "5", "--repeat", "3", verbosity=0)
+
+    assert UsageRecord.objects.count() == 1200
+    assert UsageRecord.objects.filter(created_at__gt=timezone.now()).count() == 0
+    assert rollup_rows() == raw_rows()
+    assert rollup_rows(rollups.DAILY) == raw_rows(rollups.DAILY)
