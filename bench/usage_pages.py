@@ -33,8 +33,13 @@ RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
 
+SECRET = secrets.token_urlsafe(50)
+"""The server's and this script's SECRET_KEY: sessions made here carry a hash of it."""
+
+
 def setup_django(database_url: str) -> None:
     os.environ["DATABASE_URL"] = database_url
+    os.environ["SECRET_KEY"] = SECRET
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
     import django
 
@@ -99,7 +104,7 @@ def start_server(database_url: str, port: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DEBUG": "false",
-        "SECRET_KEY": secrets.token_urlsafe(50),
+        "SECRET_KEY": SECRET,
         "DATABASE_URL": database_url,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SECURE_SSL_REDIRECT": "false",
@@ -107,6 +112,13 @@ def start_server(database_url: str, port: int) -> subprocess.Popen[bytes]:
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     RESULTS.mkdir(parents=True, exist_ok=True)
+    # Production settings serve hashed static names: the manifest must exist (make prod).
+    subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
     log = (RESULTS / "usage_pages_server.log").open("wb")
     process = subprocess.Popen(
         [
@@ -229,6 +241,7 @@ def pages(info: dict[str, Any]) -> list[tuple[str, str, str, dict[str, str], boo
 def explain(info: dict[str, Any], path: Path) -> None:
     """EXPLAIN ANALYZE of the dashboards' main queries, to show the indexes they use."""
     from django.db import connection
+    from django.db.models import Sum
     from django.utils import timezone
 
     from billing.dashboard import span, usage_dashboard
@@ -238,15 +251,17 @@ def explain(info: dict[str, Any], path: Path) -> None:
     today = timezone.now().astimezone(UTC).date()
     the_span = span(today - timedelta(days=29), today, UTC)
     queries: dict[str, Any] = {}
-    with connection.execute_wrapper(
-        lambda execute, sql, params, many, context: (
-            queries.setdefault(sql, params) or execute(sql, params, many, context)
-        )
-    ):
+
+    def keep(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        queries[sql] = params
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(keep):
         usage_dashboard(UsageHour.objects.filter(account=account), the_span, {})
     first = today - timedelta(days=29)
-    day_rows = UsageDay.objects.between(first, today).values("day")
-    queries[str(day_rows.query)] = None
+    day_rows = UsageDay.objects.between(first, today).values("day").annotate(n=Sum("requests"))
+    sql, params = day_rows.query.sql_with_params()
+    queries[sql] = params
     recent = UsageRecord.objects.filter(created_at__gte=timezone.now() - timedelta(hours=1))
     sql, params = recent.values_list("provider", "status").query.sql_with_params()
     queries[sql] = params

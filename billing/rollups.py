@@ -314,7 +314,10 @@ def rebuild(start: datetime, end: datetime) -> int:
             else:
                 UsageDay.objects.between(first_day, last_day).delete()
             records = UsageRecord.objects.filter(created_at__gte=lower, created_at__lt=upper)
-            select, params = aggregated(records, rollup).query.sql_with_params()
+            # In the order the pages read them (an account's hours, the operator's days),
+            # so a range of them sits on few pages.
+            rows = aggregated(records, rollup).order_by(*map(column, rollup.group))
+            select, params = rows.query.sql_with_params()
             names = ", ".join(quote(c) for c in rollup.columns)
             cursor.execute(
                 f"INSERT INTO {quote(rollup.model._meta.db_table)} ({names}) {select}",

@@ -240,9 +240,6 @@ def usage(request: HttpRequest) -> TemplateResponse:
     """Usage dashboard (from the hourly rollups, in the user's time zone) and the
     request log."""
     form, records, _ = _usage_records(request)
-    page = Paginator(records.select_related("api_key"), USAGE_PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
     zone = timezone.get_current_timezone()
     first, last = form.dates()
     dashboard = usage_dashboard(
@@ -252,17 +249,18 @@ def usage(request: HttpRequest) -> TemplateResponse:
     )
     context = {
         "form": form,
-        "page": page,
         "query": _query_without_page(request),
         "dashboard": dashboard,
         "chart_data": dashboard.chart_data(),
         "zone_name": str(zone),
     }
-    template = "billing/usage.html"
-    if request.htmx and request.htmx.target == "usage-log":  # type: ignore[attr-defined]
-        template = "billing/_usage_log.html"
-    elif request.htmx and request.htmx.target == "dashboard":  # type: ignore[attr-defined]
-        template = "billing/_dashboard.html"
+    target = request.htmx.target if request.htmx else None  # type: ignore[attr-defined]
+    if target == "dashboard":
+        return TemplateResponse(request, "billing/_dashboard.html", context)
+    context["page"] = Paginator(records.select_related("api_key"), USAGE_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    template = "billing/_usage_log.html" if target == "usage-log" else "billing/usage.html"
     return TemplateResponse(request, template, context)
 
 

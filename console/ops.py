@@ -89,27 +89,18 @@ def upstream_cost(charged: int) -> int:
     return charged * 100 // (100 + settings.PRICE_MARKUP_PERCENT)
 
 
-def money_per_day(first: date, last: date) -> list[Day]:
-    """Revenue, refunds, usage charged and active accounts per UTC day (the daily
-    rollups: a few rows per account and day)."""
+def money_per_day(first: date, last: date, usage: list[dict[str, Any]]) -> list[Day]:
+    """Revenue, refunds, usage charged and active accounts per UTC day, `usage` being
+    usage_by_day_and_account() of the same days."""
     count = (last - first).days + 1
     days = {first + timedelta(days=n): Day(first + timedelta(days=n)) for n in range(count)}
     start = datetime.combine(first, datetime.min.time(), UTC)
     end = datetime.combine(last + timedelta(days=1), datetime.min.time(), UTC)
-    usage = (
-        UsageDay.objects.between(first, last)
-        .order_by()
-        .values("day")
-        .annotate(
-            charged=Sum("cost_micro_usd"),
-            requests=Sum("requests"),
-            accounts=Count("account_id", distinct=True),
-        )
-    )
     for row in usage:
         if (day := days.get(_as_date(row["day"]))) is not None:
-            day.charged, day.requests = row["charged"] or 0, row["requests"] or 0
-            day.active_accounts = row["accounts"]
+            day.charged += row["charged"] or 0
+            day.requests += row["requests"] or 0
+            day.active_accounts += 1
     bought: Any = (
         Purchase.objects.exclude(status=Purchase.Status.PENDING)
         .filter(paid_at__gte=start, paid_at__lt=end)
@@ -140,19 +131,43 @@ def _as_date(value: Any) -> date:
     return date.fromisoformat(value) if isinstance(value, str) else value
 
 
-def top_models_and_accounts(first: date, last: date) -> tuple[list[Any], list[Any]]:
-    rows = UsageDay.objects.between(first, last).order_by()
-    models = list(
-        rows.values("model")
+def usage_by_day_and_account(first: date, last: date) -> Any:
+    """Charged and requests per UTC day and account (one row per active account-day)."""
+    return (
+        UsageDay.objects.between(first, last)
+        .order_by()
+        .values("day", "account_id")
+        .annotate(charged=Sum("cost_micro_usd"), requests=Sum("requests"))
+    )
+
+
+def top_models(first: date, last: date) -> list[Any]:
+    return list(
+        UsageDay.objects.between(first, last)
+        .order_by()
+        .values("model")
         .annotate(charged=Sum("cost_micro_usd"), requests=Sum("requests"))
         .order_by("-charged", "model")[:TOP]
     )
-    accounts = list(
-        rows.values("account_id", "account__user__email")
-        .annotate(charged=Sum("cost_micro_usd"), requests=Sum("requests"))
-        .order_by("-charged", "account_id")[:TOP]
+
+
+def top_accounts(usage: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The accounts charged most in `usage` (usage_by_day_and_account() rows), with
+    their e-mail addresses."""
+    per_account: dict[int, dict[str, Any]] = {}
+    for row in usage:
+        found = per_account.setdefault(
+            row["account_id"], {"account_id": row["account_id"], "charged": 0, "requests": 0}
+        )
+        found["charged"] += row["charged"] or 0
+        found["requests"] += row["requests"] or 0
+    top = sorted(per_account.values(), key=lambda a: (-a["charged"], a["account_id"]))[:TOP]
+    emails = dict(
+        Account.objects.filter(pk__in=[a["account_id"] for a in top]).values_list(
+            "pk", "user__email"
+        )
     )
-    return models, accounts
+    return [{**a, "email": emails.get(a["account_id"], "")} for a in top]
 
 
 @dataclass
@@ -243,8 +258,8 @@ def ops(request: HttpRequest) -> TemplateResponse:
     """The operator's view of the business and of the gateway's health."""
     today = timezone.now().astimezone(UTC).date()
     first = today - timedelta(days=OPS_DAYS - 1)
-    days = money_per_day(first, today)
-    models, accounts = top_models_and_accounts(first, today)
+    usage = list(usage_by_day_and_account(first, today))
+    days = money_per_day(first, today, usage)
     context = {
         "days": days,
         "totals": {
@@ -254,8 +269,8 @@ def ops(request: HttpRequest) -> TemplateResponse:
             "margin": sum(d.margin for d in days),
         },
         "chart_data": chart_data(days),
-        "top_models": models,
-        "top_accounts": accounts,
+        "top_models": top_models(first, today),
+        "top_accounts": top_accounts(usage),
         "providers": provider_health(timezone.now()),
         "in_flight": metrics.samples("switchboard_http_requests_in_flight").get("", 0),
         "held": held_now(),

@@ -47,6 +47,7 @@ class Command(BaseCommand):
         if options["repeat"]:
             ids = [customer.account_id for customer in customers]
             written += synthetic.repeat(ids, options["repeat"], end)
+        synthetic.analyze()
         self.stdout.write(
             f"{written:,} usage records for {accounts:,} accounts over {days} days in "
             f"{loaded - began:.1f} s; {rolled:,} hourly rollup rows; done in "
