@@ -213,10 +213,27 @@ def settle_params(
 
 def add(db: BaseDatabaseWrapper, cursor: Any, record: UsageRecord) -> None:
     """Add a saved record to its rows of every rollup, in the caller's transaction."""
-    counts = increment(record)
+    add_records(db, cursor, [record])
+
+
+def add_records(db: BaseDatabaseWrapper, cursor: Any, records: list[UsageRecord]) -> None:
+    """Add saved records (written outside settle(): refused calls, say) to the rollups,
+    one upsert per row they touch, in the caller's transaction: call it in the one that
+    inserted exactly these records, so the rollups stay equal to the raw rows."""
+    increments = [increment(record) for record in records]
     for rollup in ROLLUPS:
+        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for counts in increments:
+            identity = tuple(counts[name] for name in rollup.group)
+            if (row := rows.get(identity)) is None:
+                rows[identity] = dict(counts)
+            else:
+                for name in rollup.sums:
+                    row[name] += counts[name]
         statement, keys = upsert_statement(rollup, db.ops.quote_name)
-        cursor.execute(statement, upsert_params(db, rollup, counts, keys))
+        cursor.executemany(
+            statement, [upsert_params(db, rollup, row, keys) for row in rows.values()]
+        )
 
 
 def _price(kind: str) -> Any:

@@ -197,3 +197,29 @@ def test_a_rebuild_replaces_rows_of_its_range_only(customer):
 def test_durations_fall_in_their_bucket(ms, expected):
     assert len(LATENCY_BOUNDS_MS) == 12
     assert rollups.bucket(ms) == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_records_written_outside_settle_are_added_in_their_own_transaction(customer):
+    from django.db import connection, transaction
+
+    now = timezone.now()
+    refused = [
+        UsageRecord(
+            request_id=f"req_refused_{n}",
+            account=customer.account,
+            api_key=customer.api_key,
+            model="gpt-test",
+            status=rollups.REFUSED,
+            error="insufficient_credits",
+            created_at=now - timedelta(hours=n % 2),
+        )
+        for n in range(5)
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        UsageRecord.objects.bulk_create(refused)
+        rollups.add_records(connection, cursor, refused)
+
+    assert rollup_rows() == raw_rows()
+    assert rollup_rows(rollups.DAILY) == raw_rows(rollups.DAILY)
+    assert sum(UsageHour.objects.values_list("refused", flat=True)) == 5
