@@ -11,10 +11,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Where `make run` and `make prod` listen: `make run PORT=8010`, `make run HOST=0.0.0.0`.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py synccatalog --demo
-	$(BIN)/python manage.py runserver 0.0.0.0:8000
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The real agent clients the door tests drive, pinned by their package-lock.json.
 CODEX := tests/clients/codex/node_modules/.bin/codex
@@ -41,10 +45,13 @@ chaos: $(STAMP)
 
 # Production on this machine: N uvicorn workers (WEB_CONCURRENCY) sharing PostgreSQL
 # and Redis. Set SECRET_KEY, DATABASE_URL, REDIS_URL and ALLOWED_HOSTS first (README).
-HOST ?= 127.0.0.1
-PORT ?= 8000
 WEB_CONCURRENCY ?= 2
 PROMETHEUS_MULTIPROC_DIR ?= /tmp/switchboard-prometheus-$(PORT)
+
+# glibc's allocator: a fixed mmap threshold, so large request bodies (agents send 250 KB
+# on every turn) are given back when freed instead of growing the heap, and two arenas
+# for the database threads instead of eight per core (BENCHMARKS.md, run D).
+MALLOC_ENV := MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072
 
 prod: export DEBUG = false
 prod: export PROMETHEUS_MULTIPROC_DIR := $(PROMETHEUS_MULTIPROC_DIR)
@@ -54,7 +61,7 @@ prod: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput
 	rm -rf $(PROMETHEUS_MULTIPROC_DIR) && mkdir -p $(PROMETHEUS_MULTIPROC_DIR)
-	$(BIN)/uvicorn console.asgi:application --host $(HOST) --port $(PORT) \
+	$(MALLOC_ENV) $(BIN)/uvicorn console.asgi:application --host $(HOST) --port $(PORT) \
 		--workers $(WEB_CONCURRENCY) --loop uvloop --http httptools --lifespan off \
 		--proxy-headers --no-access-log --timeout-graceful-shutdown 30
 

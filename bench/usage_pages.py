@@ -63,9 +63,11 @@ def session_for(user: Any) -> str:
 def subjects() -> dict[str, Any]:
     """The busiest account's user, a request of theirs, a model they use, and staff."""
     from django.db.models import Sum
+    from django.utils import timezone
 
     from accounts.models import User
     from billing.models import UsageDay, UsageRecord
+    from billing.usage import cursor_of
 
     busiest = (
         UsageDay.objects.values("account_id")
@@ -78,7 +80,12 @@ def subjects() -> dict[str, Any]:
         raise SystemExit("No usage in this database: run `manage.py makeusage N` first.")
     account_id, requests = busiest
     customer = User.objects.get(account__id=account_id)
-    record = UsageRecord.objects.filter(account_id=account_id).order_by("-created_at")[1000]
+    mine = UsageRecord.objects.filter(account_id=account_id)
+    record = mine.order_by("-created_at")[1000]
+    # Fifteen days back in the 30-day log: a keyset cursor, as the "Older" link carries.
+    middle = mine.filter(created_at__lte=timezone.now() - timedelta(days=15)).order_by(
+        "-created_at", "-id"
+    )[0]
     model = (
         UsageDay.objects.filter(account_id=account_id)
         .values("model")
@@ -95,6 +102,7 @@ def subjects() -> dict[str, Any]:
         "requests": requests,
         "total": UsageRecord.objects.count(),
         "request_id": record.request_id,
+        "deep_cursor": cursor_of(middle),
         "rare_model": model,
         "staff": staff,
     }
@@ -226,9 +234,16 @@ def pages(info: dict[str, Any]) -> list[tuple[str, str, str, dict[str, str], boo
             False,
         ),
         (
-            "Logs, a page deep in the range (page 500, htmx)",
+            "Logs, a page 15 days deep in the range (keyset, htmx)",
             "customer",
-            "/billing/usage/?days=30&page=500",
+            f"/billing/usage/?days=30&after={info['deep_cursor']}",
+            {**htmx, "HX-Target": "usage-log"},
+            False,
+        ),
+        (
+            "Logs, search by request id",
+            "customer",
+            f"/billing/usage/?q={info['request_id']}",
             {**htmx, "HX-Target": "usage-log"},
             False,
         ),

@@ -47,8 +47,7 @@ from billing.models import (
 )
 from billing.money import PER_MTOK
 
-# Refused calls (402, 403, 404, 429 for a known key) are recorded with this status.
-REFUSED = "refused"
+REFUSED = UsageRecord.Status.REFUSED
 SUMS = (
     "requests",
     "errors",
@@ -214,6 +213,23 @@ def settle_params(
 def add(db: BaseDatabaseWrapper, cursor: Any, record: UsageRecord) -> None:
     """Add a saved record to its rows of every rollup, in the caller's transaction."""
     add_records(db, cursor, [record])
+
+
+def insert_records(records: list[UsageRecord]) -> list[UsageRecord]:
+    """Insert usage records written outside settle() (refused calls), each request id
+    once (one already recorded is left out), and add them to the rollups, in one
+    transaction. Returns the records inserted."""
+    with transaction.atomic():
+        taken = set(
+            UsageRecord.objects.filter(request_id__in=[r.request_id for r in records]).values_list(
+                "request_id", flat=True
+            )
+        )
+        fresh = list({r.request_id: r for r in records if r.request_id not in taken}.values())
+        UsageRecord.objects.bulk_create(fresh, batch_size=500)
+        with connection.cursor() as cursor:
+            add_records(connection, cursor, fresh)
+    return fresh
 
 
 def add_records(db: BaseDatabaseWrapper, cursor: Any, records: list[UsageRecord]) -> None:

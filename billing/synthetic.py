@@ -72,6 +72,10 @@ COLUMNS = (
     "error",
     "attempts",
     "price_version",
+    "http_status",
+    "error_code",
+    "finish_reason",
+    "route_log",
     "created_at",
 )
 
@@ -221,16 +225,37 @@ def _row(
     completion = int(rng.lognormvariate(math.log(350), 0.8)) + 1
     ttft = int(rng.lognormvariate(math.log(550), 0.5)) if stream else None
     latency = (ttft or int(rng.lognormvariate(math.log(400), 0.4))) + int(completion * 12)
-    error = ""
+    error = code = ""
+    http_status = None
+    finish = "length" if rng.random() < 0.03 else "stop"
     if status == "refused":
         prompt = cached = completion = latency = 0
-        ttft, error = None, "insufficient_credits"
+        ttft, finish = None, ""
+        http_status, code = rng.choice(
+            ((402, "insufficient_credits"), (429, "rate_limit_exceeded"))
+        )
+        error = code
     elif status == "error":
-        completion = 0
+        completion, finish = 0, ""
         error = "upstream 503"
     elif status == "cancelled":
         completion //= 3
         latency //= 3
+        finish = ""
+    attempts = (
+        []
+        if status == "refused"
+        else [
+            {
+                "provider": provider,
+                "upstream_model": model,
+                "start_ms": 2,
+                "duration_ms": latency,
+                "ok": status != "error",
+                "error": error,
+            }
+        ]
+    )
     cost = token_cost(
         prompt_tokens=prompt,
         completion_tokens=completion,
@@ -265,6 +290,10 @@ def _row(
         error,
         1,
         "synthetic",
+        http_status,
+        code,
+        finish,
+        orjson.dumps(attempts).decode(),
         moment,
     )
 
@@ -340,9 +369,10 @@ def analyze() -> None:
 
 
 def _python(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A COPY row as model field values (the prices as a dict, not JSON text)."""
+    """A COPY row as model field values (the JSON columns as values, not text)."""
     values = list(row)
-    values[COLUMNS.index("unit_prices")] = orjson.loads(values[COLUMNS.index("unit_prices")])
+    for name in ("unit_prices", "route_log"):
+        values[COLUMNS.index(name)] = orjson.loads(values[COLUMNS.index(name)])
     return tuple(values)
 
 

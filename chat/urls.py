@@ -10,4 +10,5 @@ urlpatterns = [
     path("new/", views.create, name="create"),
     path("<id:conversation_id>/", views.conversation, name="conversation"),
     path("<id:conversation_id>/delete/", views.delete, name="delete"),
+    path("request/<str:request_id>/", views.for_request, name="for_request"),
 ]

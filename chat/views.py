@@ -3,14 +3,15 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import User
 from chat.forms import NewConversationForm, QuestionForm
-from chat.models import Conversation
+from chat.models import Conversation, Message
 
 RECENT_CONVERSATIONS = 50
 
@@ -74,3 +75,21 @@ def delete(request: AuthenticatedRequest, conversation_id: int) -> HttpResponse:
         return redirect("chat:index")
     context = {"conversation": chat, "message_count": chat.messages.count()}
     return TemplateResponse(request, "chat/delete.html", context)
+
+
+@require_GET
+@login_required
+def for_request(request: AuthenticatedRequest, request_id: str) -> HttpResponse:
+    """The conversation a web-chat request answered in (linked from the request's page)."""
+    answer = (
+        Message.objects.filter(
+            conversation__user=request.user, role=Message.Role.ASSISTANT, request_id=request_id
+        )
+        .exclude(request_id="")
+        .only("pk", "conversation_id")
+        .first()
+    )
+    if answer is None:
+        raise Http404("No such chat answer")
+    url = reverse("chat:conversation", args=[answer.conversation_id])
+    return redirect(f"{url}#message-{answer.pk}")

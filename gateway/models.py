@@ -4,6 +4,7 @@ import os
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
@@ -30,6 +31,11 @@ class Provider(models.Model):
     )
     enabled = models.BooleanField(default=True)
     timeout_seconds = models.PositiveIntegerField(default=120)
+    serves_responses = models.BooleanField(
+        default=False,
+        help_text="An OpenAI-compatible upstream that also serves the Responses API at "
+        "base_url/responses: the Responses door passes requests to it untranslated.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -37,6 +43,12 @@ class Provider(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.serves_responses and self.kind != self.Kind.OPENAI:
+            raise ValidationError(
+                {"serves_responses": "Only an OpenAI-compatible upstream serves the Responses API."}
+            )
 
     def resolve_api_key(self) -> str:
         if self.api_key_env:
@@ -79,6 +91,9 @@ class Model(models.Model):
     )
     enabled = models.BooleanField(default=True)
     price_source = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(
+        default=timezone.now, help_text="When the model joined the catalog (/v1/models' created)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -90,6 +105,17 @@ class Model(models.Model):
     @property
     def is_priced(self) -> bool:
         return self.input_price is not None and self.output_price is not None
+
+
+class CatalogStamp(models.Model):
+    """One row whose version moves on every catalog change: how a process that shares
+    no cache with the others (the embedded default, no REDIS_URL) learns of a change
+    made by `loadcatalog`, `synccatalog` or the admin in another process."""
+
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"catalog version {self.version}"
 
 
 class Route(models.Model):

@@ -200,9 +200,7 @@ def test_durations_fall_in_their_bucket(ms, expected):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_records_written_outside_settle_are_added_in_their_own_transaction(customer):
-    from django.db import connection, transaction
-
+def test_records_written_outside_settle_are_added_once_with_their_rollups(customer):
     now = timezone.now()
     refused = [
         UsageRecord(
@@ -216,10 +214,14 @@ def test_records_written_outside_settle_are_added_in_their_own_transaction(custo
         )
         for n in range(5)
     ]
-    with transaction.atomic(), connection.cursor() as cursor:
-        UsageRecord.objects.bulk_create(refused)
-        rollups.add_records(connection, cursor, refused)
+    assert len(rollups.insert_records(refused)) == 5
+    again = [
+        UsageRecord(request_id=r.request_id, account=customer.account, status=rollups.REFUSED)
+        for r in refused[:2]
+    ]  # the same request ids
+    assert rollups.insert_records(again) == []
 
+    assert UsageRecord.objects.count() == 5
     assert rollup_rows() == raw_rows()
     assert rollup_rows(rollups.DAILY) == raw_rows(rollups.DAILY)
     assert sum(UsageHour.objects.values_list("refused", flat=True)) == 5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
 
@@ -171,7 +173,14 @@ async def test_insufficient_credit_shows_the_402_message_and_bills_nothing(
     assert answer.status == Message.Status.ERROR
     assert answer.error.startswith("Insufficient credits")
     assert (answer.content, answer.cost_micro_usd, answer.request_id) == ("", 0, "")
-    assert not UsageRecord.objects.exists()
+    # The refusal is in the request log (written by the worker just after), costing nothing.
+    for _ in range(100):
+        if UsageRecord.objects.exists():
+            break
+        await asyncio.sleep(0.05)
+    refused = UsageRecord.objects.get()
+    assert (refused.status, refused.http_status, refused.source) == ("refused", 402, "web")
+    assert (refused.error_code, refused.cost_micro_usd) == ("insufficient_credits", 0)
     assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.USAGE).exists()
     account = Account.objects.get(pk=poor.account.pk)
     assert (account.balance_micro_usd, account.held_micro_usd) == (100, 0)
@@ -194,7 +203,7 @@ async def test_a_rate_limited_web_key_shows_the_429_message(
         await communicator.disconnect(timeout=TIMEOUT)
 
     assert "Rate limit reached: 1 requests per minute" in frames[-1]
-    assert UsageRecord.objects.count() == 1
+    assert UsageRecord.objects.settled().count() == 1
 
 
 async def test_a_question_the_form_rejects_is_not_stored(

@@ -7,7 +7,7 @@ import accounts.models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accounts", "0002_sign_in_history"),
+        ("accounts", "0003_logs_key_alerts"),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0007_usage_cache_writes_and_unit_prices"),
+        ("billing", "0008_logs_request_log"),
     ]
 
     operations = [
