@@ -159,16 +159,16 @@ def make_customers(count: int, rng: random.Random, start: datetime) -> list[Cust
     source_weights = [weight for _, weight in SOURCES[:-1]]
     customers = []
     for user, account in zip(users, accounts, strict=True):
-        keys = []
+        clients = []
         for key in by_user[user.pk]:
             web = key.kind == ApiKey.Kind.WEB
             source = "web" if web else rng.choices(sources[:-1], weights=source_weights)[0]
             favourites = rng.sample(range(len(MODELS)), rng.randint(1, 3))
-            keys.append(
+            clients.append(
                 Key(key.pk, source, tuple(favourites), tuple(MODELS[m][2] for m in favourites))
             )
-        shares = [0.3 if k.source == "web" else rng.uniform(0.5, 3) for k in keys]
-        customers.append(Customer(account.pk, tuple(keys), tuple(shares)))
+        shares = [0.3 if k.source == "web" else rng.uniform(0.5, 3) for k in clients]
+        customers.append(Customer(account.pk, tuple(clients), tuple(shares)))
     return customers
 
 
@@ -364,8 +364,9 @@ def analyze() -> None:
         return
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        for model in (UsageRecord, *(rollup.model for rollup in ROLLUPS)):
-            cursor.execute(f"ANALYZE {quote(model._meta.db_table)}")
+        tables = [UsageRecord._meta.db_table, *(r.model._meta.db_table for r in ROLLUPS)]
+        for table in tables:
+            cursor.execute(f"ANALYZE {quote(table)}")
 
 
 def _python(row: tuple[Any, ...]) -> tuple[Any, ...]:
