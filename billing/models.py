@@ -404,6 +404,8 @@ class UsageRecord(models.Model):
             models.Index(
                 fields=["account", "source", "created_at", "id"], name="usage_account_source"
             ),
+            # A model page's recent speed: one model's newest records (console.model_pages).
+            models.Index(fields=["model", "created_at"], name="usage_model_created"),
         ]
 
     def __str__(self) -> str:

@@ -8,10 +8,12 @@ from typing import Any
 from django.urls import reverse
 
 from accounts.models import ApiKey, SpendPeriod, User, period_starts
+from billing.charts import spend_chart
 from billing.ledger import account_for
 from billing.models import Account, LedgerEntry, UsageRecord
 
 RECENT_REQUESTS = 5
+CHART_DAYS = 14
 CAP_WARNING_PERCENT = 80
 """A key's spend cap is flagged on the dashboard from this share of it on."""
 
@@ -89,4 +91,5 @@ def dashboard_context(user: User) -> dict[str, Any]:
         "week": usage.filter(created_at__gte=period_starts()[SpendPeriod.WEEK]).summary(),
         "recent": usage.select_related("api_key").order_by("-created_at", "-id")[:RECENT_REQUESTS],
         "cap_notices": cap_notices(user),
+        "chart": spend_chart(usage.daily_spend(days=CHART_DAYS)),
     }

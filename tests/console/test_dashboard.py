@@ -54,7 +54,7 @@ def test_a_new_customer_sees_the_balance_the_sign_up_credit_and_two_steps_to_do(
 
     assert response.templates[0].name == "console/dashboard.html"
     assert '<p class="stat" data-testid="dashboard-balance">$1.00</p>' in body
-    assert "Includes your $1.00 sign-up credit." in body
+    assert "Your account started with $1.00 of sign-up credit." in body
     assert "0 of 2 done" in body
     assert [step.done for step in response.context["steps"]] == [False, False]
 
@@ -142,3 +142,14 @@ def test_the_header_shows_the_balance_and_the_account_menu_on_every_page(client,
     assert 'class="user-menu"' in body
     assert 'action="/accounts/logout/"' in body
     assert 'aria-controls="site-menu"' in body
+
+
+def test_spend_of_the_last_two_weeks_is_drawn_once_there_is_some(client, customer):
+    client.force_login(customer.user)
+    assert "spend-chart" not in client.get("/").content.decode()
+
+    record(customer.account, "req_chart", cost=420_000, key=customer.api_key)
+    body = client.get("/").content.decode()
+
+    assert 'class="spend-chart"' in body
+    assert "Last 14 days: $0.42" in body

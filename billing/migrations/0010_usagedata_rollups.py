@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0008_logs_request_log"),
+        ("billing", "0009_console_usage_model_index"),
     ]
 
     operations = [
