@@ -16,6 +16,7 @@ nothing and the margin is the credit sold and not yet used.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -56,13 +57,12 @@ HEALTH_WINDOW = timedelta(hours=1)
 def staff_only(view: Any) -> Any:
     """Staff see the page; anyone else gets a 404, as for a page that is not there."""
 
+    @functools.wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         if not request.user.is_staff:
             raise Http404("No such page")
         return view(request, *args, **kwargs)
 
-    wrapped.__doc__ = view.__doc__
-    wrapped.__name__ = view.__name__
     return login_required(wrapped)
 
 
