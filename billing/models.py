@@ -286,6 +286,11 @@ class UsageQuerySet(models.QuerySet["UsageRecord"]):
             return self.none()
         return self.filter(request_id=request_id)
 
+    def since_days(self, days: int, today: date | None = None) -> UsageQuerySet:
+        """Records from the start of the UTC day `days - 1` days ago."""
+        today = today or timezone.now().date()
+        return self.filter(created_at__date__gte=today - timedelta(days=days - 1))
+
     def summary(self) -> dict[str, Any]:
         """Totals for a dashboard: requests, tokens, spend, errors, mean latency."""
         totals = self.aggregate(
@@ -299,6 +304,26 @@ class UsageQuerySet(models.QuerySet["UsageRecord"]):
             ttft_ms=Avg("ttft_ms"),
         )
         return {key: value or 0 for key, value in totals.items()}
+
+    def daily_spend(self, *, days: int, today: date | None = None) -> list[DaySpend]:
+        """Spend and requests per UTC day for the last `days` days, zero-filled, oldest first."""
+        today = today or timezone.now().date()
+        start = today - timedelta(days=days - 1)
+        found = {
+            row["day"]: row
+            for row in self.since_days(days, today)
+            .annotate(day=TruncDate("created_at"))
+            .values("day")
+            .annotate(spent=Sum("cost_micro_usd"), requests=Count("id"))
+        }
+        return [
+            DaySpend(
+                day=day,
+                spent_micro_usd=found[day]["spent"] if day in found else 0,
+                requests=found[day]["requests"] if day in found else 0,
+            )
+            for day in (start + timedelta(days=offset) for offset in range(days))
+        ]
 
     def spent_since(self, *, api_key_id: int, since: datetime) -> int:
         return (

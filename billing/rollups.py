@@ -265,6 +265,22 @@ def _between(lower: int | None, upper: int | None, field: str) -> Q:
     return q
 
 
+def histogram_counts() -> dict[str, Any]:
+    """Count expressions of usage records per latency and TTFT bucket (the rollups'
+    histogram columns), for an aggregate over raw records."""
+    edges = (None, *LATENCY_BOUNDS_MS, None)
+    return {
+        **{
+            name: Count("id", filter=_between(edges[i], edges[i + 1], "latency_ms"))
+            for i, name in enumerate(LATENCY_BUCKETS)
+        },
+        **{
+            name: Count("id", filter=_between(edges[i], edges[i + 1], "ttft_ms"))
+            for i, name in enumerate(TTFT_BUCKETS)
+        },
+    }
+
+
 def column(name: str) -> str:
     """The alias of a rollup column in aggregated() (a model field's own name is taken)."""
     return f"n_{name}"
@@ -274,7 +290,6 @@ def aggregated(records: QuerySet[UsageRecord], rollup: Rollup = HOURLY) -> Query
     """The records summed per row of `rollup`, in SQL: what increment() adds up to, row
     by row (tests compare the two; rebuild() inserts this). Its columns are the
     rollup's columns in order, each under column(name)."""
-    edges = (None, *LATENCY_BOUNDS_MS, None)
     saved = ExpressionWrapper(
         Greatest(F("cached_tokens") * (_price("input") - _price("cache_read")), Value(0))
         / Value(PER_MTOK),
@@ -301,14 +316,7 @@ def aggregated(records: QuerySet[UsageRecord], rollup: Rollup = HOURLY) -> Query
         "latency_ms": Sum("latency_ms"),
         "ttft_ms": Coalesce(Sum("ttft_ms"), zero),
         "ttft_count": Count("ttft_ms"),
-        **{
-            name: Count("id", filter=_between(edges[i], edges[i + 1], "latency_ms"))
-            for i, name in enumerate(LATENCY_BUCKETS)
-        },
-        **{
-            name: Count("id", filter=_between(edges[i], edges[i + 1], "ttft_ms"))
-            for i, name in enumerate(TTFT_BUCKETS)
-        },
+        **histogram_counts(),
     }
     groups = {
         "hour": TruncHour("created_at", tzinfo=UTC),

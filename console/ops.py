@@ -17,7 +17,6 @@ nothing and the margin is the credit sold and not yet used.
 from __future__ import annotations
 
 import functools
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -34,8 +33,6 @@ from django.views.decorators.http import require_GET, require_POST
 from billing.checks import check_books, last_books_check
 from billing.dashboard import Tally
 from billing.models import (
-    LATENCY_BUCKETS,
-    TTFT_BUCKETS,
     Account,
     Hold,
     LedgerEntry,
@@ -44,7 +41,7 @@ from billing.models import (
     UsageRecord,
 )
 from billing.money import MICRO
-from billing.rollups import bucket
+from billing.rollups import histogram_counts
 from gateway import metrics
 from gateway.models import Provider
 from gateway.routing import cooling_for
@@ -196,17 +193,20 @@ def provider_health(now: datetime) -> list[ProviderHealth]:
     """Each provider over the last hour: its calls from the raw rows (one index range on
     created_at), its cooldown on this worker, and its failed attempts since this host's
     workers started (the metric, which counts attempts a fallback recovered)."""
-    tallies: dict[str, Tally] = defaultdict(Tally)
-    recent = UsageRecord.objects.filter(created_at__gte=now - HEALTH_WINDOW).values_list(
-        "provider", "status", "latency_ms", "ttft_ms"
+    recent: Any = (
+        UsageRecord.objects.filter(created_at__gte=now - HEALTH_WINDOW)
+        .order_by()
+        .values("provider")
+        .annotate(
+            requests=Count("id"),
+            errors=Count("id", filter=Q(status=UsageRecord.Status.ERROR)),
+            **histogram_counts(),
+        )
     )
-    for provider, status, latency, ttft in recent.iterator(chunk_size=5000):
-        sums = tallies[provider].sums
-        sums["requests"] += 1
-        sums["errors"] += status == UsageRecord.Status.ERROR
-        sums[LATENCY_BUCKETS[bucket(latency)]] += 1
-        if ttft is not None:
-            sums[TTFT_BUCKETS[bucket(ttft)]] += 1
+    tallies: dict[str, Tally] = {}
+    for row in recent:
+        tally = tallies[row["provider"]] = Tally()
+        tally.sums.update({k: v for k, v in row.items() if k != "provider"})
     failed = metrics.samples("switchboard_upstream_errors_total", "provider")
     found = [
         ProviderHealth(
