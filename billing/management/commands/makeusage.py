@@ -28,7 +28,7 @@ class Command(BaseCommand):
             type=int,
             default=0,
             help="PostgreSQL: then copy each record this many times within its hour "
-            "(count x (repeat + 1) records in all, in minutes)",
+            "(count x (repeat + 1) records in all, without Python in the loop)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
