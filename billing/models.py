@@ -408,6 +408,12 @@ class UsageRecord(models.Model):
         "in ms from the request's start, outcome and error.",
     )
     price_version = models.CharField(max_length=40, blank=True)
+    rag_sources = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="the passages RAG added to the prompt: document_id, document_name and "
+        "passage_id of each, as they were when the call ran",
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     objects = UsageQuerySet.as_manager()

@@ -76,6 +76,7 @@ COLUMNS = (
     "error_code",
     "finish_reason",
     "route_log",
+    "rag_sources",
     "created_at",
 )
 
@@ -294,6 +295,7 @@ def _row(
         code,
         finish,
         orjson.dumps(attempts).decode(),
+        "[]",
         moment,
     )
 
@@ -373,7 +375,7 @@ def analyze() -> None:
 def _python(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """A COPY row as model field values (the JSON columns as values, not text)."""
     values = list(row)
-    for name in ("unit_prices", "route_log"):
+    for name in ("unit_prices", "route_log", "rag_sources"):
         values[COLUMNS.index(name)] = orjson.loads(values[COLUMNS.index(name)])
     return tuple(values)
 

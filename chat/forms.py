@@ -22,6 +22,8 @@ class QuestionForm(forms.Form):
             ),
         },
     )
+    # RAG: ground the answer in the user's documents (gateway/documents/grounding.py).
+    use_documents = forms.BooleanField(required=False, label="Use my documents")
 
 
 def price_label(model: ModelInfo) -> str:

@@ -213,6 +213,8 @@ class Message(models.Model):
     trimmed = models.PositiveIntegerField(
         default=0, help_text="Earlier messages left out of this answer's prompt to fit."
     )
+    # The passages of the user's documents the answer was grounded in (UsageRecord.rag_sources).
+    sources = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -229,6 +231,23 @@ class Message(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cited_documents(self) -> list[dict[str, Any]]:
+        """The documents the answer's sources come from, once each, with how many of
+        their passages were used."""
+        cited: dict[int, dict[str, Any]] = {}
+        for source in self.sources:
+            entry = cited.setdefault(
+                source["document_id"],
+                {
+                    "document_id": source["document_id"],
+                    "name": source["document_name"],
+                    "passages": 0,
+                },
+            )
+            entry["passages"] += 1
+        return list(cited.values())
 
     @property
     def is_billed(self) -> bool:
@@ -277,5 +296,7 @@ class Message(models.Model):
             self.prompt_tokens = usage.prompt_tokens
             self.completion_tokens = usage.completion_tokens
             self.cost_micro_usd = usage.cost_micro_usd
+            self.sources = usage.rag_sources
             fields += ["request_id", "prompt_tokens", "completion_tokens", "cost_micro_usd"]
+            fields += ["sources"]
         self.save(update_fields=fields)

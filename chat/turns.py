@@ -65,6 +65,8 @@ class Turn:
 
     text: str | None = None
     redo: bool = False
+    # RAG: ground the answer in the user's documents (gateway/documents/grounding.py).
+    use_documents: bool = False
 
 
 def _start(conversation: Conversation, turn: Turn) -> tuple[Started, list[dict[str, Any]]]:
@@ -135,7 +137,8 @@ def _delta_text(chunk: dict[str, Any]) -> str:
 
 
 async def take_turn(*, conversation: Conversation, turn: Turn) -> AsyncGenerator[Event, None]:
-    """Store the question, stream the answer from the engine, store what it cost.
+    """Store the question, stream the answer from the engine, store what it cost (and,
+    with `turn.use_documents`, the passages of the user's documents it was grounded in).
 
     Raises context.TooLong (nothing stored, nothing held) when the question cannot fit
     the model's window, LookupError when there is nothing to regenerate. Close this
@@ -150,14 +153,17 @@ async def take_turn(*, conversation: Conversation, turn: Turn) -> AsyncGenerator
     rendered_at = 0.0
     status, error, code = Message.Status.OK, "", ""
     try:
+        body: dict[str, Any] = {
+            "model": conversation.model,
+            "messages": messages,
+            "stream": True,
+            **conversation.request_options(),
+        }
+        if turn.use_documents:
+            body["rag"] = {"enabled": True}
         call = await calls.open_call(
             key=await _web_key(conversation),
-            body={
-                "model": conversation.model,
-                "messages": messages,
-                "stream": True,
-                **conversation.request_options(),
-            },
+            body=body,
             request_id=request_id,
             source=UsageRecord.Source.WEB,
         )

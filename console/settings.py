@@ -328,6 +328,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 ESTIMATE_MAX_BYTES = envint("ESTIMATE_MAX_BYTES", str(256 * 1024))
 ESTIMATE_REQUESTS_PER_MINUTE = envint("ESTIMATE_REQUESTS_PER_MINUTE", "60")
 AUTH_FAILURES_PER_MINUTE = envint("AUTH_FAILURES_PER_MINUTE", "20")
+# The document library behind RAG (gateway/documents): per file, per document's text, per account.
+DOCUMENT_MAX_BYTES = envint("DOCUMENT_MAX_BYTES", str(10 * 1024 * 1024))
+DOCUMENT_MAX_CHARS = envint("DOCUMENT_MAX_CHARS", "2000000")
+DOCUMENTS_MAX_PER_ACCOUNT = envint("DOCUMENTS_MAX_PER_ACCOUNT", "100")
 
 # --- Billing: Stripe, unlimited mode, low-balance warning -------------------------
 STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY")

@@ -31,5 +31,6 @@ urlpatterns = [
     path("chat/", include("chat.urls")),
     path("ops/", ops.ops, name="ops"),
     path("ops/check-books/", ops.check_books_now, name="ops-check-books"),
+    path("documents/", include("gateway.documents.urls")),
     path("admin/", admin.site.urls),
 ]

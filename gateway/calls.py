@@ -49,6 +49,7 @@ from billing.money import format_usd
 from gateway import metering, metrics, outages, refusals, routing
 from gateway.auth import KeyInfo
 from gateway.catalog import Catalog, ModelInfo, RouteInfo, catalog_is_fresh, get_catalog
+from gateway.documents import grounding
 from gateway.errors import GatewayError, invalid
 from gateway.http import upstream_client
 from gateway.providers import envelopes, get_adapter
@@ -232,6 +233,9 @@ class Call:
     _buffer: list[dict[str, Any]] = field(default_factory=list)
     _keeper: asyncio.TimerHandle | None = None
     _refreshing: asyncio.Future[None] | None = None
+    # RAG (gateway/documents/grounding.py): the passages added to the prompt, cited;
+    # None unless the request asked for RAG.
+    rag_sources: list[dict[str, Any]] | None = None
 
     @property
     def completion_id(self) -> str:
@@ -316,6 +320,8 @@ class Call:
         assert self.metered is not None
         result.update(id=self.completion_id, model=self.model.id)
         result["usage"] = {**self.metered.usage, **metering.cost_fields(charge)}
+        if self.rag_sources is not None:
+            result[grounding.FIELD] = {"sources": self.rag_sources}
         return result
 
     async def _complete(self, adapter: Adapter, route: RouteInfo) -> dict[str, Any]:
@@ -439,6 +445,14 @@ class Call:
         async with contextlib.aclosing(self.chunks()) as events:
             async for event in events:
                 if event.get("usage"):
+                    if self.rag_sources is not None:
+                        yield sse(
+                            grounding.sources_chunk(
+                                completion_id=self.completion_id,
+                                model=self.model.id,
+                                sources=self.rag_sources,
+                            )
+                        )
                     if self.include_usage:
                         yield sse(event)
                     yield DONE
@@ -539,6 +553,7 @@ class Call:
             "finish_reason": self.finish_reason,
             "price_version": self.model.price_version,
             "flags": " ".join(metered.flags),
+            "rag_sources": self.rag_sources or [],
         }
 
     def _after_settlement(self) -> None:
@@ -617,6 +632,8 @@ async def open_call(
     `body` is always the canonical chat body (what is validated, counted and held for);
     a door may add `native`, its own request, which a route whose adapter speaks that
     protocol gets instead (gateway/providers/base.py, NativeRequest)."""
+    # RAG first, so the prompt counted and held for includes the retrieved passages.
+    body, rag_sources = await grounding.ground(key=key, body=body)
     validate_chat(body)
     model = priced_model(await current_catalog(), body["model"], key)
     check_policy(key, model)
@@ -658,6 +675,7 @@ async def open_call(
         fallback=fallback,
         native=native,
         headers=headers,
+        rag_sources=rag_sources,
     )
     try:
         await hold_credit(call)

@@ -8,6 +8,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+# The document library's models live in their own module; importing them here registers them.
+from gateway.documents.models import Document, Passage  # noqa: F401
+
 
 class Provider(models.Model):
     """An upstream API: its protocol (kind), where it lives and how to authenticate."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from gateway import account_api, estimate, views
+from gateway.documents import api as documents
 from gateway.doors import messages, responses
 
 urlpatterns = [
@@ -16,6 +17,9 @@ urlpatterns = [
     path("catalog", views.catalog, name="v1-catalog"),
     path("generation/<str:request_id>", views.generation, name="v1-generation"),
     path("estimate", estimate.estimate, name="v1-estimate"),
+    path("documents", documents.documents, name="v1-documents"),
+    path("documents/search", documents.search, name="v1-documents-search"),
+    path("documents/<id:document_id>", documents.document, name="v1-document"),
     # Anything else, newlines (%0a) included: `.` would stop at one and fall to Django's HTML 404.
     re_path(r"^[\s\S]*$", views.unknown_endpoint, name="v1-unknown"),
 ]

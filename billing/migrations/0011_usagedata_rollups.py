@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0009_console_usage_model_index"),
+        ("billing", "0010_rag_usage_sources"),
     ]
 
     operations = [
