@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, User
 from billing.models import UsageRecord
-from billing.money import format_usd
+from billing.money import format_money
 
 TITLE_LENGTH = 80
 MARKUP = re.compile(r"[*_`#>]+")
@@ -259,10 +259,10 @@ class Message(models.Model):
         """How the answer ended, in a sentence for the page's status line."""
         if self.status == self.Status.OK:
             return (
-                f"Answer complete: {self.total_tokens} tokens, {format_usd(self.cost_micro_usd)}."
+                f"Answer complete: {self.total_tokens} tokens, {format_money(self.cost_micro_usd)}."
             )
         if self.status == self.Status.CANCELLED:
-            cost = format_usd(self.cost_micro_usd)
+            cost = format_money(self.cost_micro_usd)
             return f"Stopped. What was generated is kept and billed ({cost})."
         return "The answer failed; the reason is shown with it."
 

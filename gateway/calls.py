@@ -45,7 +45,7 @@ from billing.ledger import (
     reserve_credits,
 )
 from billing.models import UsageRecord
-from billing.money import format_usd
+from billing.money import format_money
 from gateway import metering, metrics, outages, refusals, routing
 from gateway.auth import KeyInfo
 from gateway.catalog import Catalog, ModelInfo, RouteInfo, catalog_is_fresh, get_catalog
@@ -252,6 +252,7 @@ class Call:
             cached=metered.cached_tokens,
             cache_write=metered.cache_write_tokens,
             cache_write_1h=metered.cache_write_1h_tokens,
+            requests=metered.requests,
         )
 
     # --- 6. route ------------------------------------------------------------------
@@ -652,7 +653,7 @@ async def open_call(
         raise GatewayError(
             402,
             f"The worst-case cost of this request is {worst_case} micro-USD "
-            f"({format_usd(worst_case)}), above the per-request cap of {cap} micro-USD. "
+            f"({format_money(worst_case)}), above the per-request cap of {cap} micro-USD. "
             "Lower max_tokens or raise the cap.",
             code="max_cost_exceeded",
         )
@@ -709,16 +710,16 @@ async def hold_credit(call: Call) -> None:
     except InsufficientCredits as exc:
         raise GatewayError(
             402,
-            f"Insufficient credits: this request may cost up to {format_usd(exc.needed)} "
-            f"({exc.needed} micro-USD) and {format_usd(exc.available)} is available. "
+            f"Insufficient credits: this request may cost up to {format_money(exc.needed)} "
+            f"({exc.needed} micro-USD) and {format_money(exc.available)} is available. "
             "Add credit on the Billing page or lower max_tokens.",
             code="insufficient_credits",
         ) from exc
     except SpendCapExceeded as exc:
         raise GatewayError(
             402,
-            f"This key's spend cap of {format_usd(exc.cap)} for its period would be exceeded "
-            f"({format_usd(exc.spent)} already spent or held).",
+            f"This key's spend cap of {format_money(exc.cap)} for its period would be exceeded "
+            f"({format_money(exc.spent)} already spent or held).",
             code="spend_cap_exceeded",
         ) from exc
     except Exception as exc:

@@ -7,7 +7,7 @@ import accounts.models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accounts", "0003_logs_key_alerts"),
+        ("accounts", "0005_seedapi_login_keys"),
     ]
 
     operations = [
