@@ -8,7 +8,7 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.models import ApiKey, SpendPeriod
+from accounts.models import ApiKey, SpendPeriod, User, time_zone_names
 
 MICRO = 1_000_000
 CENT = Decimal("0.01")
@@ -137,3 +137,17 @@ class CloseAccountForm(forms.Form):
         if confirm.lower() != self.email.lower():
             raise forms.ValidationError("That is not the email address of this account.")
         return confirm
+
+
+class TimeZoneForm(forms.ModelForm):
+    """The user's time zone: the console shows times and splits days in it."""
+
+    class Meta:
+        model = User
+        fields = ["time_zone"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["time_zone"]
+        field.widget = forms.Select(choices=[(name, name) for name in sorted(time_zone_names())])
+        field.help_text = "Days on the usage page start at midnight here."

@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
 import secrets
+import zoneinfo
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -22,6 +25,17 @@ SECRET_LENGTH = 43
 KEY_PREFIX_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,23}")
 _LOOKUP = re.compile(rf"[0-9a-f]{{{LOOKUP_LENGTH}}}")
 _SECRET = re.compile(rf"[A-Za-z0-9_-]{{{SECRET_LENGTH}}}")
+
+
+@functools.cache
+def time_zone_names() -> frozenset[str]:
+    """The IANA time zones this machine knows."""
+    return frozenset(zoneinfo.available_timezones())
+
+
+def validate_time_zone(name: str) -> None:
+    if name not in time_zone_names():
+        raise ValidationError(f"{name!r} is not a time zone (e.g. Europe/Paris, Asia/Tokyo).")
 
 
 class UserManager(BaseUserManager["User"]):
@@ -49,6 +63,12 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
+    time_zone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text="IANA name, e.g. Asia/Tokyo: pages show times and split days in it.",
+    )
 
     objects = UserManager()
 
@@ -58,6 +78,14 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        """The user's time zone (UTC when the stored name is unknown here)."""
+        try:
+            return zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            return zoneinfo.ZoneInfo("UTC")
 
     def get_full_name(self) -> str:
         return self.name or self.email

@@ -12,13 +12,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.checks import ERROR, WARNING, CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError, connections
 from django.db.models import F, Model, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 # Enough to act on; a wholesale breakage would otherwise print every account.
 SHOWN_PER_CHECK = 20
+# Runs of the checks remembered (billing.models.BooksCheck), newest first.
+CHECKS_KEPT = 100
 
 
 @register(Tags.database)
@@ -32,7 +34,42 @@ def check_books(
     return [issue for alias in databases or () for issue in _check_books_on(alias)]
 
 
+def last_books_check(alias: str = "default") -> Any:
+    """The latest recorded run of the books' checks on `alias` (a BooksCheck), or None."""
+    from billing.models import BooksCheck
+
+    return BooksCheck.objects.filter(database=alias).first()
+
+
 def _check_books_on(alias: str) -> list[CheckMessage]:
+    issues = _books_issues(alias)
+    _record(alias, issues)
+    return issues
+
+
+def _record(alias: str, issues: list[CheckMessage]) -> None:
+    """Keep when the books were last proved, and what was found, for the operator page."""
+    from billing.models import BooksCheck
+
+    try:
+        if BooksCheck._meta.db_table not in connections[alias].introspection.table_names():
+            return
+        BooksCheck.objects.using(alias).create(
+            database=alias,
+            errors=sum(issue.level >= ERROR for issue in issues),
+            warnings=sum(WARNING <= issue.level < ERROR for issue in issues),
+            findings=[f"{issue.id}: {issue.msg}" for issue in issues][: SHOWN_PER_CHECK * 3],
+        )
+        stale = BooksCheck.objects.using(alias).filter(database=alias)[CHECKS_KEPT:]
+        BooksCheck.objects.using(alias).filter(
+            pk__in=list(stale.values_list("pk", flat=True))
+        ).delete()
+    except DatabaseError:
+        # The issues say the books could not be read; there is nowhere to write either.
+        return
+
+
+def _books_issues(alias: str) -> list[CheckMessage]:
     from billing.models import Account, Hold, LedgerEntry
 
     try:
@@ -128,5 +165,26 @@ def check_holds_are_refreshed_before_they_expire(
         Error(
             f"HOLD_REFRESH_SECONDS ({refresh}) must be above 0 and below HOLD_TTL_SECONDS ({ttl})",
             id="billing.E010",
+        )
+    ]
+
+
+# A monthly spend cap reads the key's usage records of the current calendar month.
+SHORTEST_RETENTION_DAYS = 32
+
+
+@register()
+def check_usage_retention(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Raw usage records must outlive the longest spend-cap period that reads them."""
+    days = settings.USAGE_RETENTION_DAYS
+    if days == 0 or days >= SHORTEST_RETENTION_DAYS:
+        return []
+    return [
+        Error(
+            f"USAGE_RETENTION_DAYS ({days}) must be 0 (keep for ever) or at least "
+            f"{SHORTEST_RETENTION_DAYS}",
+            hint="Monthly spend caps add up the key's usage records of the month; pruning "
+            "them sooner would let a capped key spend its cap again.",
+            id="billing.E011",
         )
     ]

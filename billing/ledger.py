@@ -22,7 +22,7 @@ from django.db.models import F, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from billing import sql
+from billing import rollups, sql
 from billing.models import Account, Hold, LedgerEntry, UsageRecord
 
 
@@ -248,6 +248,7 @@ def settle(*, reservation: Reservation, cost: int, usage: dict[str, Any]) -> Usa
             record.uncharged_micro_usd = cost - charge
             record.flags = _merged_flags(flags, released=released is not None, capped=cost > charge)
             sql.insert(db, cursor, record)
+            rollups.add(db, cursor, record)
             if charge:
                 sql.insert(db, cursor, _usage_entry(reservation, fields, charge))
             # Last, as in reserve_credits: the account row is the contended one. Unlimited
@@ -332,7 +333,7 @@ def _settle_in_one_statement(
     """settle() on PostgreSQL: the same rows and checks, as one statement."""
     record = _usage_record(reservation, usage)
     entry = _usage_entry(reservation, usage, 0)
-    statement, record_fields, entry_fields = sql.settle_statement(
+    statement, record_fields, entry_fields, rollup_keys = sql.settle_statement(
         db.ops.quote_name, SETTLEMENT_FLAGS
     )
     params = [
@@ -344,6 +345,7 @@ def _settle_in_one_statement(
         " ".join(flags),
         *sql.values(db, record, record_fields),
         *sql.values(db, entry, entry_fields),
+        *rollups.settle_params(db, record, rollup_keys),
         settings.UNLIMITED_MODE_FLOOR_MICRO_USD,
         reservation.account_id,
     ]

@@ -313,19 +313,6 @@ class UsageQuerySet(models.QuerySet["UsageRecord"]):
         )
         return {key: value or 0 for key, value in totals.items()}
 
-    def by_model(self) -> models.QuerySet[Any]:
-        """Requests, tokens and spend per model, biggest spend first."""
-        return (
-            self.values("model")
-            .annotate(
-                requests=Count("id"),
-                prompt_tokens=Sum("prompt_tokens"),
-                completion_tokens=Sum("completion_tokens"),
-                spent_micro_usd=Sum("cost_micro_usd"),
-            )
-            .order_by("-spent_micro_usd", "model")
-        )
-
     def daily_spend(self, *, days: int, today: date | None = None) -> list[DaySpend]:
         """Spend and requests per UTC day for the last `days` days, zero-filled, oldest first."""
         today = today or timezone.now().date()
@@ -490,6 +477,150 @@ class UsageRecord(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+# Latency and time-to-first-token histograms of the rollups: bucket i counts the calls
+# that took less than LATENCY_BOUNDS_MS[i] milliseconds (and at least the bound before);
+# the last bucket counts the rest. Fixed, so rollups of any rows add up.
+LATENCY_BOUNDS_MS = (100, 250, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000, 20000, 60000)
+LATENCY_BUCKETS = tuple(f"latency_{i:02d}" for i in range(len(LATENCY_BOUNDS_MS) + 1))
+TTFT_BUCKETS = tuple(f"ttft_{i:02d}" for i in range(len(LATENCY_BOUNDS_MS) + 1))
+
+
+class UsageHourQuerySet(models.QuerySet["UsageHour"]):
+    def for_user(self, user: Any) -> UsageHourQuerySet:
+        return self.filter(account__user=user)
+
+    def between(self, start: datetime, end: datetime) -> UsageHourQuerySet:
+        """The hours that start in [start, end)."""
+        return self.filter(hour__gte=start, hour__lt=end)
+
+
+class UsageHour(models.Model):
+    """The usage records of one account, key, model and protocol in one UTC hour, added up.
+
+    Written in the settlement's own statement (billing.rollups), so it always equals
+    the raw rows it sums; dashboards read these, never the raw rows. Raw rows pruned
+    for retention stay counted here.
+    """
+
+    hour = models.DateTimeField(help_text="start of the UTC hour")
+    account = models.ForeignKey(Account, models.CASCADE, related_name="+")
+    api_key_id = models.BigIntegerField(default=0, help_text="0: no key")
+    model = models.CharField(max_length=200)
+    source = models.CharField(max_length=16, choices=UsageRecord.Source.choices)
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0, help_text="status error")
+    cancelled = models.BigIntegerField(default=0)
+    refused = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    cost_micro_usd = models.BigIntegerField(default=0)
+    uncharged_micro_usd = models.BigIntegerField(default=0)
+    saved_micro_usd = models.BigIntegerField(
+        default=0, help_text="what the cache reads would have cost at the input price, less"
+    )
+    latency_ms = models.BigIntegerField(default=0, help_text="sum")
+    ttft_ms = models.BigIntegerField(default=0, help_text="sum, of the calls with a TTFT")
+    ttft_count = models.BigIntegerField(default=0)
+    latency_00 = models.BigIntegerField(default=0)
+    latency_01 = models.BigIntegerField(default=0)
+    latency_02 = models.BigIntegerField(default=0)
+    latency_03 = models.BigIntegerField(default=0)
+    latency_04 = models.BigIntegerField(default=0)
+    latency_05 = models.BigIntegerField(default=0)
+    latency_06 = models.BigIntegerField(default=0)
+    latency_07 = models.BigIntegerField(default=0)
+    latency_08 = models.BigIntegerField(default=0)
+    latency_09 = models.BigIntegerField(default=0)
+    latency_10 = models.BigIntegerField(default=0)
+    latency_11 = models.BigIntegerField(default=0)
+    latency_12 = models.BigIntegerField(default=0)
+    ttft_00 = models.BigIntegerField(default=0)
+    ttft_01 = models.BigIntegerField(default=0)
+    ttft_02 = models.BigIntegerField(default=0)
+    ttft_03 = models.BigIntegerField(default=0)
+    ttft_04 = models.BigIntegerField(default=0)
+    ttft_05 = models.BigIntegerField(default=0)
+    ttft_06 = models.BigIntegerField(default=0)
+    ttft_07 = models.BigIntegerField(default=0)
+    ttft_08 = models.BigIntegerField(default=0)
+    ttft_09 = models.BigIntegerField(default=0)
+    ttft_10 = models.BigIntegerField(default=0)
+    ttft_11 = models.BigIntegerField(default=0)
+    ttft_12 = models.BigIntegerField(default=0)
+
+    objects = UsageHourQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # The settlement's upsert target, and the dashboards' index (account, range).
+            models.UniqueConstraint(
+                fields=["account", "hour", "api_key_id", "model", "source"],
+                name="usage_hour_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["hour"], name="usage_hour_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h account {self.account_id} {self.model}"
+
+
+class UsageDayQuerySet(models.QuerySet["UsageDay"]):
+    def between(self, first: date, last: date) -> UsageDayQuerySet:
+        """The UTC days first..last."""
+        return self.filter(day__gte=first, day__lte=last)
+
+
+class UsageDay(models.Model):
+    """The usage records of one account and model in one UTC day, added up: what the
+    operator page reads (a few rows per account and day, where the hourly rollups have
+    a row per key, protocol and hour). Written with UsageHour, in the same statement."""
+
+    day = models.DateField(help_text="UTC day")
+    account = models.ForeignKey(Account, models.CASCADE, related_name="+")
+    model = models.CharField(max_length=200)
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    cancelled = models.BigIntegerField(default=0)
+    refused = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cost_micro_usd = models.BigIntegerField(default=0)
+    uncharged_micro_usd = models.BigIntegerField(default=0)
+
+    objects = UsageDayQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "account", "model"], name="usage_day_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} account {self.account_id} {self.model}"
+
+
+class BooksCheck(models.Model):
+    """One run of the books' checks (billing.checks): when, and what it found."""
+
+    ran_at = models.DateTimeField(default=timezone.now, db_index=True)
+    database = models.CharField(max_length=100, default="default")
+    errors = models.PositiveIntegerField(default=0)
+    warnings = models.PositiveIntegerField(default=0)
+    findings = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-ran_at"]
+
+    def __str__(self) -> str:
+        return f"books {self.ran_at:%Y-%m-%d %H:%M} {self.errors} errors"
+
+    @property
+    def is_clean(self) -> bool:
+        return self.errors == 0
 
 
 class RequestContentQuerySet(models.QuerySet["RequestContent"]):

@@ -26,6 +26,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
+from billing import rollups
 from billing.models import Account, Hold, LedgerEntry, UsageRecord
 
 Quote = Callable[[str], str]
@@ -94,19 +95,19 @@ def reserve_statement(quote: Quote) -> tuple[str, tuple[Field, ...]]:
 @functools.cache
 def settle_statement(
     quote: Quote, flags: tuple[str, str]
-) -> tuple[str, tuple[Field, ...], tuple[Field, ...]]:
+) -> tuple[str, tuple[Field, ...], tuple[Field, ...], tuple[tuple[str, ...], ...]]:
     """PostgreSQL: settle() as one statement that returns the usage record's id, charge,
     uncharged amount and flags.
 
     Release the hold first, then lock the account row (the one-time filter on `released`
     orders the two, as the sweeper and the SQLite path do) and read its balance; charge
     the cost capped at the hold and at that balance; write the usage record and (for a
-    charge) the ledger entry; update the account last. `flags` are the words for a
-    missing hold and a capped charge.
+    charge) the ledger entry, and add the record to its rows of billing.rollups.ROLLUPS;
+    update the account last. `flags` are the words for a missing hold and a capped charge.
 
     Parameters: request id, account id, cost, cost, hold amount, the caller's flags,
-    values() of the UsageRecord and of the LedgerEntry for their fields, the unlimited
-    mode floor, account id.
+    values() of the UsageRecord and of the LedgerEntry for their fields, each rollup's
+    increment for its keys (rollups.upsert_params), the unlimited mode floor, account id.
     """
     account, hold = quote(Account._meta.db_table), quote(Hold._meta.db_table)
     balance, held = quote("balance_micro_usd"), quote("held_micro_usd")
@@ -125,6 +126,9 @@ def settle_statement(
     entry, entry_fields = insert_select(
         LedgerEntry, quote, "charge", {"amount_micro_usd": "-charge.amount"}
     )
+    upserts = [rollups.upsert_statement(rollup, quote, "charge") for rollup in rollups.ROLLUPS]
+    rollup_ctes = "".join(f"rollup_{n} AS ({upsert}), " for n, (upsert, _) in enumerate(upserts))
+    rollup_keys = tuple(tuple(keys) for _, keys in upserts)
     statement = (
         f"WITH released AS (DELETE FROM {hold} WHERE {quote('request_id')} = %s "  # noqa: S608
         f"RETURNING {amount}), "
@@ -141,6 +145,7 @@ def settle_statement(
         f"CASE WHEN cost > amount THEN '{capped}' END) AS flags FROM capped), "
         f"usage AS ({usage} RETURNING {pk}), "
         f"entry AS ({entry} WHERE charge.amount > 0 RETURNING 1), "
+        f"{rollup_ctes}"
         f"account AS (UPDATE {account} SET {balance} = {balance} - charge.amount, "
         f"{held} = {held} - charge.released_amount, "
         f"{unlimited} = CASE WHEN {unlimited} AND {balance} - charge.amount < %s "
@@ -148,7 +153,7 @@ def settle_statement(
         "RETURNING 1) "
         f"SELECT usage.{pk}, charge.amount, charge.uncharged, charge.flags FROM usage, charge"
     )
-    return statement, usage_fields, entry_fields
+    return statement, usage_fields, entry_fields, rollup_keys
 
 
 def insert_select(

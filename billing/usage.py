@@ -123,6 +123,15 @@ class UsageFilterForm(forms.Form):
         today = timezone.localdate()
         return period_of(today - timedelta(days=days - 1), today)
 
+    def narrowed(self, rows: Any) -> Any:
+        """Rollups (or records) of the chosen key, model and protocol: what the dashboard
+        shows (the rollups have no status, nor a request id to search)."""
+        data = self.cleaned_data if self.is_valid() else {}
+        for name, column in (("model", "model"), ("key", "api_key_id"), ("source", "source")):
+            if data.get(name):
+                rows = rows.filter(**{column: data[name]})
+        return rows
+
     def filtered(self, records: Any) -> tuple[Any, Period]:
         """The records matching the form, and the period they are from. A search by
         request id finds that request in any period."""

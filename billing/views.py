@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import AsyncIterator
+from datetime import tzinfo
 from typing import Any
 
 import orjson
@@ -34,6 +35,7 @@ from django_htmx.http import HttpResponseClientRedirect, push_url, trigger_clien
 from billing.charts import spend_chart
 from billing.checkout import handle_event, malformed, purchases_enabled, start_checkout
 from billing.content import transcript
+from billing.dashboard import span, usage_dashboard
 from billing.ledger import account_for
 from billing.models import (
     Account,
@@ -41,6 +43,7 @@ from billing.models import (
     LedgerEntry,
     Purchase,
     RequestContent,
+    UsageHour,
     UsageRecord,
 )
 from billing.redemption import RedemptionError, redeem_code
@@ -280,34 +283,48 @@ def _log_rows(records: Any) -> Any:
 @require_GET
 @login_required
 def usage(request: HttpRequest) -> TemplateResponse:
-    """Usage dashboard: totals, daily spend, spend per model and the request log."""
+    """Usage dashboard (from the hourly rollups, in the user's time zone) and the
+    request log."""
     form, records, period = _usage_records(request)
-    page = log_page(
-        _log_rows(records), after=request.GET.get("after"), before=request.GET.get("before")
+    zone = timezone.get_current_timezone()
+    dashboard = usage_dashboard(
+        form.narrowed(UsageHour.objects.for_user(request.user)),
+        span(period.first, period.last, zone),
+        key_names(request.user),
     )
+    shared = _query_without_page(request)
     context = {
         "form": form,
-        "page": page,
-        "query": _query_without_page(request),
-        "summary": records.summary(),
-        "models": records.by_model()[:20],
-        "chart": spend_chart(records.daily_spend(days=max(period.days, 7))),
+        "query": shared,
+        "dashboard": dashboard,
+        "chart_data": dashboard.chart_data(),
+        "zone_name": str(zone),
         "days": period.days,
         "period": period,
     }
-    template = "billing/usage.html"
-    if request.htmx and request.htmx.target == "usage-log":  # type: ignore[attr-defined]
-        template = "billing/_usage_log.html"
+    target = request.htmx.target if request.htmx else None  # type: ignore[attr-defined]
+    if target == "dashboard":
+        return TemplateResponse(request, "billing/_dashboard.html", context)
+    context["page"] = log_page(
+        _log_rows(records), after=request.GET.get("after"), before=request.GET.get("before")
+    )
+    template = "billing/_usage_log.html" if target == "usage-log" else "billing/usage.html"
     response = TemplateResponse(request, template, context)
     if request.htmx:  # type: ignore[attr-defined]
         # The address bar shows the view as a short link to share: the filters that are
         # set, and the page's cursor.
-        query = QueryDict(context["query"], mutable=True)
+        query = QueryDict(shared, mutable=True)
         for name in ("after", "before"):
             if request.GET.get(name):
                 query[name] = request.GET[name]
         push_url(response, f"{request.path}?{query.urlencode()}" if query else request.path)
     return response
+
+
+def key_names(user: Any) -> dict[int, str]:
+    """The user's keys by id, as the dashboard names them."""
+    keys = user.api_keys.values_list("pk", "name", "kind")
+    return {pk: "Web chat" if kind == "web" else name for pk, name, kind in keys}
 
 
 def _query_without_page(request: HttpRequest) -> str:
@@ -353,12 +370,12 @@ class _Echo:
         return value
 
 
-def _csv_row(record: UsageRecord) -> list[Any]:
+def _csv_row(record: UsageRecord, zone: tzinfo) -> list[Any]:
     key = "Web chat" if record.source == UsageRecord.Source.WEB else ""
     if not key and record.api_key is not None:
         key = record.api_key.name
     return [
-        timezone.localtime(record.created_at).isoformat(),
+        timezone.localtime(record.created_at, zone).isoformat(),
         record.request_id,
         key,
         record.source,
@@ -382,16 +399,18 @@ def _csv_row(record: UsageRecord) -> list[Any]:
     ]
 
 
-async def _csv_lines(records: Any) -> AsyncIterator[str]:
-    """The CSV, one keyset batch of CSV_BATCH_SIZE rows in memory at a time. Async, so
-    the ASGI server streams it (Django would collect a sync iterator into a list)."""
+async def _csv_lines(records: Any, zone: tzinfo) -> AsyncIterator[str]:
+    """The CSV, one keyset batch of CSV_BATCH_SIZE rows in memory at a time, times in
+    `zone` (the body is written after the view and its middleware have returned, when
+    the user's time zone is no longer active). Async, so the ASGI server streams it
+    (Django would collect a sync iterator into a list)."""
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
     after: str | None = None
     while True:
         page = await sync_to_async(log_page)(records, after=after, size=CSV_BATCH_SIZE)
         for record in page:
-            yield writer.writerow(_csv_row(record))
+            yield writer.writerow(_csv_row(record, zone))
         if page.older is None:
             return
         after = page.older
@@ -402,7 +421,9 @@ async def _csv_lines(records: Any) -> AsyncIterator[str]:
 def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
     """The filtered request log as CSV, newest first, every row of the period, streamed."""
     _, records, period = _usage_records(request)
-    response = StreamingHttpResponse(_csv_lines(_log_rows(records)), content_type="text/csv")
+    response = StreamingHttpResponse(
+        _csv_lines(_log_rows(records), timezone.get_current_timezone()), content_type="text/csv"
+    )
     name = f"usage-{period.first.isoformat()}-to-{period.last.isoformat()}.csv"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response

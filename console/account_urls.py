@@ -14,5 +14,6 @@ urlpatterns = [
     path("keys/<id:key_id>/edit/", views.key_edit, name="key_edit"),
     path("keys/<id:key_id>/created/", views.key_created, name="key_created"),
     path("keys/<id:key_id>/revoke/", views.key_revoke, name="key_revoke"),
+    path("time-zone/", views.time_zone, name="time_zone"),
     path("delete/", views.close_account, name="close"),
 ]

@@ -16,7 +16,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from accounts.forms import ApiKeyForm, CloseAccountForm
+from accounts.forms import ApiKeyForm, CloseAccountForm, TimeZoneForm
 from accounts.models import ApiKey, ApiKeyQuerySet, SignIn, User
 from billing.ledger import account_for
 from console import docs
@@ -82,8 +82,29 @@ def profile(request: AuthenticatedRequest) -> TemplateResponse:
         "passkeys": Authenticator.objects.filter(user=user, type=Authenticator.Type.WEBAUTHN),
         "sign_in_providers": sign_in_providers(request),
         "sign_ins": SignIn.objects.for_user(user)[:SIGN_IN_HISTORY],
+        "time_zone_form": TimeZoneForm(instance=user),
     }
     return TemplateResponse(request, "accounts/profile.html", context)
+
+
+@require_POST
+@login_required
+def time_zone(request: AuthenticatedRequest) -> HttpResponse:
+    """Save the user's time zone (the profile page's form; htmx swaps the form only)."""
+    form = TimeZoneForm(request.POST, instance=request.user)
+    saved = form.is_valid()
+    if saved:
+        form.save()
+    if request.htmx:
+        # 200 either way: htmx swaps only successful answers, and the errors are the answer.
+        return TemplateResponse(
+            request, "accounts/_time_zone.html", {"time_zone_form": form, "saved": saved}
+        )
+    if saved:
+        messages.success(request, f"Time zone set to {request.user.time_zone}.")
+    else:
+        messages.error(request, " ".join(map(str, form.errors.get("time_zone", []))))
+    return redirect("accounts:profile")
 
 
 def keys_context(request: AuthenticatedRequest, form: ApiKeyForm) -> dict[str, object]:

@@ -71,6 +71,8 @@ MIDDLEWARE = [
     # reach the database only lazily (sessions, users, messages): while the database
     # is away every page is templates/503.html, at once.
     "console.unavailable.OutageMiddleware",
+    # Reads the user (the database): inside OutageMiddleware.
+    "accounts.middleware.TimeZoneMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
 ]
@@ -317,6 +319,9 @@ UPSTREAM_CONNECT_TIMEOUT = float(envstr("UPSTREAM_CONNECT_TIMEOUT", "5"))
 UPSTREAM_READ_TIMEOUT = float(envstr("UPSTREAM_READ_TIMEOUT", "120"))
 PROVIDER_COOLDOWN_SECONDS = envint("PROVIDER_COOLDOWN_SECONDS", "30")
 HOLD_TTL_SECONDS = envint("HOLD_TTL_SECONDS", "900")
+# Days raw usage records are kept (`manage.py pruneusage`); 0 keeps them for ever. The
+# hourly rollups the dashboards read are kept regardless.
+USAGE_RETENTION_DAYS = envint("USAGE_RETENTION_DAYS", "0")
 # Limits for keys that set none of their own (0: unlimited).
 DEFAULT_KEY_RPM = envint("DEFAULT_KEY_RPM", "0")
 DEFAULT_KEY_TPM = envint("DEFAULT_KEY_TPM", "0")

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from accounts.views import confirm_email_link
-from console import views
+from console import ops, views
 from gateway.metrics import metrics_view
 from gateway.urls import account_api_urlpatterns
 
@@ -37,6 +37,8 @@ urlpatterns = [
     path("api/v1/", include((account_api_urlpatterns, "api"))),
     path("billing/", include("billing.urls")),
     path("chat/", include("chat.urls")),
+    path("ops/", ops.ops, name="ops"),
+    path("ops/check-books/", ops.check_books_now, name="ops-check-books"),
     path("documents/", include("gateway.documents.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -126,7 +126,9 @@ class ModelInfo:
 
     def unit_prices(self, metered_kinds: tuple[str, ...]) -> dict[str, int]:
         """The prices of what a call used, for its record's line items: per million
-        tokens of each kind of token, and `request` (per request) where it has a price."""
+        tokens of each kind of token, and `request` (per request) where it has a price;
+        with cache reads, the input price too, so what caching saved can be told
+        (billing.rollups) when every prompt token was read from the cache."""
         prices = {
             "request": self.request_price,
             "input": self.input_price or 0,
@@ -135,7 +137,8 @@ class ModelInfo:
             "cache_write": self.write_price,
             "cache_write_1h": self.write_1h_price,
         }
-        return {kind: prices[kind] for kind in metered_kinds if kind != "request" or prices[kind]}
+        kinds = (*metered_kinds, "input") if "cache_read" in metered_kinds else metered_kinds
+        return {kind: prices[kind] for kind in kinds if kind != "request" or prices[kind]}
 
     def worst_case_cost(self, *, prompt: int, completion: int) -> int:
         """The most a request with these tokens can cost: its per-request price, and

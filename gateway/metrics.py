@@ -181,14 +181,32 @@ def upstream_failed(provider: str) -> None:
     UPSTREAM_ERRORS.labels(provider).inc()
 
 
-def render() -> bytes:
-    """The exposition text: every worker's values in multiprocess mode, else this process's."""
+def _registry() -> CollectorRegistry:
+    """Every worker's values in multiprocess mode, else this process's."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not path:
-        return generate_latest(REGISTRY)
+        return REGISTRY
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=path)
-    return generate_latest(registry)
+    return registry
+
+
+def render() -> bytes:
+    """The exposition text: every worker's values in multiprocess mode, else this process's."""
+    return generate_latest(_registry())
+
+
+def samples(name: str, label: str | None = None) -> dict[str, float]:
+    """The values of one metric (as exposed, e.g. `switchboard_upstream_errors_total`),
+    by the value of `label` ("" without one), summed over the other labels: for the
+    operator page, which shows what /metrics would."""
+    found: dict[str, float] = {}
+    for metric in _registry().collect():
+        for sample in metric.samples:
+            if sample.name == name:
+                key = sample.labels.get(label, "") if label else ""
+                found[key] = found.get(key, 0.0) + sample.value
+    return found
 
 
 _render_async = sync_to_async(render, thread_sensitive=False)

@@ -29,6 +29,7 @@ from django.utils import timezone
 from prometheus_client import Counter
 
 from billing.models import UsageRecord
+from billing.rollups import insert_records
 from gateway import outages
 from gateway.auth import KeyInfo
 from gateway.errors import GatewayError
@@ -155,15 +156,16 @@ def _start_flush(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def flush() -> int:
-    """Write the queued refusals now (one INSERT per 500); returns how many were queued.
-    A failure (the database away) drops them with a log line: they carry no money."""
+    """Write the queued refusals now (one INSERT per 500) with their rollups; returns how
+    many were queued. A failure (the database away) drops them with a log line: they
+    carry no money."""
     with _lock:
         batch = _queue[:]
         _queue.clear()
     if not batch:
         return 0
     try:
-        UsageRecord.objects.bulk_create(batch, batch_size=500, ignore_conflicts=True)
+        insert_records(batch)
     except Exception as exc:
         if not outages.noted(exc):
             log.warning("could not log %d refused calls", len(batch), exc_info=True)

@@ -14,7 +14,7 @@ from django.db import connection, models
 from django.db.models import Model
 from django.test.utils import isolate_apps
 
-from billing import sql
+from billing import rollups, sql
 from billing.ledger import SETTLEMENT_FLAGS
 from billing.models import Account, Hold, LedgerEntry, UsageRecord
 
@@ -164,7 +164,7 @@ def test_a_row_it_inserted_is_a_saved_row_to_django(customer: Any) -> None:
 
 
 def test_the_parameters_it_sends_follow_the_fields_of_its_statements() -> None:
-    statement, usage_fields, entry_fields = sql.settle_statement(
+    statement, usage_fields, entry_fields, rollup_keys = sql.settle_statement(
         connection.ops.quote_name, SETTLEMENT_FLAGS
     )
     reserve, hold_fields = sql.reserve_statement(connection.ops.quote_name)
@@ -178,7 +178,12 @@ def test_the_parameters_it_sends_follow_the_fields_of_its_statements() -> None:
         column for _, column in sql.written(LedgerEntry) if column != "amount_micro_usd"
     ]
     assert [f for f, _ in sql.written(Hold)] == list(hold_fields)
-    assert statement.count("%s") == 8 + len(usage_fields) + len(entry_fields)
+    # Each rollup's columns, but the charge and what it left (computed too).
+    assert rollup_keys == tuple(
+        tuple(c for c in rollup.columns if c not in rollups.CHARGED) for rollup in rollups.ROLLUPS
+    )
+    rollup_params = sum(len(keys) for keys in rollup_keys)
+    assert statement.count("%s") == 8 + len(usage_fields) + len(entry_fields) + rollup_params
     assert reserve.count("%s") == 3 + len(hold_fields)
 
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from billing import rollups
 from billing.models import UsageRecord
 
 pytestmark = pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume asynchronous")
@@ -38,6 +39,8 @@ def records(customer, make_customer):
     record(customer, "req_mine_2", model="claude-test", cost_micro_usd=2_500, status="cancelled")
     record(customer, "req_old", created_at=timezone.now() - timedelta(days=60))
     record(stranger, "req_theirs", model="secret-model")
+    # Written directly, not settled: their rollups are built as `rollupusage` builds them.
+    rollups.rebuild(timezone.now() - timedelta(days=100), timezone.now() + timedelta(hours=1))
     return stranger
 
 
@@ -47,14 +50,14 @@ def test_the_owner_sees_totals_per_model_and_the_log(client, customer, records):
     response = client.get("/billing/usage/")
 
     assert response.status_code == 200
-    summary = response.context["summary"]
-    assert summary["requests"] == 2
-    assert summary["spent_micro_usd"] == 4_000
-    assert summary["errors"] == 1
-    assert [row["model"] for row in response.context["models"]] == ["claude-test", "gpt-test"]
+    dashboard = response.context["dashboard"]
+    assert dashboard.total.requests == 2
+    assert dashboard.total.cost_micro_usd == 4_000
+    assert dashboard.total.cancelled == 1
+    assert [row.label for row in dashboard.by_model] == ["claude-test", "gpt-test"]
     ids = {r.request_id for r in response.context["page"].rows}
     assert ids == {"req_mine_1", "req_mine_2"}
-    assert sum(day.spent_micro_usd for day in response.context["chart"].days) == 4_000
+    assert sum(tally.cost_micro_usd for _, tally in dashboard.slots) == 4_000
     assert b"secret-model" not in response.content
 
 
@@ -63,7 +66,7 @@ def test_a_longer_period_includes_older_requests(client, customer, records):
 
     response = client.get("/billing/usage/", {"days": 90})
 
-    assert response.context["summary"]["requests"] == 3
+    assert response.context["dashboard"].total.requests == 3
 
 
 @pytest.mark.parametrize(

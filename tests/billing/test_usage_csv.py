@@ -118,13 +118,14 @@ def test_times_are_in_the_users_time_zone(client, customer):
         model="m",
         created_at=datetime(2026, 11, 30, 15, 30, tzinfo=UTC),
     )
+    customer.user.time_zone = "Asia/Tokyo"  # the middleware activates the user's zone
+    customer.user.save()
     client.force_login(customer.user)
 
-    with timezone.override("Asia/Tokyo"):
-        response = client.get(
-            "/billing/usage.csv", {"days": "custom", "since": "2026-12-01", "until": "2026-12-01"}
-        )
-        rows = read(response)
+    response = client.get(
+        "/billing/usage.csv", {"days": "custom", "since": "2026-12-01", "until": "2026-12-01"}
+    )
+    rows = read(response)
 
     assert rows[0]["time"] == "2026-12-01T00:30:00+09:00"
     assert 'filename="usage-2026-12-01-to-2026-12-01.csv"' in response["Content-Disposition"]
