@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
-from gateway.models import Model, Provider, Route
+from gateway.models import Model, Provider, Route, RouterProfile, RouterRule
 
 
 class ProviderForm(forms.ModelForm):
@@ -74,3 +74,18 @@ class RouteAdmin(admin.ModelAdmin):
     list_display = ["model", "provider", "upstream_model", "priority", "enabled"]
     list_filter = ["provider", "enabled"]
     search_fields = ["model__id", "upstream_model"]
+
+
+@admin.register(RouterProfile)
+class RouterProfileAdmin(admin.ModelAdmin):
+    list_display = ["model", "enabled", "tier", "tools", "vision", "reasoning"]
+    list_editable = ["enabled", "tier", "tools", "vision", "reasoning"]
+    list_filter = ["enabled", "tier"]
+    search_fields = ["model__id", "model__title"]
+    autocomplete_fields = ["model"]
+
+
+@admin.register(RouterRule)
+class RouterRuleAdmin(admin.ModelAdmin):
+    list_display = ["signal", "min_tier", "enabled"]
+    list_editable = ["min_tier", "enabled"]

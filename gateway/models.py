@@ -241,3 +241,60 @@ class IdempotentRequest(models.Model):
         return self.state == self.State.RUNNING and age >= timedelta(
             seconds=settings.HOLD_TTL_SECONDS
         )
+
+
+# --- modes: the smart router and personas (README, "Modes") ---------------------------
+
+
+class RouterTier(models.IntegerChoices):
+    FAST = 1, "1: fast and cheap"
+    BALANCED = 2, "2: balanced"
+    STRONG = 3, "3: strongest"
+
+
+class RouterProfile(models.Model):
+    """How the smart router (`model: "auto"`) sees one model: a candidate or not, its
+    tier, and what it can take (tools, images). Models without a profile are never
+    chosen by the router."""
+
+    model = models.OneToOneField(
+        Model, models.CASCADE, primary_key=True, related_name="router_profile"
+    )
+    enabled = models.BooleanField(default=True, help_text="The router may choose this model.")
+    tier = models.PositiveSmallIntegerField(
+        choices=RouterTier.choices,
+        default=RouterTier.BALANCED,
+        help_text="Requests that need a higher tier (router rules) skip lower ones.",
+    )
+    tools = models.BooleanField(default=True, help_text="Can call tools (function calling).")
+    vision = models.BooleanField(default=False, help_text="Reads images in the messages.")
+    reasoning = models.BooleanField(
+        default=False, help_text="Preferred for requests that ask for careful reasoning."
+    )
+
+    class Meta:
+        ordering = ["tier", "model"]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} (tier {self.tier})"
+
+
+class RouterRule(models.Model):
+    """The least tier a request with a signal needs; the highest that applies wins."""
+
+    class Signal(models.TextChoices):
+        DEFAULT = "default", "Any request"
+        CODE = "code", "The messages contain code"
+        REASONING = "reasoning", "The last message asks for careful reasoning"
+        TOOLS = "tools", "The request offers tools"
+        IMAGES = "images", "The messages contain images"
+
+    signal = models.CharField(max_length=16, choices=Signal.choices, unique=True)
+    min_tier = models.PositiveSmallIntegerField(choices=RouterTier.choices, default=RouterTier.FAST)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["signal"]
+
+    def __str__(self) -> str:
+        return f"{self.get_signal_display()}: tier {self.min_tier}+"
