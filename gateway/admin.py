@@ -3,7 +3,16 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
-from gateway.models import Model, Provider, Route, RouterProfile, RouterRule
+from gateway.models import (
+    Model,
+    Persona,
+    PersonaMemory,
+    Provider,
+    Route,
+    RouterProfile,
+    RouterRule,
+)
+from gateway.personas import clean_persona_model
 
 
 class ProviderForm(forms.ModelForm):
@@ -89,3 +98,33 @@ class RouterProfileAdmin(admin.ModelAdmin):
 class RouterRuleAdmin(admin.ModelAdmin):
     list_display = ["signal", "min_tier", "enabled"]
     list_editable = ["min_tier", "enabled"]
+
+
+class PersonaForm(forms.ModelForm):
+    class Meta:
+        model = Persona
+        fields = ["name", "slug", "avatar", "owner", "model", "is_default", "system_prompt"]
+
+    def clean_model(self) -> str:
+        return clean_persona_model(self.cleaned_data["model"])
+
+
+@admin.register(Persona)
+class PersonaAdmin(admin.ModelAdmin):
+    form = PersonaForm
+    list_display = ["name", "slug", "model", "is_public", "is_default", "updated_at"]
+    list_filter = ["is_default", ("owner", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "slug", "owner__email"]
+    prepopulated_fields = {"slug": ["name"]}
+    raw_id_fields = ["owner"]
+
+    @admin.display(boolean=True, description="Public")
+    def is_public(self, obj: Persona) -> bool:
+        return obj.is_public
+
+
+@admin.register(PersonaMemory)
+class PersonaMemoryAdmin(admin.ModelAdmin):
+    list_display = ["persona", "user", "updated_at"]
+    search_fields = ["persona__slug", "user__email"]
+    raw_id_fields = ["user", "persona"]

@@ -487,8 +487,9 @@ class Call:
             raise
         finally:
             self._after_settlement()
-        if self.on_settled is not None:
-            self.on_settled(self, status)
+            if self.on_settled is not None:
+                # Also when the client left just after the last chunk (a cancelled task).
+                self.on_settled(self, status)
         return self.charge
 
     def _usage_fields(self, metered: metering.Metered, status: str, error: str) -> dict[str, Any]:

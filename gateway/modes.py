@@ -1,6 +1,8 @@
 """Modes: names in a request's `model` field that resolve to a catalog model.
 
-`auto`, `router` and `strap` are the smart router (gateway.router). `open_call()` asks
+`auto`, `router` and `strap` are the smart router (gateway.router); `lcm` and
+`persona/<slug>` are personas with memory (gateway.personas), whose model may itself be
+`auto`. `open_call()` asks
 `resolve()` before it prices the model, so a mode's call is then validated, held,
 routed, billed and settled like any other, at the chosen model's price; the usage
 record keeps what was asked (`requested_model`) beside what served it (`model`).
@@ -12,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway import router
+from gateway import personas, router
 from gateway.auth import KeyInfo
 from gateway.catalog import Catalog
 
@@ -45,7 +47,15 @@ async def resolve(
     """The resolution of a mode name in `body["model"]`, or None for a plain model name.
     Raises GatewayError when the mode cannot serve the request."""
     requested = body["model"]
-    if not router.is_router_name(requested):
+    resolution = Resolution(body=body, requested=requested)
+    if personas.is_persona_name(requested):
+        resolution.body, found = await personas.expand(body, key=key)
+        # The persona's prompt is in the canonical body only: a native request lacks it.
+        resolution.keeps_native = False
+        resolution.on_settled = personas.after_answer(found, key)
+    elif not router.is_router_name(requested):
         return None
-    chosen = await router.route(catalog, body, key=key, ceiling=ceiling)
-    return Resolution(body={**body, "model": chosen.id}, requested=requested)
+    if router.is_router_name(resolution.body["model"]):
+        chosen = await router.route(catalog, resolution.body, key=key, ceiling=ceiling)
+        resolution.body = {**resolution.body, "model": chosen.id}
+    return resolution
