@@ -34,18 +34,21 @@ def _owned(request: AuthenticatedRequest, conversation_id: int) -> Conversation:
 @require_GET
 @login_required
 def index(request: AuthenticatedRequest) -> TemplateResponse:
-    context = {"conversations": _conversations(request), "form": NewConversationForm()}
+    context = {
+        "conversations": _conversations(request),
+        "form": NewConversationForm(user=request.user),
+    }
     return TemplateResponse(request, "chat/index.html", context)
 
 
 @require_POST
 @login_required
 def create(request: AuthenticatedRequest) -> HttpResponse:
-    form = NewConversationForm(request.POST)
+    form = NewConversationForm(request.POST, user=request.user)
     if not form.is_valid():
         context = {"conversations": _conversations(request), "form": form}
         return TemplateResponse(request, "chat/index.html", context, status=400)
-    conversation = Conversation.objects.create(user=request.user, model=form.cleaned_data["model"])
+    conversation = Conversation.objects.create(user=request.user, model=form.conversation_model())
     return redirect(conversation)
 
 
@@ -58,7 +61,7 @@ def conversation(request: AuthenticatedRequest, conversation_id: int) -> Templat
         "chat_messages": chat.messages.all(),
         "conversations": _conversations(request),
         "form": QuestionForm(),
-        "new_form": NewConversationForm(initial={"model": chat.model}),
+        "new_form": NewConversationForm(initial={"model": chat.model}, user=request.user),
     }
     return TemplateResponse(request, "chat/conversation.html", context)
 
