@@ -60,7 +60,7 @@ class PersonaForm(forms.ModelForm):
         return clean_persona_model(self.cleaned_data["model"])
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         slug = cleaned.get("slug") or slugify(cleaned.get("name") or "")[:60]
         if not slug:
             self.add_error("slug", "Give the persona a slug (letters, digits and hyphens).")
