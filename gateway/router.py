@@ -40,6 +40,7 @@ from gateway import outages
 from gateway.auth import KeyInfo
 from gateway.catalog import Catalog, ModelInfo
 from gateway.errors import GatewayError, invalid
+from gateway.state import on_reset
 from gateway.sync import db_sync_to_async
 from gateway.tokens import count_prompt
 from gateway.validation import requested_output_tokens
@@ -99,18 +100,32 @@ def load_config() -> Config:
 
 
 _load_async = db_sync_to_async(load_config)
-_configs: dict[int, tuple[Catalog, Config]] = {}
+
+
+@dataclass(slots=True)
+class _Known:
+    """The configuration last read, and the catalog snapshot it was read for."""
+
+    catalog: Catalog | None = None
+    config: Config | None = None
+
+
+_known = _Known()
 
 
 async def current_config(catalog: Catalog) -> Config:
     """The router's configuration, read once per catalog snapshot: saving a profile or a
     rule invalidates the catalog (gateway.signals), which brings a new snapshot."""
-    known = _configs.get(0)
-    if known is not None and known[0] is catalog:
-        return known[1]
+    if _known.config is not None and _known.catalog is catalog:
+        return _known.config
     config = await _load_async()
-    _configs[0] = (catalog, config)
+    _known.catalog, _known.config = catalog, config
     return config
+
+
+@on_reset
+def _reset() -> None:
+    _known.catalog = _known.config = None
 
 
 # --- the client's limits ------------------------------------------------------------

@@ -277,6 +277,7 @@ def _generation(request_id: str, user_id: int) -> dict[str, Any] | None:
         "object": "generation",
         "created": int(record.created_at.timestamp()),
         "model": record.model,
+        "requested_model": record.requested_model or None,
         "provider": record.provider,
         "upstream_model": record.upstream_model,
         "stream": record.stream,

@@ -9,8 +9,10 @@ chosen model's prices, once.
 from __future__ import annotations
 
 import anthropic
+import httpx
 import openai
 import pytest
+from django.test import Client
 
 from billing.models import Account, Hold, UsageRecord
 from gateway.calls import worst_case_cost
@@ -327,3 +329,20 @@ def test_route_options_on_a_named_model_are_read_and_never_sent_upstream(client,
     assert reply.model == "mid-coder"
     assert "route" not in catalog.requests[-1].json
     assert UsageRecord.objects.get().requested_model == ""
+
+
+def test_the_generation_and_the_usage_page_show_what_was_asked_and_what_served(
+    client, customer, live_server_url
+):
+    _model, record = routed(client, CODE)
+
+    found = httpx.get(
+        f"{live_server_url}/v1/generation/{record.request_id}",
+        headers={"Authorization": f"Bearer {customer.secret}"},
+    ).json()
+    assert (found["model"], found["requested_model"]) == ("mid-coder", "auto")
+    browser = Client()
+    browser.force_login(customer.user)
+    page = browser.get(f"/billing/usage/{record.request_id}/").content.decode()
+    assert "<code>mid-coder</code>" in page
+    assert "(asked for <code>auto</code>)" in page

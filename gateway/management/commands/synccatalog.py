@@ -48,15 +48,15 @@ REASONING_PREFIXES = ("o1", "o3", "o4", "deepseek-reasoner", "grok-4")
 
 def router_profile_defaults(model: Model) -> dict[str, Any]:
     """A new model's router profile: its tier by price (the dearer of input and output,
-    under $2 per million tokens fast, under $10 balanced, else strongest), images for the
+    at most $2 per million tokens fast, at most $10 balanced, else strongest), images for the
     vendors and families that read them, reasoning for the strongest and the reasoning
     families. The operator corrects them in the admin; a sync never overwrites them."""
     dearest = max(model.input_price or 0, model.output_price or 0)
     tier = (
         RouterTier.FAST
-        if dearest < 2_000_000
+        if dearest <= 2_000_000
         else RouterTier.BALANCED
-        if dearest < 10_000_000
+        if dearest <= 10_000_000
         else RouterTier.STRONG
     )
     return {
