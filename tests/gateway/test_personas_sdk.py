@@ -265,3 +265,60 @@ def test_the_messages_door_sends_the_persona_prompt_to_an_anthropic_route(
     assert (record.requested_model, record.source) == ("persona/coach", "messages")
     wait_for_memory_steps(customer.account)
     assert_books_balance(customer.account)
+
+
+def test_a_memory_step_the_balance_cannot_cover_is_skipped_and_the_answer_billed_once(
+    live_server_url, make_customer, coach, catalog, caplog
+):
+    # Enough for the answer's worst case (5 tokens out), not then for the memory step's.
+    poor = make_customer(credit_micro_usd=150)
+    client = openai.OpenAI(
+        base_url=live_server_url + "/v1", api_key=poor.secret, max_retries=0, timeout=10
+    )
+    caplog.set_level("INFO", logger="gateway.personas")
+    client.chat.completions.create(
+        model="persona/coach", messages=[{"role": "user", "content": "Hi"}], max_tokens=5
+    )
+
+    deadline = time.monotonic() + 10
+    while "memory step for persona coach skipped" not in caplog.text:
+        assert time.monotonic() < deadline, "the memory step was neither run nor skipped"
+        time.sleep(0.05)
+    assert "Insufficient credits" in caplog.text
+    [answer] = UsageRecord.objects.filter(account=poor.account)
+    assert answer.requested_model == "persona/coach"
+    assert 0 < answer.cost_micro_usd <= answer.reserved_micro_usd
+    poor.account.refresh_from_db()
+    assert poor.account.balance_micro_usd == 150 - answer.cost_micro_usd >= 0
+    assert_books_balance(poor.account)
+
+
+def test_the_responses_door_takes_a_persona_and_auto(client, customer, catalog):
+    persona = client.responses.create(model="persona/coach", input="Hello", store=False)
+    routed = client.responses.create(model="auto", input="Hello", store=False)
+
+    assert persona.model == routed.model == "chat-model"
+    first, second = catalog.requests_for("chat-model")[:2]
+    assert first.json["messages"][0]["content"].startswith(COACH_PROMPT)
+    assert second.json["messages"] == [{"role": "user", "content": "Hello"}]
+    wait_for_memory_steps(customer.account)
+    # The memory step is billed under the door of its exchange.
+    records = UsageRecord.objects.filter(source=UsageRecord.Source.RESPONSES)
+    assert sorted(records.values_list("requested_model", flat=True)) == [
+        "auto",
+        "persona-memory/coach",
+        "persona/coach",
+    ]
+    assert_books_balance(customer.account)
+
+
+@pytest.mark.parametrize(
+    "name", ["persona/", "persona/nobody", "persona/../coach", "persona/coach/extra", "PERSONA/x"]
+)
+def test_a_name_that_is_no_persona_of_this_account_is_a_404(client, name):
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model=name, messages=[{"role": "user", "content": "Hi"}])
+
+    assert missing.value.body["code"] == "persona_not_found"
+    assert missing.value.body["param"] == "model"
+    assert not UsageRecord.objects.exists()
