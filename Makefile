@@ -46,6 +46,11 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 2
 PROMETHEUS_MULTIPROC_DIR ?= /tmp/switchboard-prometheus-$(PORT)
 
+# glibc's allocator: a fixed mmap threshold, so large request bodies (agents send 250 KB
+# on every turn) are given back when freed instead of growing the heap, and two arenas
+# for the database threads instead of eight per core (BENCHMARKS.md, run D).
+MALLOC_ENV := MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072
+
 prod: export DEBUG = false
 prod: export PROMETHEUS_MULTIPROC_DIR := $(PROMETHEUS_MULTIPROC_DIR)
 prod: $(STAMP)
@@ -54,7 +59,7 @@ prod: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput
 	rm -rf $(PROMETHEUS_MULTIPROC_DIR) && mkdir -p $(PROMETHEUS_MULTIPROC_DIR)
-	$(BIN)/uvicorn console.asgi:application --host $(HOST) --port $(PORT) \
+	$(MALLOC_ENV) $(BIN)/uvicorn console.asgi:application --host $(HOST) --port $(PORT) \
 		--workers $(WEB_CONCURRENCY) --loop uvloop --http httptools --lifespan off \
 		--proxy-headers --no-access-log --timeout-graceful-shutdown 30
 

@@ -59,6 +59,7 @@ name = "bench-upstream"
 kind = "openai"
 base_url = "http://127.0.0.1:{port}/v1"
 api_key_env = "BENCH_UPSTREAM_KEY"
+serves_responses = true
 
 [[model]]
 id = "bench"
@@ -203,11 +204,21 @@ def manage(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
+# What `make prod` gives the workers (see the Makefile); LiteLLM gets the same, so the
+# allocator is no difference between the two.
+MALLOC_ENV = {
+    "MALLOC_ARENA_MAX": "2",
+    "MALLOC_MMAP_THRESHOLD_": "131072",
+    "MALLOC_TRIM_THRESHOLD_": "131072",
+}
+
+
 def switchboard_env(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
     metrics_dir = workdir / "prometheus"
     metrics_dir.mkdir(exist_ok=True)
     env = {
         **os.environ,
+        **MALLOC_ENV,
         "DEBUG": "false",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "DATABASE_URL": args.database_url,
@@ -276,6 +287,7 @@ def start_litellm(args: argparse.Namespace, workdir: Path) -> Server:
     master = "sk-bench-" + secrets.token_hex(16)
     env = {
         **os.environ,
+        **MALLOC_ENV,
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "LITELLM_MASTER_KEY": master,
         "BENCH_UPSTREAM_BASE": f"http://127.0.0.1:{args.upstream_port}/v1",

@@ -33,6 +33,7 @@ class ProviderForm(forms.ModelForm):
             "api_key_env",
             "enabled",
             "timeout_seconds",
+            "serves_responses",
         ]
 
     def clean_api_key(self) -> str:

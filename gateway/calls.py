@@ -601,6 +601,8 @@ async def open_call(
         prompt = await asyncio.to_thread(count_prompt, messages, tools)
     else:
         prompt = count_prompt(messages, tools)
+    if native is not None:
+        prompt += native.extra_prompt_tokens
     output_tokens = _output_budget(body, model, prompt)
     output = output_tokens * (body.get("n") or 1)
     worst_case = worst_case_cost(model, prompt, output)

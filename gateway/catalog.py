@@ -39,6 +39,7 @@ class ProviderInfo:
     base_url: str
     api_key: str = field(repr=False)
     timeout_seconds: int
+    serves_responses: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +178,7 @@ def build_catalog() -> Catalog:
             base_url=p.base_url.rstrip("/"),
             api_key=p.resolve_api_key(),
             timeout_seconds=p.timeout_seconds,
+            serves_responses=p.serves_responses,
         )
         routes.setdefault(route.model_id, []).append(
             RouteInfo(provider=info, upstream_model=route.upstream_model, priority=route.priority)

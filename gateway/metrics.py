@@ -58,6 +58,9 @@ _ensure_multiprocess_directory()
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 ROUTES = {
     "/v1/chat/completions": "chat_completions",
+    "/v1/messages": "messages",
+    "/v1/messages/count_tokens": "count_tokens",
+    "/v1/responses": "responses",
     "/v1/models": "models",
     "/v1/catalog": "catalog",
 }

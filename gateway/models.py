@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
@@ -31,6 +32,11 @@ class Provider(models.Model):
     )
     enabled = models.BooleanField(default=True)
     timeout_seconds = models.PositiveIntegerField(default=120)
+    serves_responses = models.BooleanField(
+        default=False,
+        help_text="An OpenAI-compatible upstream that also serves the Responses API at "
+        "base_url/responses: the Responses door passes requests to it untranslated.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -38,6 +44,12 @@ class Provider(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.serves_responses and self.kind != self.Kind.OPENAI:
+            raise ValidationError(
+                {"serves_responses": "Only an OpenAI-compatible upstream serves the Responses API."}
+            )
 
     def resolve_api_key(self) -> str:
         if self.api_key_env:

@@ -5,7 +5,9 @@ which goes through `gateway.calls` exactly like /v1/chat/completions (limits, ho
 routes, fallback, relay, one settlement, `UsageRecord.source = "responses"`), for every
 kind of route. The answer is translated back: a Response object (`response_from()`), or
 the Responses stream (`ResponseStream`), whose every event carries a `sequence_number`
-and which always ends with `response.completed` or `response.failed`.
+and which always ends with `response.completed` or `response.failed`. A route whose
+upstream serves the Responses API itself gets the request as it came instead
+(`native_request()`), and its answer or events are relayed (`NativeResponseStream`).
 
 Nothing is stored: `store: true`, `previous_response_id`, `background`, `conversation`
 and `prompt` are refused with a 400 `unsupported_parameter`, as are tools other than
@@ -25,14 +27,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.http import HttpRequest, StreamingHttpResponse
+import orjson
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
 from billing.models import UsageRecord
 from gateway import calls
 from gateway.doors import read_json, sse_event
-from gateway.errors import GatewayError, invalid
+from gateway.errors import GatewayError, invalid, openai_error
 from gateway.idempotency import idempotent
+from gateway.providers.base import NativeRequest
 from gateway.views import api_view, json_response, open_request_call
 
 log = logging.getLogger(__name__)
@@ -470,6 +474,20 @@ def chat_body(body: dict[str, Any]) -> dict[str, Any]:
     return chat
 
 
+def native_request(body: dict[str, Any]) -> NativeRequest:
+    """The request as it came, for a route that serves the Responses API. Reasoning items
+    ride along there (a chat route cannot take them), so the hold counts them too, at
+    their size in bytes: a token is at least one byte."""
+    items = body.get("input")
+    reasoning = [
+        item
+        for item in (items if isinstance(items, list) else ())
+        if isinstance(item, dict) and item.get("type") == "reasoning"
+    ]
+    extra = len(orjson.dumps(reasoning)) if reasoning else 0
+    return NativeRequest("responses", body, extra_prompt_tokens=extra)
+
+
 def door_error(exc: GatewayError) -> GatewayError:
     """The call's error in the Responses client's words: its parameter names."""
     param = exc.param
@@ -607,7 +625,12 @@ def _function_item(
 
 
 def response_from(envelope: Envelope, completion: dict[str, Any]) -> dict[str, Any]:
-    """The Response object for a non-streamed chat completion."""
+    """The Response object for a non-streamed chat completion, or the upstream's own
+    when a Responses upstream answered (under our id and model, with the call's cost)."""
+    native = completion.get("native")
+    if isinstance(native, dict):
+        usage = {**(native.get("usage") or {}), **response_usage(completion["usage"])}
+        return {**native, "id": envelope.response_id, "model": envelope.model, "usage": usage}
     choice = (completion.get("choices") or [{}])[0]
     message = choice.get("message") or {}
     output: list[dict[str, Any]] = []
@@ -816,13 +839,81 @@ class ResponseStream:
         return events
 
 
-async def relay(call: calls.Call, stream: ResponseStream) -> AsyncIterator[bytes]:
-    """The opened call's chunks as Responses events; settles once however it ends (a
-    client that leaves closes this generator, and the call is billed as `cancelled`)."""
-    for event in stream.start():
-        yield event
+class NativeResponseStream:
+    """A Responses upstream's own events, relayed as they came but for our response id,
+    model and sequence numbers; `response.completed` waits for the call's cost."""
+
+    def __init__(self, envelope: Envelope) -> None:
+        self.envelope = envelope
+        self.sequence = 0
+        self.response: dict[str, Any] = envelope.response("in_progress", [])
+        self.output: list[dict[str, Any]] = []
+        self.closing: dict[str, Any] | None = None
+        self.ended = False
+
+    def _event(self, event: dict[str, Any]) -> bytes:
+        payload = {**event, "sequence_number": self.sequence}
+        self.sequence += 1
+        return sse_event(str(event.get("type")), payload)
+
+    def _ours(self, response: dict[str, Any]) -> dict[str, Any]:
+        return {**response, "id": self.envelope.response_id, "model": self.envelope.model}
+
+    def start(self) -> list[bytes]:
+        return []  # the upstream's response.created is relayed
+
+    def translate(self, chunk: dict[str, Any]) -> list[bytes]:
+        if "error" in chunk:
+            return self.failed(chunk["error"])
+        if chunk.get("usage") is not None and not chunk.get("choices"):
+            return self.completed(chunk["usage"])
+        events: list[bytes] = []
+        for event in chunk.get("native") or ():
+            kind = event.get("type")
+            if isinstance(event.get("response"), dict):
+                self.response = self._ours(event["response"])
+                event = {**event, "response": self.response}
+            if kind in ("response.completed", "response.incomplete"):
+                self.closing = event
+                continue
+            if kind == "response.output_item.done" and isinstance(event.get("item"), dict):
+                self.output.append(event["item"])
+            if isinstance(kind, str):
+                events.append(self._event(event))
+        return events
+
+    def completed(self, usage: dict[str, Any]) -> list[bytes]:
+        """The upstream's closing event, its usage with the call's cost."""
+        self.ended = True
+        closing = self.closing or {"type": "response.completed", "response": self.response}
+        response = closing.get("response") or self.response
+        final = {**(response.get("usage") or {}), **response_usage(usage)}
+        return [self._event({**closing, "response": {**response, "usage": final}})]
+
+    def failed(self, error: dict[str, Any]) -> list[bytes]:
+        self.ended = True
+        response = {
+            **self.response,
+            "status": "failed",
+            "output": self.output,
+            "error": failed_error(error),
+        }
+        return [self._event({"type": "response.failed", "response": response})]
+
+
+async def relay(call: calls.Call, envelope: Envelope) -> AsyncIterator[bytes]:
+    """The opened call's chunks as Responses events, translated or, from a Responses
+    upstream, relayed; settles once however it ends (a client that leaves closes this
+    generator, and the call is billed as `cancelled`)."""
+    stream: ResponseStream | NativeResponseStream | None = None
     async with contextlib.aclosing(call.chunks()) as chunks:
         async for chunk in chunks:
+            if stream is None:
+                # The opened route's first chunk says which: the rest come from it too.
+                native = "native" in chunk
+                stream = NativeResponseStream(envelope) if native else ResponseStream(envelope)
+                for event in stream.start():
+                    yield event
             try:
                 events = stream.translate(chunk)
             except Exception:
@@ -831,21 +922,56 @@ async def relay(call: calls.Call, stream: ResponseStream) -> AsyncIterator[bytes
                 break
             for event in events:
                 yield event
+    if stream is None:
+        stream = ResponseStream(envelope)
+        for event in stream.start():
+            yield event
     if not stream.ended:
         # Whatever stopped it, the client is told: Codex retries a stream without an end.
         for event in stream.failed({"message": "The stream stopped before its end."}):
             yield event
 
 
-@api_view(("POST",))
+class StreamRefused(GatewayError):
+    """A streamed request refused for money (402) before anything was held: answered as
+    a stream that fails at once, `response.failed` with `insufficient_quota`, the code
+    Codex CLI stops on (an HTTP 402 it retries five times, then shows)."""
+
+    def __init__(self, exc: GatewayError, envelope: Envelope) -> None:
+        super().__init__(
+            exc.status, exc.message, code=exc.code, param=exc.param, headers=exc.headers
+        )
+        self.envelope = envelope
+
+
+def responses_error(exc: GatewayError, headers: dict[str, str]) -> HttpResponse:
+    """The Responses door's errors: OpenAI's error object, but a refused stream fails as
+    a stream (`StreamRefused`)."""
+    if not isinstance(exc, StreamRefused):
+        return openai_error(exc, headers)
+    stream = ResponseStream(exc.envelope)
+    events = [*stream.start(), *stream.failed(exc.as_dict()["error"])]  # type: ignore[arg-type]
+    response = HttpResponse(b"".join(events), content_type="text/event-stream")
+    for name, value in {**headers, **exc.headers, "Cache-Control": "no-cache"}.items():
+        response[name] = value
+    return response
+
+
+@api_view(("POST",), render_error=responses_error)
 @idempotent
 async def create_response(request: HttpRequest) -> HttpResponseBase:
     """POST /v1/responses: the Responses API, streamed or not, billed once."""
     body = read_json(request)
     chat = chat_body(body)
     try:
-        call = await open_request_call(request, chat, source=UsageRecord.Source.RESPONSES)
+        call = await open_request_call(
+            request, chat, source=UsageRecord.Source.RESPONSES, native=native_request(body)
+        )
     except GatewayError as exc:
+        if exc.status == 402 and chat["stream"]:
+            request_id: str = request.request_id  # type: ignore[attr-defined]
+            envelope = Envelope(f"resp_{request_id[4:]}", str(chat["model"]), body)
+            raise StreamRefused(exc, envelope) from None
         raise door_error(exc) from None
     envelope = Envelope(
         response_id=f"resp_{call.request_id[4:]}", model=call.model.id, request=body
@@ -861,9 +987,7 @@ async def create_response(request: HttpRequest) -> HttpResponseBase:
     except GatewayError as exc:
         exc.headers = {**call.headers, **exc.headers}
         raise door_error(exc) from None
-    response = StreamingHttpResponse(
-        relay(call, ResponseStream(envelope)), content_type="text/event-stream"
-    )
+    response = StreamingHttpResponse(relay(call, envelope), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     for name, value in call.headers.items():

@@ -157,11 +157,15 @@ DONE = object()  # the `data: [DONE]` event that ends an OpenAI stream
 class NativeRequest:
     """A door's request in its own protocol (e.g. "anthropic"), for a route whose adapter
     speaks it: sent on as it came, but for the model and `stream`, which the adapter
-    sets, and `headers` (such as anthropic-beta), which it adds to its own."""
+    sets, and `headers` (such as anthropic-beta), which it adds to its own.
+
+    `extra_prompt_tokens` bounds what it carries that the canonical chat body cannot
+    (reasoning handed back to a Responses upstream), so the hold covers it too."""
 
     protocol: str
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    extra_prompt_tokens: int = 0
 
 
 class Adapter:

@@ -1,4 +1,7 @@
-"""Any OpenAI-compatible server: OpenAI, DeepSeek, Groq, Together, Mistral, vLLM, Ollama…"""
+"""Any OpenAI-compatible server: OpenAI, DeepSeek, Groq, Together, Mistral, vLLM, Ollama…
+
+One that also serves the Responses API (`serves_responses`) takes the Responses door's
+requests untranslated (gateway/providers/openai_responses.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +9,18 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from gateway.providers.base import DONE, Adapter, ProviderError, stream_error
+import httpx
+
+from gateway.catalog import ProviderInfo
+from gateway.providers import openai_responses
+from gateway.providers.base import DONE, Adapter, NativeRequest, ProviderError, stream_error
 
 
 class OpenAIAdapter(Adapter):
+    def __init__(self, provider: ProviderInfo, client: httpx.AsyncClient) -> None:
+        super().__init__(provider, client)
+        self.native_protocol = "responses" if provider.serves_responses else None
+
     def headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json"}
         if self.provider.api_key:
@@ -46,4 +57,35 @@ class OpenAIAdapter(Adapter):
                 if "error" in chunk:
                     raise stream_error(chunk["error"], self.provider)
                 yield chunk
+        raise self.ended_early()
+
+    async def complete_native(self, native: NativeRequest, upstream_model: str) -> dict[str, Any]:
+        payload = {**native.body, "model": upstream_model, "stream": False, "store": False}
+        url = f"{self.provider.base_url}/responses"
+        result = await self.post_json(url, payload, headers=native.headers)
+        if not isinstance(result, dict) or not isinstance(result.get("output"), list):
+            raise ProviderError(f"{self.provider.name} sent no output", retryable=True)
+        if result.get("status") == "failed":
+            raise openai_responses.failure(result, self.provider)
+        return {**openai_responses.chat_completion(result, upstream_model), "native": result}
+
+    async def stream_native(
+        self, native: NativeRequest, upstream_model: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The upstream's events, each carried (under "native") by the canonical chunk it
+        became, or by a chunk with an empty delta."""
+        payload = {**native.body, "model": upstream_model, "stream": True, "store": False}
+        url = f"{self.provider.base_url}/responses"
+        state = openai_responses.StreamState(self.provider, upstream_model)
+        events = self.stream_events(url, payload, headers=native.headers)
+        async with aclosing(events) as upstream:
+            async for event in upstream:
+                if not isinstance(event, dict):
+                    continue
+                chunks = state.on_event(event) or [state.chunk({})]
+                chunks[0]["native"] = [event]
+                for chunk in chunks:
+                    yield chunk
+                if state.ended:
+                    return
         raise self.ended_early()

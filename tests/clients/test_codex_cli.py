@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from billing.models import UsageRecord
 from gateway.models import Model, Provider, Route
@@ -39,9 +40,11 @@ wire_api = "responses"
 
 ROUTES = {
     "gpt-test": ("openai", "/v1", "openai-up"),
+    "gpt-native": ("openai", "/v1", "native-up"),
     "claude-test": ("anthropic", "/v1", "claude-up"),
     "gemini-test": ("gemini", "/v1beta", "gemini-up"),
 }
+SERVES_RESPONSES = {"gpt-native"}  # passed through to the fake's own /v1/responses
 
 
 @pytest.fixture
@@ -49,7 +52,11 @@ def catalog(fake_upstream):
     """A model per kind of route, each with Codex's own context window."""
     for model_id, (kind, path, upstream) in ROUTES.items():
         provider = Provider.objects.create(
-            name=kind, kind=kind, base_url=fake_upstream.url + path, api_key="k"
+            name=model_id,
+            kind=kind,
+            base_url=fake_upstream.url + path,
+            api_key="k",
+            serves_responses=model_id in SERVES_RESPONSES,
         )
         model = Model.objects.create(
             id=model_id,
@@ -100,6 +107,17 @@ def codex(
     )
 
 
+def responses_answered() -> float:
+    """POST /v1/responses answered so far by the live server (it runs in this process)."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "switchboard_http_requests"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels.get("route") == "responses"
+    )
+
+
 @pytest.mark.parametrize("model", list(ROUTES))
 def test_codex_exec_answers_one_turn_billed_once(
     tmp_path, live_server_url, customer, catalog, model
@@ -147,16 +165,51 @@ def test_codex_runs_its_own_tool_and_completes_the_loop(
     assert customer.account.ledger_sum() == customer.account.balance_micro_usd
 
 
+def test_codex_completes_its_tool_loop_through_a_responses_upstream(
+    tmp_path, live_server_url, customer, catalog
+):
+    command = '{"cmd":"echo switchboard-tool-ran"}'
+    catalog.script(
+        "native-up", Ok(tool_calls=[("exec_command", command)]), Ok(text="The command ran.")
+    )
+    config = CONFIG.replace('model = "gpt-test"', 'model = "gpt-native"')
+
+    done = codex(tmp_path, live_server_url + "/v1", customer.secret, "Run it.", config)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "The command ran." in done.stdout
+    first, second = catalog.requests_for("native-up")
+    assert first.path == second.path == "/v1/responses"
+    call, output = second.json["input"][-2:]
+    assert call["type"] == "function_call" and call["arguments"] == command
+    assert output["type"] == "function_call_output" and output["call_id"] == call["call_id"]
+    assert "switchboard-tool-ran" in str(output["output"])
+    records = UsageRecord.objects.filter(account=customer.account)
+    assert records.count() == 2
+    for record in records:
+        assert record.source == UsageRecord.Source.RESPONSES and record.status == "ok"
+        assert record.cost_micro_usd == expected_cost(
+            record.prompt_tokens, record.completion_tokens
+        )
+    customer.account.refresh_from_db()
+    assert customer.account.ledger_sum() == customer.account.balance_micro_usd
+
+
 def test_codex_out_of_credit_stops_with_the_reason_and_nothing_is_called(
     tmp_path, live_server_url, make_customer, catalog
 ):
+    """The refused stream fails as a stream with `insufficient_quota`: Codex stops at
+    once (it retried an HTTP 402 five times)."""
     poor = make_customer(credit_micro_usd=0)
+    before = responses_answered()
 
     done = codex(tmp_path, live_server_url + "/v1", poor.secret, "Say hello.")
 
     assert done.returncode != 0
-    assert "Insufficient credits" in done.stdout + done.stderr
+    assert "Quota exceeded" in done.stdout + done.stderr
+    assert responses_answered() - before == 1
     assert catalog.requests == []
+    assert not UsageRecord.objects.filter(account=poor.account).exists()
 
 
 def test_codex_with_its_web_search_on_is_told_which_tool_is_not_served(

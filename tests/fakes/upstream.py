@@ -1,4 +1,4 @@
-"""A fake LLM upstream: a real HTTP server on 127.0.0.1 speaking three protocols.
+"""A fake LLM upstream: a real HTTP server on 127.0.0.1 speaking four protocols.
 
 `FakeUpstream` runs uvicorn with a small raw ASGI app in a daemon thread and answers:
 
@@ -7,6 +7,9 @@
 - Anthropic Messages: `POST /v1/messages` (JSON, or the message_start /
   content_block_* / message_delta / message_stop events); it requires `x-api-key`,
   `anthropic-version`, `max_tokens`, and only user/assistant/system roles in `messages`;
+- OpenAI Responses: `POST /v1/responses` (JSON, or the response.created …
+  response.completed events, each with its sequence_number); it requires
+  `store: false` and no `previous_response_id`;
 - Gemini: `POST /v1beta/models/{model}:generateContent` and
   `:streamGenerateContent?alt=sse`; it requires `x-goog-api-key`.
 

@@ -1,5 +1,6 @@
-"""The fake upstream's wire formats: how one deterministic Answer is said in OpenAI,
-Anthropic and Gemini terms (JSON bodies, stream events, error objects).
+"""The fake upstream's wire formats: how one deterministic Answer is said in OpenAI
+(chat completions and Responses), Anthropic and Gemini terms (JSON bodies, stream
+events, error objects).
 
 See tests/fakes/upstream.py for the server and how to script it.
 """
@@ -445,11 +446,194 @@ class GeminiProtocol:
         return [b"data: " + orjson.dumps(r) + b"\r\n\r\n" for r in responses]
 
 
-Protocol = OpenAIProtocol | AnthropicProtocol | GeminiProtocol
+class ResponsesProtocol:
+    """OpenAI's Responses API (`POST /v1/responses`), stateless: `store: true` and
+    `previous_response_id` are refused, as a gateway must never rely on them."""
+
+    name = "responses"
+
+    def parse(self, path: str, query: str, headers: dict[str, str], body: Any) -> Call:
+        auth = headers.get("authorization")
+        if auth is not None and not auth.removeprefix("Bearer ").strip():
+            raise Reject(401, "Incorrect API key provided")
+        if not isinstance(body, dict) or not body.get("model") or "input" not in body:
+            raise Reject(400, "model and input are required")
+        if body.get("store") is not False or body.get("previous_response_id"):
+            raise Reject(400, "this fake keeps nothing: send store: false")
+        fmt = ((body.get("text") or {}).get("format") or {}).get("type")
+        return Call(
+            model=body["model"],
+            stream=bool(body.get("stream")),
+            prompt=prompt_tokens_for(body["input"], body.get("instructions") or ""),
+            json_mode=fmt == "json_schema",
+        )
+
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        return OpenAIProtocol().error(status, message)
+
+    def _event(self, data: dict[str, Any]) -> bytes:
+        return f"event: {data['type']}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def error_event(self, message: str) -> bytes:
+        error = {"code": "server_error", "message": message}
+        response = {"id": "resp_fake_failed", "object": "response", "status": "failed"}
+        failed = {"type": "response.failed", "response": {**response, "error": error}}
+        return self._event({**failed, "sequence_number": 999})
+
+    def _usage(self, a: Answer) -> dict[str, Any]:
+        return {
+            "input_tokens": a.prompt,
+            "input_tokens_details": {"cached_tokens": a.cached},
+            "output_tokens": a.completion,
+            "output_tokens_details": {"reasoning_tokens": a.reasoning},
+            "total_tokens": a.prompt + a.completion,
+        }
+
+    def _items(self, a: Answer) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        if a.reasoning_text:
+            summary = [{"type": "summary_text", "text": a.reasoning_text}]
+            items.append(
+                {
+                    "id": f"rs_fake_{a.serial}",
+                    "type": "reasoning",
+                    "summary": summary,
+                    "encrypted_content": "ZW5jcnlwdGVkLWZha2U=",
+                }
+            )
+        if a.text:
+            part = {"type": "output_text", "text": a.text, "annotations": [], "logprobs": []}
+            items.append(
+                {
+                    "id": f"msg_fake_{a.serial}",
+                    "type": "message",
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [part],
+                }
+            )
+        items += [
+            {
+                "id": f"fc_fake_{i}",
+                "type": "function_call",
+                "status": "completed",
+                "call_id": f"call_fake_{i}",
+                "name": name,
+                "arguments": args,
+            }
+            for i, (name, args) in enumerate(a.tool_calls)
+        ]
+        return items
+
+    def _response(self, a: Answer, output: list[dict[str, Any]], status: str) -> dict[str, Any]:
+        incomplete = status == "incomplete"
+        return {
+            "id": f"resp_fake_{a.serial}",
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": status,
+            "error": None,
+            "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+            "model": a.model,
+            "output": output,
+            "store": False,
+            "usage": self._usage(a) if a.usage and status != "in_progress" else None,
+        }
+
+    def _final_status(self, a: Answer) -> str:
+        return "incomplete" if a.finish == "length" else "completed"
+
+    def completion(self, a: Answer) -> dict[str, Any]:
+        return self._response(a, self._items(a), self._final_status(a))
+
+    def events(self, a: Answer, call: Call) -> list[bytes]:
+        events: list[dict[str, Any]] = []
+        started = self._response(a, [], "in_progress")
+        events += [
+            {"type": "response.created", "response": started},
+            {"type": "response.in_progress", "response": started},
+        ]
+        for index, item in enumerate(self._items(a)):
+            where = {"item_id": item["id"], "output_index": index}
+            opened = {**item, "status": "in_progress"}
+            if item["type"] == "message":
+                opened["content"] = []
+            elif item["type"] == "function_call":
+                opened["arguments"] = ""
+            events.append(
+                {"type": "response.output_item.added", "output_index": index, "item": opened}
+            )
+            if item["type"] == "reasoning":
+                events += [
+                    {
+                        "type": "response.reasoning_summary_text.delta",
+                        **where,
+                        "summary_index": 0,
+                        "delta": piece,
+                    }
+                    for piece in pieces(a.reasoning_text)
+                ]
+            elif item["type"] == "message":
+                empty = {"type": "output_text", "text": "", "annotations": []}
+                events.append(
+                    {
+                        "type": "response.content_part.added",
+                        **where,
+                        "content_index": 0,
+                        "part": empty,
+                    }
+                )
+                events += [
+                    {
+                        "type": "response.output_text.delta",
+                        **where,
+                        "content_index": 0,
+                        "delta": piece,
+                        "logprobs": [],
+                    }
+                    for piece in a.pieces
+                ]
+                events += [
+                    {
+                        "type": "response.output_text.done",
+                        **where,
+                        "content_index": 0,
+                        "text": a.text,
+                        "logprobs": [],
+                    },
+                    {
+                        "type": "response.content_part.done",
+                        **where,
+                        "content_index": 0,
+                        "part": item["content"][0],
+                    },
+                ]
+            else:
+                events += [
+                    {"type": "response.function_call_arguments.delta", **where, "delta": part}
+                    for part in fragments(item["arguments"])
+                ]
+                events.append(
+                    {
+                        "type": "response.function_call_arguments.done",
+                        **where,
+                        "arguments": item["arguments"],
+                    }
+                )
+            events.append(
+                {"type": "response.output_item.done", "output_index": index, "item": item}
+            )
+        final = self._final_status(a)
+        events.append({"type": f"response.{final}", "response": self.completion(a)})
+        return [self._event({**e, "sequence_number": i}) for i, e in enumerate(events)]
+
+
+Protocol = OpenAIProtocol | AnthropicProtocol | GeminiProtocol | ResponsesProtocol
 PROTOCOLS: dict[str, Protocol] = {
     "openai": OpenAIProtocol(),
     "anthropic": AnthropicProtocol(),
     "gemini": GeminiProtocol(),
+    "responses": ResponsesProtocol(),
 }
 
 
@@ -460,6 +644,8 @@ def protocol_for(method: str, path: str) -> Protocol | None:
         return PROTOCOLS["openai"]
     if path == "/v1/messages":
         return PROTOCOLS["anthropic"]
+    if path == "/v1/responses":
+        return PROTOCOLS["responses"]
     if GeminiProtocol.path.match(path):
         return PROTOCOLS["gemini"]
     return None

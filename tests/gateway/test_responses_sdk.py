@@ -15,6 +15,7 @@ import orjson
 import pytest
 from pydantic import BaseModel
 
+from billing.ledger import credit_account
 from billing.models import Account, Hold, LedgerEntry, UsageRecord
 from gateway.models import Model, Provider, Route
 from gateway.tokens import count_text
@@ -368,20 +369,81 @@ def test_an_upstream_failure_mid_stream_ends_with_response_failed(client, catalo
     assert record.completion_tokens == count_text(relayed)
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-def test_no_credit_is_a_402_before_anything_streams(
-    live_server_url, make_customer, catalog, stream
-):
+def test_no_credit_is_a_402_for_a_plain_request(live_server_url, make_customer, catalog):
     poor = make_customer(credit_micro_usd=0)
     client = openai.OpenAI(base_url=live_server_url + "/v1", api_key=poor.secret, max_retries=0)
 
     with pytest.raises(openai.APIStatusError) as caught:
-        client.responses.create(model="gpt-test", input="Hi", stream=stream)
+        client.responses.create(model="gpt-test", input="Hi")
 
     assert caught.value.status_code == 402
     assert caught.value.body["code"] == "insufficient_credits"
     assert catalog.requests == []
     assert not UsageRecord.objects.filter(account=poor.account).exists()
+
+
+@pytest.mark.parametrize(
+    ("credit", "headers", "reason"),
+    [
+        (0, {}, "Insufficient credits"),
+        (10_000_000, {"X-Max-Cost-Micro-Usd": "1"}, "per-request cap"),
+    ],
+    ids=["no-credit", "over-the-cap"],
+)
+def test_a_stream_refused_for_money_fails_as_a_stream_with_insufficient_quota(
+    live_server_url, make_customer, catalog, credit, headers, reason
+):
+    """Codex CLI stops on `response.failed` with `insufficient_quota`, and retries an HTTP
+    402 five times; nothing is held, called or billed."""
+    poor = make_customer(credit_micro_usd=credit)
+    client = openai.OpenAI(base_url=live_server_url + "/v1", api_key=poor.secret, max_retries=0)
+
+    raw = client.responses.with_raw_response.create(
+        model="gpt-test", input="Hi", stream=True, extra_headers=headers
+    )
+    events = list(raw.parse())
+
+    assert raw.http_response.status_code == 200
+    assert raw.headers["x-request-id"].startswith("req_")
+    assert [e.type for e in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.failed",
+    ]
+    assert [e.sequence_number for e in events] == [0, 1, 2]
+    failed = events[-1].response
+    assert failed.id == "resp_" + raw.headers["x-request-id"][4:]
+    assert failed.status == "failed" and failed.output == []
+    assert failed.error.code == "insufficient_quota"
+    assert reason in failed.error.message
+    assert catalog.requests == []
+    assert not UsageRecord.objects.filter(account=poor.account).exists()
+    assert not Hold.objects.filter(account=poor.account).exists()
+
+
+def test_a_refused_stream_leaves_its_idempotency_key_for_a_retry(
+    live_server_url, make_customer, catalog
+):
+    poor = make_customer(credit_micro_usd=0)
+    client = openai.OpenAI(base_url=live_server_url + "/v1", api_key=poor.secret, max_retries=0)
+    key = {"Idempotency-Key": "codex-turn-1"}
+
+    refused = list(
+        client.responses.create(model="gpt-test", input="Hi", stream=True, extra_headers=key)
+    )
+    credit_account(
+        account=poor.account,
+        amount=10_000_000,
+        kind=LedgerEntry.Kind.GRANT,
+        idempotency_key="test:top-up",
+    )
+    answered = list(
+        client.responses.create(model="gpt-test", input="Hi", stream=True, extra_headers=key)
+    )
+
+    assert refused[-1].type == "response.failed"
+    assert answered[-1].type == "response.completed"
+    assert UsageRecord.objects.filter(account=poor.account, status="ok").count() == 1
 
 
 def test_the_output_cap_is_named_as_the_responses_parameter(client, catalog):

@@ -52,6 +52,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"provider {name}: put the key in an environment variable (api_key_env)"
             )
+        if entry.get("serves_responses") and kind != Provider.Kind.OPENAI:
+            raise CommandError(f"provider {name}: only an openai provider serves_responses")
         provider, _ = Provider.objects.update_or_create(
             name=name,
             defaults={
@@ -60,6 +62,7 @@ class Command(BaseCommand):
                 "api_key_env": entry.get("api_key_env", ""),
                 "enabled": entry.get("enabled", True),
                 "timeout_seconds": entry.get("timeout_seconds", 120),
+                "serves_responses": entry.get("serves_responses", False),
             },
         )
         return provider
