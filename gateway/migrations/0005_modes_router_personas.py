@@ -33,7 +33,7 @@ def seed_modes(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("gateway", "0003_cache_write_prices"),
+        ("gateway", "0004_provider_serves_responses"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
