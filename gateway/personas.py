@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -134,14 +135,6 @@ async def expand(body: dict[str, Any], *, key: KeyInfo) -> tuple[dict[str, Any],
 # --- the memory step ---------------------------------------------------------------
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p.get("text") or "" for p in content if isinstance(p, dict))
-    return ""
-
-
 def memory_request(found: Found, question: str, answer: str) -> dict[str, Any]:
     """The memory step's chat body: the known facts and the exchange, bounded in size."""
     known = "\n".join(f"- {fact}" for fact in found.facts) or "(none)"
@@ -175,7 +168,7 @@ async def update_memory(
 ) -> None:
     """One memory step: a billed call to PERSONA_MEMORY_MODEL, its facts remembered.
     Never raises: the answer it follows is already settled and sent."""
-    from gateway import calls
+    from gateway import calls  # calls imports this module (through gateway.modes)
 
     try:
         call = await calls.open_call(
@@ -195,7 +188,7 @@ async def update_memory(
         log.exception("memory step for persona %s failed", found.slug)
 
 
-def after_answer(found: Found, key: KeyInfo) -> Any:
+def after_answer(found: Found, key: KeyInfo) -> Callable[[Call, str], None]:
     """The `on_settled` hook of a persona's call: start its memory step in the
     background once the answer was settled OK."""
 
@@ -208,7 +201,7 @@ def after_answer(found: Found, key: KeyInfo) -> Any:
             return
         question = next(
             (
-                _text(m.get("content"))
+                router.message_text(m.get("content"))
                 for m in reversed(call.body["messages"])
                 if m.get("role") == "user"
             ),
@@ -224,7 +217,7 @@ def after_answer(found: Found, key: KeyInfo) -> Any:
     return settled
 
 
-async def _bounded(step: Any) -> None:
+async def _bounded(step: Coroutine[Any, Any, None]) -> None:
     try:
         await asyncio.wait_for(step, MEMORY_TIMEOUT_SECONDS)
     except TimeoutError:

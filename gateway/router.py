@@ -200,7 +200,8 @@ class Needs:
         return ["default", *(name for name, present in named.items() if present)]
 
 
-def _text(content: Any) -> str:
+def message_text(content: Any) -> str:
+    """The text of a message's content, a string or a list of parts."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -224,9 +225,9 @@ async def read_needs(body: dict[str, Any]) -> Needs:
         prompt = await asyncio.to_thread(count_prompt, messages, tools)
     else:
         prompt = count_prompt(messages, tools)
-    text = "\n".join(_text(m.get("content")) for m in messages)[-SCANNED_CHARS:]
+    text = "\n".join(message_text(m.get("content")) for m in messages)[-SCANNED_CHARS:]
     last_user = next(
-        (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
+        (message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
     )
     return Needs(
         prompt_tokens=prompt,
