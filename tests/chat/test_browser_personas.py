@@ -37,16 +37,17 @@ def memory_model(fake_upstream, fast_demo, settings):
     return fake_upstream
 
 
-def wait_for_memory_step(account: Any) -> UsageRecord:
+def wait_for_memory_step(account: Any, persona: Persona) -> UsageRecord:
+    """The memory step's record, once the facts it found are saved (bounded wait)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         step = UsageRecord.objects.filter(
             account=account, requested_model="persona-memory/coach"
         ).first()
-        if step is not None:
+        if step is not None and PersonaMemory.objects.filter(persona=persona).exists():
             return step
         time.sleep(0.05)
-    raise AssertionError("the memory step was not settled")
+    raise AssertionError("the memory step was not settled, or remembered nothing")
 
 
 def test_a_customer_creates_a_persona_talks_to_it_and_erases_its_memory(
@@ -79,7 +80,7 @@ def test_a_customer_creates_a_persona_talks_to_it_and_erases_its_memory(
     expect(page.locator("#chat-status")).to_contain_text("Answer complete", timeout=ANSWER_TIMEOUT)
     answer = UsageRecord.objects.get(requested_model="persona/coach")
     assert (answer.model, answer.source) == ("demo", UsageRecord.Source.WEB)
-    step = wait_for_memory_step(customer.account)
+    step = wait_for_memory_step(customer.account, persona)
     assert step.cost_micro_usd > 0
 
     page.goto(f"{localhost_url}/account/personas/")

@@ -84,6 +84,17 @@ def wait_for_memory_steps(account: Account, count: int = 1) -> list[UsageRecord]
     raise AssertionError(f"fewer than {count} memory steps were settled")
 
 
+def wait_for_facts(user, persona) -> PersonaMemory:
+    """The facts are saved just after the memory step's call settles: wait (bounded)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        memory = PersonaMemory.objects.filter(user=user, persona=persona).first()
+        if memory is not None and memory.fact_list:
+            return memory
+        time.sleep(0.05)
+    raise AssertionError(f"{persona} remembered nothing about {user}")
+
+
 def assert_books_balance(account: Account) -> None:
     account.refresh_from_db()
     assert account.held_micro_usd == 0
@@ -126,7 +137,7 @@ def test_memory_is_kept_across_conversations_and_each_step_is_billed_once(
     answer = UsageRecord.objects.get(request_id=raw.headers["x-request-id"])
     [step] = wait_for_memory_steps(customer.account)
 
-    memory = PersonaMemory.objects.get(user=customer.user, persona=coach)
+    memory = wait_for_facts(customer.user, coach)
     assert memory.fact_list == ["The user's name is Ada.", "The user plays the Sicilian Defence."]
     # The memory step read the exchange: the question and the answer.
     exchange = catalog.requests_for("memory-model")[-1].json["messages"][1]["content"]
@@ -189,7 +200,7 @@ def test_a_streamed_answer_is_remembered_too(client, customer, coach, catalog):
     wait_for_memory_steps(customer.account)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text in catalog.requests_for("memory-model")[-1].json["messages"][1]["content"]
-    memory = PersonaMemory.objects.get(user=customer.user, persona=coach)
+    memory = wait_for_facts(customer.user, coach)
     assert memory.fact_list == ["The user is learning chess."]
 
 
