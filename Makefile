@@ -11,10 +11,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Where `make run` and `make prod` listen: `make run PORT=8010`, `make run HOST=0.0.0.0`.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py synccatalog --demo
-	$(BIN)/python manage.py runserver 0.0.0.0:8000
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The real agent clients the door tests drive, pinned by their package-lock.json.
 CODEX := tests/clients/codex/node_modules/.bin/codex
@@ -41,8 +45,6 @@ chaos: $(STAMP)
 
 # Production on this machine: N uvicorn workers (WEB_CONCURRENCY) sharing PostgreSQL
 # and Redis. Set SECRET_KEY, DATABASE_URL, REDIS_URL and ALLOWED_HOSTS first (README).
-HOST ?= 127.0.0.1
-PORT ?= 8000
 WEB_CONCURRENCY ?= 2
 PROMETHEUS_MULTIPROC_DIR ?= /tmp/switchboard-prometheus-$(PORT)
 

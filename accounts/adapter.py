@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.authentication import get_authentication_records
@@ -15,6 +14,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from accounts.models import SignIn
+from console.site import public_domain
 
 MFA_LABELS = {"webauthn": "passkey", "totp": "authenticator app", "recovery_codes": "recovery code"}
 PROVIDER_LABELS = {"github": "GitHub"}
@@ -28,7 +28,7 @@ def describe_sign_in(records: list[dict[str, Any]]) -> str:
         if method == "password":
             label = "password"
         elif method == "code":
-            label = "e-mail code"
+            label = "email code"
         elif method == "socialaccount":
             provider = str(record.get("provider", "social account"))
             label = PROVIDER_LABELS.get(provider, provider)
@@ -44,19 +44,21 @@ def describe_sign_in(records: list[dict[str, Any]]) -> str:
 
 @dataclass(frozen=True)
 class SiteInfo:
-    """What allauth's e-mails call `current_site`, from SITE_NAME and SITE_URL."""
+    """What allauth's emails call `current_site`: SITE_NAME at the public base URL."""
 
     name: str
     domain: str
 
 
-def this_site() -> SiteInfo:
-    return SiteInfo(name=settings.SITE_NAME, domain=urlsplit(settings.SITE_URL).netloc)
+def this_site(request: HttpRequest | None) -> SiteInfo:
+    return SiteInfo(name=settings.SITE_NAME, domain=public_domain(request))
 
 
 class AccountAdapter(DefaultAccountAdapter):
     def send_mail(self, template_prefix: str, email: str, context: dict[str, Any]) -> None:
-        super().send_mail(template_prefix, email, {"current_site": this_site(), **context})
+        super().send_mail(
+            template_prefix, email, {"current_site": this_site(self.request), **context}
+        )
 
     def format_email_subject(self, subject: str) -> str:
         return f"[{settings.SITE_NAME}] {subject}"

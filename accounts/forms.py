@@ -8,9 +8,10 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.models import SpendPeriod
+from accounts.models import ApiKey, SpendPeriod
 
 MICRO = 1_000_000
+CENT = Decimal("0.01")
 # The RPM/TPM columns are PositiveIntegerFields: 32-bit signed on PostgreSQL.
 MAX_LIMIT = 2**31 - 1
 
@@ -73,6 +74,25 @@ class ApiKeyForm(forms.Form):
                 f"Empty: the default of {default:,} per minute." if default else "Empty: no limit."
             )
 
+    @staticmethod
+    def initial_for(key: ApiKey) -> dict[str, Any]:
+        """The form's values for an existing key (the key's page to edit it)."""
+        expires_on = None
+        if key.expires_at is not None:
+            # Stored as the midnight after the chosen day (the key works through it).
+            expires_on = (key.expires_at - timedelta(days=1)).date()
+        cap = key.spend_cap_micro_usd
+        return {
+            "name": key.name,
+            "expires_on": expires_on,
+            "allowed_models": list(key.allowed_models),
+            "rpm_limit": key.rpm_limit,
+            "tpm_limit": key.tpm_limit,
+            "spend_cap_usd": None if cap is None else (Decimal(cap) / MICRO).quantize(CENT),
+            "spend_cap_period": key.spend_cap_period,
+            "can_manage": key.can_manage,
+        }
+
     def clean_expires_on(self) -> Any:
         expires_on = self.cleaned_data["expires_on"]
         if expires_on is not None and expires_on < timezone.now().date():
@@ -104,7 +124,7 @@ class ApiKeyForm(forms.Form):
 
 class CloseAccountForm(forms.Form):
     confirm = forms.CharField(
-        label="Type your e-mail address to confirm",
+        label="Type your email address to confirm",
         widget=forms.EmailInput(attrs={"autocomplete": "off"}),
     )
 
@@ -115,5 +135,5 @@ class CloseAccountForm(forms.Form):
     def clean_confirm(self) -> str:
         confirm = self.cleaned_data["confirm"].strip()
         if confirm.lower() != self.email.lower():
-            raise forms.ValidationError("That is not the e-mail address of this account.")
+            raise forms.ValidationError("That is not the email address of this account.")
         return confirm

@@ -22,7 +22,7 @@ class UserManager(BaseUserManager["User"]):
 
     def create_user(self, email: str, password: str | None = None, **extra: Any) -> User:
         if not email:
-            raise ValueError("An e-mail address is required")
+            raise ValueError("An email address is required")
         user = self.model(email=self.normalize_email(email).lower(), **extra)
         user.set_password(password)
         user.save(using=self._db)
@@ -35,7 +35,7 @@ class UserManager(BaseUserManager["User"]):
 
 
 class User(AbstractBaseUser, PermissionsMixin):
-    """A customer or operator; the e-mail address is the login."""
+    """A customer or operator; the email address is the login."""
 
     email = models.EmailField(unique=True)
     name = models.CharField(max_length=150, blank=True)
@@ -61,7 +61,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     def close(self) -> None:
         """Delete the account for the customer while keeping the books.
 
-        Keys are revoked, every way to sign in is removed and the e-mail address is
+        Keys are revoked, every way to sign in is removed and the email address is
         freed; the row stays because the ledger (append-only) points at it.
         """
         from allauth.account.models import EmailAddress
@@ -185,6 +185,13 @@ class ApiKey(models.Model):
     can_manage = models.BooleanField(
         default=False, help_text="May manage keys through the account API."
     )
+    # What the owner was last e-mailed about (billing.alerts): once per crossing.
+    cap_alerted_for = models.DateTimeField(
+        null=True, blank=True, help_text="Start of the period whose spend-cap alert was sent."
+    )
+    expiry_alerted_for = models.DateTimeField(
+        null=True, blank=True, help_text="The expiry the expiry alert was sent for."
+    )
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -273,6 +280,27 @@ class ApiKey(models.Model):
 
     def allows_model(self, model_id: str) -> bool:
         return not self.allowed_models or model_id in self.allowed_models
+
+    EDITABLE = (
+        "name",
+        "expires_at",
+        "allowed_models",
+        "rpm_limit",
+        "tpm_limit",
+        "spend_cap_micro_usd",
+        "spend_cap_period",
+        "can_manage",
+    )
+
+    def change(self, **fields: Any) -> None:
+        """Save new settings (`mint`'s keywords); the post_save signal drops the key from
+        this worker's key cache at once, as a revocation does (gateway.signals)."""
+        unknown = set(fields) - set(self.EDITABLE)
+        if unknown:
+            raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+        for name, value in fields.items():
+            setattr(self, name, value)
+        self.save(update_fields=list(fields))
 
     def revoke(self) -> None:
         if self.revoked_at is None:

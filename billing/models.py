@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connection, models
 from django.db.models import Avg, Count, F, Max, Q, Sum
 from django.db.models.functions import TruncDate
 from django.template.defaultfilters import pluralize
@@ -38,6 +38,22 @@ class Account(models.Model):
         default=False, help_text="Lifts rate limits; credits still apply."
     )
     created_at = models.DateTimeField(default=timezone.now)
+    store_content = models.BooleanField(
+        default=False,
+        help_text="Keep each request's messages and answer for PROMPT_RETENTION_DAYS.",
+    )
+    alert_balance_below_micro_usd = models.BigIntegerField(
+        null=True, blank=True, help_text="E-mail when the balance falls below this."
+    )
+    balance_alert_sent = models.BooleanField(
+        default=False, help_text="Sent for the current crossing; re-armed above the threshold."
+    )
+    alert_key_expiry_days = models.PositiveSmallIntegerField(
+        default=7, help_text="E-mail this many days before a key expires (0: never)."
+    )
+    alert_spend_cap = models.BooleanField(
+        default=True, help_text="E-mail when a key reaches its spend cap for its period."
+    )
 
     objects = AccountQuerySet.as_manager()
 
@@ -240,6 +256,30 @@ class UsageQuerySet(models.QuerySet["UsageRecord"]):
     def for_user(self, user: Any) -> UsageQuerySet:
         return self.filter(account__user=user)
 
+    def settled(self) -> UsageQuerySet:
+        """Records of calls that were accepted and settled (refused calls left out)."""
+        return self.exclude(status=UsageRecord.Status.REFUSED)
+
+    def for_account(self, account_id: int) -> UsageQuerySet:
+        """The account's records: where every query of the request log starts."""
+        return self.filter(account_id=account_id)
+
+    def models_used(self, account_id: int, limit: int = 500) -> list[str]:
+        """The models an account has called, in order: one probe of the (account, model)
+        index per model (a loose index scan), not a scan of the account's records."""
+        table = connection.ops.quote_name(UsageRecord._meta.db_table)
+        statement = (
+            "WITH RECURSIVE used(model) AS ("  # noqa: S608 - the table name is the model's
+            f"SELECT (SELECT model FROM {table} WHERE account_id = %s ORDER BY model LIMIT 1) "
+            "UNION ALL "
+            f"SELECT (SELECT model FROM {table} WHERE account_id = %s AND model > used.model "
+            "ORDER BY model LIMIT 1) FROM used WHERE used.model IS NOT NULL"
+            ") SELECT model FROM used WHERE model IS NOT NULL LIMIT %s"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(statement, [account_id, account_id, limit])
+            return [row[0] for row in cursor.fetchall()]
+
     def with_request_id(self, request_id: str) -> UsageQuerySet:
         """The record of one request; empty, without a query, for a malformed id."""
         if not REQUEST_ID.fullmatch(request_id):
@@ -314,6 +354,7 @@ class UsageRecord(models.Model):
         OK = "ok", "OK"
         ERROR = "error", "Upstream error"
         CANCELLED = "cancelled", "Cancelled by client"
+        REFUSED = "refused", "Refused"
 
     class Source(models.TextChoices):
         """The door a call came through (its protocol)."""
@@ -324,9 +365,16 @@ class UsageRecord(models.Model):
         WEB = "web", "Web chat"
 
     request_id = models.CharField(max_length=64, unique=True)
-    account = models.ForeignKey(Account, models.PROTECT, related_name="usage")
+    # Indexed by Meta's (account, …) and (api_key, created_at, id) indexes, which lead
+    # with these columns: an index of their own would only slow every settlement.
+    account = models.ForeignKey(Account, models.PROTECT, related_name="usage", db_index=False)
     api_key = models.ForeignKey(
-        "accounts.ApiKey", models.SET_NULL, null=True, blank=True, related_name="usage"
+        "accounts.ApiKey",
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="usage",
+        db_index=False,
     )
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
     model = models.CharField(max_length=200, db_index=True)
@@ -365,17 +413,42 @@ class UsageRecord(models.Model):
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.OK)
     error = models.CharField(max_length=300, blank=True)
+    http_status = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="The HTTP status a refused request was answered with."
+    )
+    error_code = models.CharField(max_length=64, blank=True, help_text="e.g. insufficient_credits")
+    finish_reason = models.CharField(max_length=32, blank=True)
     attempts = models.PositiveSmallIntegerField(default=1)
+    route_log = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Each route tried, in order: provider, upstream model, start and duration "
+        "in ms from the request's start, outcome and error.",
+    )
     price_version = models.CharField(max_length=40, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     objects = UsageQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-id"]
+        # The request log's queries (billing.usage): every one starts from the account
+        # and reads newest first by (created_at, id), the keyset cursor; a filter on a
+        # rare value (a model, a status, a door) must not scan the account's other rows.
         indexes = [
-            models.Index(fields=["account", "created_at"]),
-            models.Index(fields=["api_key", "created_at"]),
+            models.Index(fields=["account", "created_at", "id"], name="usage_account_time"),
+            models.Index(fields=["api_key", "created_at", "id"], name="usage_key_time"),
+            models.Index(
+                fields=["account", "model", "created_at", "id"], name="usage_account_model"
+            ),
+            models.Index(
+                fields=["account", "status", "created_at", "id"], name="usage_account_status"
+            ),
+            models.Index(
+                fields=["account", "source", "created_at", "id"], name="usage_account_source"
+            ),
+            # A model page's recent speed: one model's newest records (console.model_pages).
+            models.Index(fields=["model", "created_at"], name="usage_model_created"),
         ]
 
     def __str__(self) -> str:
@@ -403,6 +476,33 @@ class UsageRecord(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+class RequestContentQuerySet(models.QuerySet["RequestContent"]):
+    def expired(self, now: datetime | None = None) -> RequestContentQuerySet:
+        """Content kept longer than PROMPT_RETENTION_DAYS."""
+        now = now or timezone.now()
+        return self.filter(created_at__lt=now - timedelta(days=settings.PROMPT_RETENTION_DAYS))
+
+
+class RequestContent(models.Model):
+    """A request's messages and answer, for accounts that keep them (off by default).
+
+    Kept apart from UsageRecord so the request log stays narrow and fast, and written
+    after the settlement only for accounts with `store_content` on."""
+
+    usage = models.OneToOneField(
+        UsageRecord, models.CASCADE, primary_key=True, related_name="content"
+    )
+    account = models.ForeignKey(Account, models.CASCADE, related_name="+")
+    messages = models.JSONField(default=list)
+    response = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = RequestContentQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"content of usage {self.usage_id}"
 
 
 class CreditPackageQuerySet(models.QuerySet["CreditPackage"]):

@@ -16,5 +16,8 @@ urlpatterns = [
     path("stripe/webhook", views.stripe_webhook, name="stripe_webhook"),
     path("usage/", views.usage, name="usage"),
     path("usage.csv", views.usage_csv, name="usage_csv"),
+    path("usage/settings/", views.usage_settings, name="usage_settings"),
+    path("usage/content/erase/", views.content_erase_all, name="content_erase_all"),
     path("usage/<str:request_id>/", views.usage_detail, name="usage_detail"),
+    path("usage/<str:request_id>/erase/", views.content_erase, name="content_erase"),
 ]

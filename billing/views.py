@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import stripe
+from asgiref.sync import sync_to_async
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -18,19 +20,30 @@ from django.http import (
     HttpResponseBadRequest,
     HttpResponseRedirect,
     JsonResponse,
+    StreamingHttpResponse,
 )
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from billing.charts import spend_chart
 from billing.checkout import handle_event, malformed, purchases_enabled, start_checkout
+from billing.content import transcript
 from billing.ledger import account_for
-from billing.models import Account, CreditPackage, LedgerEntry, Purchase, UsageRecord
+from billing.models import (
+    Account,
+    CreditPackage,
+    LedgerEntry,
+    Purchase,
+    RequestContent,
+    UsageRecord,
+)
 from billing.redemption import RedemptionError, redeem_code
-from billing.usage import UsageFilterForm
+from billing.usage import Period, UsageFilterForm, UsageSettingsForm, log_page
 
 log = logging.getLogger(__name__)
 
@@ -222,23 +235,51 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"received": True, "outcome": outcome})
 
 
-USAGE_PAGE_SIZE = 50
-CSV_LIMIT = 10_000
+CSV_BATCH_SIZE = 1000
+CSV_COLUMNS = [
+    "time",
+    "request_id",
+    "key",
+    "protocol",
+    "model",
+    "requested_model",
+    "provider",
+    "upstream_model",
+    "status",
+    "http_status",
+    "error_code",
+    "finish_reason",
+    "stream",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cost_micro_usd",
+    "latency_ms",
+    "ttft_ms",
+    "attempts",
+]
 
 
-def _usage_records(request: HttpRequest) -> tuple[UsageFilterForm, Any, int]:
-    form = UsageFilterForm(request.GET or None, user=request.user)
-    records, days = form.filtered(UsageRecord.objects.for_user(request.user))
-    return form, records, days
+def _usage_records(request: HttpRequest) -> tuple[UsageFilterForm, Any, Period]:
+    account = account_for(request.user)
+    form = UsageFilterForm(request.GET or None, user=request.user, account_id=account.pk)
+    records, period = form.filtered(UsageRecord.objects.for_account(account.pk))
+    return form, records, period
+
+
+def _log_rows(records: Any) -> Any:
+    """The log's rows: the key's name joined, the wide JSON columns left behind."""
+    return records.select_related("api_key").defer("route_log", "unit_prices")
 
 
 @require_GET
 @login_required
 def usage(request: HttpRequest) -> TemplateResponse:
     """Usage dashboard: totals, daily spend, spend per model and the request log."""
-    form, records, days = _usage_records(request)
-    page = Paginator(records.select_related("api_key"), USAGE_PAGE_SIZE).get_page(
-        request.GET.get("page")
+    form, records, period = _usage_records(request)
+    page = log_page(
+        _log_rows(records), after=request.GET.get("after"), before=request.GET.get("before")
     )
     context = {
         "form": form,
@@ -246,8 +287,9 @@ def usage(request: HttpRequest) -> TemplateResponse:
         "query": _query_without_page(request),
         "summary": records.summary(),
         "models": records.by_model()[:20],
-        "chart": spend_chart(records.daily_spend(days=max(days, 7))),
-        "days": days,
+        "chart": spend_chart(records.daily_spend(days=max(period.days, 7))),
+        "days": period.days,
+        "period": period,
     }
     template = "billing/usage.html"
     if request.htmx and request.htmx.target == "usage-log":  # type: ignore[attr-defined]
@@ -257,66 +299,138 @@ def usage(request: HttpRequest) -> TemplateResponse:
 
 def _query_without_page(request: HttpRequest) -> str:
     query = request.GET.copy()
-    query.pop("page", None)
+    for name in ("page", "after", "before"):
+        query.pop(name, None)
     return query.urlencode()
 
 
 @require_GET
 @login_required
 def usage_detail(request: HttpRequest, request_id: str) -> TemplateResponse:
-    """One request's record: tokens, cost, route, timings (the owner's only)."""
+    """One request's record: tokens, cost line items, route attempts, timings, its stored
+    messages when the account keeps them (the owner's only: anyone else's is a 404)."""
     record = (
         UsageRecord.objects.for_user(request.user)
-        .select_related("api_key")
+        .select_related("api_key", "account")
         .with_request_id(request_id)
         .first()
     )
     if record is None:
         raise Http404("No such request")
-    return TemplateResponse(request, "billing/usage_detail.html", {"record": record})
+    content = RequestContent.objects.filter(usage=record).first()
+    context = {
+        "record": record,
+        "content": content,
+        "turns": transcript(content) if content else [],
+    }
+    return TemplateResponse(request, "billing/usage_detail.html", context)
+
+
+class _Echo:
+    """A file-like object whose write() returns the line, for csv.writer to stream."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_row(record: UsageRecord) -> list[Any]:
+    key = "Web chat" if record.source == UsageRecord.Source.WEB else ""
+    if not key and record.api_key is not None:
+        key = record.api_key.name
+    return [
+        timezone.localtime(record.created_at).isoformat(),
+        record.request_id,
+        key,
+        record.source,
+        record.model,
+        getattr(record, "requested_model", ""),
+        record.provider,
+        record.upstream_model,
+        record.status,
+        record.http_status or "",
+        record.error_code,
+        record.finish_reason,
+        record.stream,
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.cached_tokens,
+        record.cache_write_tokens,
+        record.cost_micro_usd,
+        record.latency_ms,
+        "" if record.ttft_ms is None else record.ttft_ms,
+        record.attempts,
+    ]
+
+
+async def _csv_lines(records: Any) -> AsyncIterator[str]:
+    """The CSV, one keyset batch of CSV_BATCH_SIZE rows in memory at a time. Async, so
+    the ASGI server streams it (Django would collect a sync iterator into a list)."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    after: str | None = None
+    while True:
+        page = await sync_to_async(log_page)(records, after=after, size=CSV_BATCH_SIZE)
+        for record in page:
+            yield writer.writerow(_csv_row(record))
+        if page.older is None:
+            return
+        after = page.older
 
 
 @require_GET
 @login_required
-def usage_csv(request: HttpRequest) -> HttpResponse:
-    """The filtered request log as CSV, newest first (at most CSV_LIMIT rows)."""
-    _, records, days = _usage_records(request)
-    response = HttpResponse(content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="usage-last-{days}-days.csv"'
-    writer = csv.writer(response)
-    writer.writerow(
-        [
-            "time_utc",
-            "request_id",
-            "key",
-            "model",
-            "provider",
-            "status",
-            "stream",
-            "prompt_tokens",
-            "completion_tokens",
-            "cached_tokens",
-            "cost_micro_usd",
-            "latency_ms",
-            "ttft_ms",
-        ]
-    )
-    for r in records.select_related("api_key")[:CSV_LIMIT]:
-        writer.writerow(
-            [
-                r.created_at.isoformat(),
-                r.request_id,
-                r.api_key.name if r.api_key else "",
-                r.model,
-                r.provider,
-                r.status,
-                r.stream,
-                r.prompt_tokens,
-                r.completion_tokens,
-                r.cached_tokens,
-                r.cost_micro_usd,
-                r.latency_ms,
-                r.ttft_ms or "",
-            ]
-        )
+def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
+    """The filtered request log as CSV, newest first, every row of the period, streamed."""
+    _, records, period = _usage_records(request)
+    response = StreamingHttpResponse(_csv_lines(_log_rows(records)), content_type="text/csv")
+    name = f"usage-{period.first.isoformat()}-to-{period.last.isoformat()}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def usage_settings(request: HttpRequest) -> HttpResponse:
+    """Prompt storage and e-mail alerts for the account."""
+    account = account_for(request.user)
+    form = UsageSettingsForm.for_account(
+        account, request.POST if request.method == "POST" else None
+    )
+    if request.method == "POST" and form.is_valid():
+        form.save(account)
+        messages.success(request, "Usage settings saved.")
+        return HttpResponseRedirect(reverse("billing:usage_settings"), status=303)
+    stored = RequestContent.objects.filter(account=account).count()
+    return TemplateResponse(
+        request,
+        "billing/usage_settings.html",
+        {
+            "form": form,
+            "stored": stored,
+            "retention_days": settings.PROMPT_RETENTION_DAYS,
+        },
+        status=400 if form.is_bound else 200,
+    )
+
+
+@require_POST
+@login_required
+def content_erase(request: HttpRequest, request_id: str) -> HttpResponse:
+    """Erase the stored messages and answer of one of the user's requests."""
+    record = UsageRecord.objects.for_user(request.user).with_request_id(request_id).first()
+    if record is None:
+        raise Http404("No such request")
+    RequestContent.objects.filter(usage=record).delete()
+    messages.success(request, "The messages of this request are erased.")
+    return HttpResponseRedirect(
+        reverse("billing:usage_detail", args=[record.request_id]), status=303
+    )
+
+
+@require_POST
+@login_required
+def content_erase_all(request: HttpRequest) -> HttpResponse:
+    """Erase every stored message and answer of the account."""
+    erased, _ = RequestContent.objects.filter(account=account_for(request.user)).delete()
+    messages.success(request, f"Erased the stored messages of {erased} request{pluralize(erased)}.")
+    return HttpResponseRedirect(reverse("billing:usage_settings"), status=303)

@@ -1,7 +1,9 @@
 """The chat socket: authenticate, hand the question to the engine, forward what it yields.
 
-The page's htmx `ws-send` form sends `{"message": …}` (or `{"action": "stop"}`), and
-every frame sent back is HTML whose elements htmx swaps out of band by id.
+The page's htmx `ws-send` forms send `{"message": …}` for a question, `{"action":
+"regenerate"}` (or "retry") to answer the last question again, `{"action": "edit",
+"message": …}` to replace it, and `{"action": "stop"}`; every frame sent back is HTML
+whose elements htmx swaps out of band by id.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 
+from chat.context import TooLong
 from chat.forms import QuestionForm
 from chat.models import Conversation
-from chat.turns import Delta, Event, Finished, Started, take_turn
+from chat.turns import Event, Finished, Rendered, Started, Turn, take_turn
 from gateway import outages
 from gateway.sync import db_sync_to_async
 
@@ -26,6 +29,7 @@ log = logging.getLogger(__name__)
 
 FORBIDDEN = 4403
 NOT_FOUND = 4404
+ACTIONS = {None, "stop", "regenerate", "retry", "edit"}
 
 
 def _owned_conversation(user: Any, conversation_id: int) -> Conversation | None:
@@ -37,13 +41,24 @@ _owned_conversation_async = db_sync_to_async(_owned_conversation)
 
 def render_event(event: Event) -> str:
     """The out-of-band swaps that show one step of a turn on the page."""
-    if isinstance(event, Delta):
-        return format_html(
-            '<div id="answer-{}-text" hx-swap-oob="beforeend">{}</div>', event.answer.pk, event.text
+    if isinstance(event, Rendered):
+        tail = format_html(
+            '<div id="answer-{}-tail" hx-swap-oob="innerHTML">{}</div>', event.answer.pk, event.tail
+        )
+        if not event.finished:
+            return tail
+        return (
+            format_html(
+                '<div id="answer-{}-done" hx-swap-oob="beforeend">{}</div>',
+                event.answer.pk,
+                event.finished,
+            )
+            + tail
         )
     if isinstance(event, Started):
         return render_to_string("chat/_turn_started.html", {"event": event})
-    return render_to_string("chat/_turn_finished.html", {"message": event.answer})
+    context = {"message": event.answer, "meter": event.meter}
+    return render_to_string("chat/_turn_finished.html", context)
 
 
 def render_status(text: str, *, busy: bool = False) -> str:
@@ -78,11 +93,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except orjson.JSONDecodeError:
             data = None
         # The page sends a string; a form would read 5 or ["hi"] as text and answer it.
-        if not isinstance(data, dict) or not isinstance(data.get("message") or "", str):
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("message") or "", str)
+            or (data.get("action") or None) not in ACTIONS
+        ):
             await self.send(text_data=render_status("The page sent something unexpected."))
             return
+        action = data.get("action") or None
         busy = self.turn is not None and not self.turn.done()
-        if data.get("action") == "stop":
+        if action == "stop":
             if self.turn is not None and busy:
                 self.stop_requested = True
                 self.turn.cancel()
@@ -90,22 +110,28 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if busy:
             await self.send(text_data=render_status("Still answering…", busy=True))
             return
-        form = QuestionForm(data)
-        if not form.is_valid():
-            await self.send(text_data=render_status(str(form.errors["message"][0])))
-            return
+        if action in {"regenerate", "retry"}:
+            turn = Turn(redo=True)
+        else:
+            form = QuestionForm(data)
+            if not form.is_valid():
+                await self.send(text_data=render_status(str(form.errors["message"][0])))
+                return
+            turn = Turn(text=form.cleaned_data["message"], redo=action == "edit")
         self.stop_requested = False
-        self.turn = asyncio.create_task(self.answer(form.cleaned_data["message"]))
+        self.turn = asyncio.create_task(self.answer(turn))
 
-    async def answer(self, text: str) -> None:
+    async def answer(self, turn: Turn) -> None:
         started: Started | None = None
         try:
             async with contextlib.aclosing(
-                take_turn(conversation=self.conversation, text=text)
+                take_turn(conversation=self.conversation, turn=turn)
             ) as events:
                 async for event in events:
                     started = event if isinstance(event, Started) else started
                     await self.send(text_data=render_event(event))
+        except (TooLong, LookupError) as exc:
+            await self.send(text_data=render_status(str(exc)))
         except asyncio.CancelledError:
             if not self.stop_requested:
                 raise

@@ -9,12 +9,15 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
 from accounts.forms import ApiKeyForm, CloseAccountForm
 from accounts.models import ApiKey, ApiKeyQuerySet, SignIn, User
 from billing.ledger import account_for
+from console import docs
+from console.site import public_base_url
 from gateway.catalog import model_choices
 
 SIGN_IN_HISTORY = 10
@@ -28,7 +31,7 @@ class AuthenticatedRequest(HttpRequest):
 
 
 def api_base_url(request: HttpRequest) -> str:
-    return request.build_absolute_uri("/v1")
+    return f"{public_base_url(request)}/v1"
 
 
 def user_api_keys(request: AuthenticatedRequest) -> ApiKeyQuerySet:
@@ -49,28 +52,87 @@ def profile(request: AuthenticatedRequest) -> TemplateResponse:
     return TemplateResponse(request, "accounts/profile.html", context)
 
 
+def keys_context(request: AuthenticatedRequest, form: ApiKeyForm) -> dict[str, object]:
+    """The Keys page: live keys, and revoked ones only when asked (`?show=revoked`)."""
+    all_keys = user_api_keys(request)
+    show_revoked = request.GET.get("show") == "revoked"
+    return {
+        "api_keys": all_keys if show_revoked else all_keys.filter(revoked_at__isnull=True),
+        "show_revoked": show_revoked,
+        "revoked_count": all_keys.filter(revoked_at__isnull=False).count(),
+        "form": form,
+    }
+
+
 @require_GET
 @login_required
 def keys(request: AuthenticatedRequest) -> TemplateResponse:
-    context = {"api_keys": user_api_keys(request), "form": ApiKeyForm(models=model_choices())}
+    context = keys_context(request, ApiKeyForm(models=model_choices()))
     return TemplateResponse(request, "accounts/keys.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def key_edit(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
+    """Change a live key's name, limits, allowlist, spend cap and expiry."""
+    key = get_object_or_404(user_api_keys(request).filter(revoked_at__isnull=True), pk=key_id)
+    if request.method == "POST":
+        form = ApiKeyForm(request.POST, models=model_choices())
+        if form.is_valid():
+            key.change(**form.key_fields())
+            messages.success(request, f"The key “{key.name}” was saved.")
+            return redirect("accounts:keys")
+    else:
+        form = ApiKeyForm(initial=ApiKeyForm.initial_for(key), models=model_choices())
+    status = 400 if form.is_bound else 200
+    return TemplateResponse(
+        request, "accounts/key_edit.html", {"key": key, "form": form}, status=status
+    )
+
+
+NEW_SECRET_SESSION_KEY = "new_key_secret"
+"""Where a new key's secret waits, between the POST that made it and the one page that
+shows it (post/redirect/get: a reload cannot mint a second key)."""
 
 
 @require_POST
 @login_required
-def key_create(request: AuthenticatedRequest) -> TemplateResponse:
+def key_create(request: AuthenticatedRequest) -> HttpResponse:
     form = ApiKeyForm(request.POST, models=model_choices())
     if not form.is_valid():
-        context = {"api_keys": user_api_keys(request), "form": form}
+        context = keys_context(request, form)
         return TemplateResponse(request, "accounts/keys.html", context, status=400)
     key, secret = ApiKey.objects.mint(user=request.user, **form.key_fields())
+    request.session[NEW_SECRET_SESSION_KEY] = {"key": key.pk, "secret": secret}
+    return redirect("accounts:key_created", key_id=key.pk, permanent=False)
+
+
+@require_GET
+@never_cache
+@login_required
+def key_created(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
+    """The new key's secret and snippets, once: the session forgets the secret here."""
+    key = get_object_or_404(user_api_keys(request), pk=key_id)
+    waiting = request.session.get(NEW_SECRET_SESSION_KEY)
+    if not waiting or waiting.get("key") != key.pk:
+        messages.info(
+            request,
+            f"The secret of “{key.name}” was shown once, when it was created, and cannot be "
+            "shown again. Create a new key if you lost it.",
+        )
+        return redirect("accounts:keys")
+    del request.session[NEW_SECRET_SESSION_KEY]
+    secret = waiting["secret"]
+    model = key.allowed_models[0] if key.allowed_models else docs.example_model()
     context = {
         "key": key,
         "secret": secret,
         "base_url": api_base_url(request),
-        "model": key.allowed_models[0] if key.allowed_models else "demo",
+        "export_group": docs.key_export(secret),
+        # A first request and a streamed one; tools and the rest are in the docs.
+        "groups": docs.quickstart_groups(public_base_url(request), model)[:2],
     }
-    return TemplateResponse(request, "accounts/key_created.html", context, status=201)
+    return TemplateResponse(request, "accounts/key_created.html", context)
 
 
 @require_POST

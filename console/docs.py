@@ -7,6 +7,7 @@ static/js/docs.js and as one panel after another without JavaScript.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from gateway.catalog import get_catalog
@@ -32,6 +33,30 @@ def example_model() -> str:
     """A model the samples can name: the first callable model of the catalog, by id."""
     ids = sorted(model.id for model in get_catalog().callable())
     return ids[0] if ids else "demo"
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+"""The function tool of the tool-call samples (the same JSON in every language)."""
+
+
+def key_export(secret: str) -> TabGroup:
+    """The shell line that puts a new key where every sample reads it from."""
+    return TabGroup(
+        "key-export",
+        "Keep the key in an environment variable",
+        (Snippet("key-export", "Shell", f"export {KEY_VARIABLE}={secret}"),),
+    )
 
 
 def quickstart_groups(base_url: str, model: str) -> list[TabGroup]:
@@ -138,7 +163,65 @@ def quickstart_groups(base_url: str, model: str) -> list[TabGroup]:
             ),
         ),
     )
-    return [request, stream]
+    weather = json.dumps(WEATHER_TOOL, indent=2, ensure_ascii=False)
+    tools = TabGroup(
+        "tools",
+        "Tool calls",
+        (
+            Snippet(
+                "tools-curl",
+                "curl",
+                f"curl {v1}/chat/completions \\\n"
+                f'  -H "Authorization: Bearer ${KEY_VARIABLE}" \\\n'
+                '  -H "Content-Type: application/json" \\\n'
+                "  -d '{\n"
+                f'    "model": "{model}",\n'
+                '    "messages": [{"role": "user", "content": "Weather in Paris?"}],\n'
+                f'    "tools": [{weather.replace(chr(10), chr(10) + "    ")}]\n'
+                "  }'",
+            ),
+            Snippet(
+                "tools-python",
+                "Python",
+                "import json\nimport os\n\n"
+                "from openai import OpenAI\n\n"
+                f'client = OpenAI(base_url="{v1}", api_key=os.environ["{KEY_VARIABLE}"])\n'
+                f"tools = [{weather}]\n"
+                'messages = [{"role": "user", "content": "Weather in Paris?"}]\n'
+                "reply = client.chat.completions.create(\n"
+                f'    model="{model}", messages=messages, tools=tools\n'
+                ")\n"
+                "call = reply.choices[0].message.tool_calls[0]\n"
+                "print(call.function.name, json.loads(call.function.arguments))\n"
+                "# Run the tool, then send its result back for the final answer:\n"
+                "messages += [reply.choices[0].message,\n"
+                '             {"role": "tool", "tool_call_id": call.id,\n'
+                '              "content": "18 °C, sunny"}]\n'
+                "final = client.chat.completions.create(\n"
+                f'    model="{model}", messages=messages, tools=tools\n'
+                ")\n"
+                "print(final.choices[0].message.content)",
+            ),
+            Snippet(
+                "tools-javascript",
+                "JavaScript",
+                'import OpenAI from "openai";\n\n'
+                "const client = new OpenAI({\n"
+                f'  baseURL: "{v1}",\n'
+                f"  apiKey: process.env.{KEY_VARIABLE},\n"
+                "});\n"
+                f"const tools = [{weather}];\n"
+                "const reply = await client.chat.completions.create({\n"
+                f'  model: "{model}",\n'
+                '  messages: [{ role: "user", content: "Weather in Paris?" }],\n'
+                "  tools,\n"
+                "});\n"
+                "const call = reply.choices[0].message.tool_calls[0];\n"
+                "console.log(call.function.name, JSON.parse(call.function.arguments));",
+            ),
+        ),
+    )
+    return [request, stream, tools]
 
 
 def _value(guide: str, label: str, value: str) -> TabGroup:
@@ -311,3 +394,29 @@ def client_guides(base_url: str, model: str) -> dict[str, TabGroup]:
         "cline": _value("cline", "Base URL", v1),
         "cherry_studio": _value("cherry-studio", "API Address", base_url),
     }
+
+
+@dataclass(frozen=True)
+class Page:
+    url_name: str
+    title: str
+    template: str
+
+
+PAGES = {
+    "index": Page("docs", "Overview", "console/docs/index.html"),
+    "quickstart": Page("quickstart", "Quickstart", "console/quickstart.html"),
+    "clients": Page("docs-clients", "Client guides", "console/docs/clients.html"),
+    "api": Page("docs-api", "API reference", "console/docs/api.html"),
+}
+"""The docs pages, in the sidebar's order; the search reads each of them."""
+
+
+def page_context(page: str, base_url: str) -> dict[str, object]:
+    """What the template of the docs page `page` needs, written for `base_url`."""
+    context: dict[str, object] = {"docs_page": page, "base_url": base_url}
+    if page == "quickstart":
+        context["groups"] = quickstart_groups(base_url, example_model())
+    elif page == "clients":
+        context["guides"] = client_guides(base_url, example_model())
+    return context

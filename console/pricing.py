@@ -15,6 +15,7 @@ SORTS = {
         row.id,
     ),
     "context": lambda row: (row.context_length, row.id),
+    "max_output": lambda row: (row.max_output_tokens, row.id),
     "providers": lambda row: (row.providers, row.id),
 }
 DEFAULT_SORT = "model"
@@ -31,6 +32,7 @@ class PricingRow:
     cache_write_price: int | None
     cache_write_1h_price: int | None
     context_length: int
+    max_output_tokens: int
     providers: int
     search_text: str
 
@@ -53,6 +55,7 @@ def pricing_rows(
                 cache_write_price=m.cache_write_price,
                 cache_write_1h_price=m.cache_write_1h_price,
                 context_length=m.context_length,
+                max_output_tokens=m.max_output_tokens,
                 providers=len(providers),
                 search_text=" ".join([m.id, m.title, m.owned_by, *m.aliases, *providers]),
             )

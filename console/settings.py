@@ -1,7 +1,7 @@
 """Switchboard settings: one file, configured only through environment variables.
 
 Every variable is documented in README's table. The embedded defaults (SQLite,
-in-memory channel layer and rate limiter, console e-mail) make `make run` work on a
+in-memory channel layer and rate limiter, console email) make `make run` work on a
 fresh machine; production sets DATABASE_URL, REDIS_URL, SECRET_KEY and friends.
 """
 
@@ -23,7 +23,8 @@ DEBUG = envbool("DEBUG", "true")
 SECRET_KEY = envstr("SECRET_KEY", "insecure-development-key-change-me-in-production-0123456789")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
-SITE_URL = envstr("SITE_URL", "http://localhost:8000").rstrip("/")
+# Empty: every page and email uses the host the request came to (console/site.py).
+SITE_URL = envstr("SITE_URL").rstrip("/")
 SITE_NAME = envstr("SITE_NAME", "Switchboard")
 TESTING = "pytest" in sys.modules
 
@@ -205,7 +206,7 @@ MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = DEBUG
 # Staff reach /admin/ only after a second factor in this session (console/admin.py).
 ADMIN_REQUIRE_2FA = envbool("ADMIN_REQUIRE_2FA", "false")
 
-# --- E-mail -----------------------------------------------------------------------
+# --- Email -----------------------------------------------------------------------
 EMAIL_HOST = envstr("EMAIL_HOST")
 if EMAIL_HOST:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -235,6 +236,8 @@ STORAGES = {
 }
 
 LANGUAGE_CODE = "en-us"
+# locale/en: allauth's Title Case headings and buttons in the console's sentence case.
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -253,7 +256,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 # Every script and style comes from static/ (htmx included): nothing inline runs. The
-# one hash is allauth's e-mail page, which hides an empty form with style="display: none".
+# one hash is allauth's email page, which hides an empty form with style="display: none".
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
@@ -283,6 +286,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {
+        # Django's DEFAULT_LOGGING gives "django" a console handler of its own; records
+        # also reach the root's, so the dev server printed every request twice.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
         # API clients' 4xx are answered with a clear error; logging each one is noise.
@@ -328,3 +334,9 @@ STRIPE_WEBHOOK_SECRET = envstr("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = envstr("STRIPE_API_BASE", "https://api.stripe.com")
 UNLIMITED_MODE_FLOOR_MICRO_USD = envint("UNLIMITED_MODE_FLOOR_MICRO_USD", "1000000")
 LOW_BALANCE_WARNING_MICRO_USD = envint("LOW_BALANCE_WARNING_MICRO_USD", "1000000")
+
+# --- Request log: refusals, stored prompts -----------------------------------------
+# Refused calls (402/403/404/429 …) per key and worker logged in a minute; the rest
+# are only counted (switchboard_refusals_unlogged_total), so a flood stays cheap.
+REFUSALS_LOGGED_PER_KEY_PER_MINUTE = envint("REFUSALS_LOGGED_PER_KEY_PER_MINUTE", "120")
+PROMPT_RETENTION_DAYS = envint("PROMPT_RETENTION_DAYS", "30")

@@ -7,13 +7,19 @@ from console import views
 from gateway.metrics import metrics_view
 from gateway.urls import account_api_urlpatterns
 
+handler500 = "console.views.server_error"
+
 urlpatterns = [
     path("", views.home, name="home"),
     path("pricing/", views.pricing, name="pricing"),
+    # Model ids may hold "/" and ":" (meta-llama/llama-4-…, ft:gpt-4o).
+    path("models/<path:model_id>", views.model_page, name="model"),
     path("docs/", views.docs_index, name="docs"),
     path("docs/quickstart/", views.quickstart, name="quickstart"),
     path("docs/clients/", views.docs_clients, name="docs-clients"),
     path("docs/api/", views.docs_api, name="docs-api"),
+    path("docs/search/", views.docs_search, name="docs-search"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),

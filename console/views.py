@@ -7,12 +7,25 @@ from concurrent.futures import ThreadPoolExecutor
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    HttpResponseServerError,
+    JsonResponse,
+)
+from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
+from django.templatetags.static import static
 from django.views.decorators.http import require_GET
 
-from console import docs
+from console import docs, model_pages
+from console import docs_search as docs_search_index
+from console.dashboard import dashboard_context
 from console.pricing import DEFAULT_SORT, SORTS, pricing_rows
+from console.site import public_base_url
 from gateway import outages
 from gateway.catalog import get_catalog
 from gateway.sync import db_sync_to_async
@@ -20,43 +33,66 @@ from gateway.sync import db_sync_to_async
 
 @require_GET
 def home(request: HttpRequest) -> TemplateResponse:
+    """The dashboard for a signed-in customer, the product's front page for a visitor."""
+    if request.user.is_authenticated:
+        context = dashboard_context(request.user)  # type: ignore[arg-type]
+        return TemplateResponse(request, "console/dashboard.html", context)
     return TemplateResponse(
         request, "console/home.html", {"model_count": len(get_catalog().callable())}
     )
 
 
 @require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, which browsers ask for on pages that name no icon (the admin's)."""
+    return HttpResponsePermanentRedirect(static("favicon.svg"))
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """The 500 page, rendered without the request: whatever failed (the database, the
+    session) must not fail again while the error page is drawn."""
+    body = render_to_string("500.html", {"SITE_NAME": settings.SITE_NAME})
+    return HttpResponseServerError(body)
+
+
+def _docs_page(request: HttpRequest, page: str) -> TemplateResponse:
+    template = docs.PAGES[page].template
+    return TemplateResponse(request, template, docs.page_context(page, public_base_url(request)))
+
+
+@require_GET
 def docs_index(request: HttpRequest) -> TemplateResponse:
-    return TemplateResponse(request, "console/docs/index.html", {"docs_page": "index"})
+    return _docs_page(request, "index")
 
 
 @require_GET
 def quickstart(request: HttpRequest) -> TemplateResponse:
     """The first request in curl, Python and JavaScript, against this site's base URL."""
-    context = {
-        "docs_page": "quickstart",
-        "base_url": settings.SITE_URL,
-        "groups": docs.quickstart_groups(settings.SITE_URL, docs.example_model()),
-    }
-    return TemplateResponse(request, "console/quickstart.html", context)
+    return _docs_page(request, "quickstart")
 
 
 @require_GET
 def docs_clients(request: HttpRequest) -> TemplateResponse:
     """How to point each coding agent, SDK and chat app at this site."""
-    context = {
-        "docs_page": "clients",
-        "base_url": settings.SITE_URL,
-        "guides": docs.client_guides(settings.SITE_URL, docs.example_model()),
-    }
-    return TemplateResponse(request, "console/docs/clients.html", context)
+    return _docs_page(request, "clients")
 
 
 @require_GET
 def docs_api(request: HttpRequest) -> TemplateResponse:
     """Every endpoint with its errors and headers."""
-    context = {"docs_page": "api", "base_url": settings.SITE_URL}
-    return TemplateResponse(request, "console/docs/api.html", context)
+    return _docs_page(request, "api")
+
+
+@require_GET
+def docs_search(request: HttpRequest) -> TemplateResponse:
+    """The docs' sections matching `q` (every word, in the heading or the text)."""
+    query = request.GET.get("q", "").strip()[:100]
+    context = {
+        "docs_page": "search",
+        "query": query,
+        "results": docs_search_index.search(request, query) if query else [],
+    }
+    return TemplateResponse(request, "console/docs/search.html", context)
 
 
 @require_GET
@@ -134,6 +170,31 @@ async def readyz(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+def model_page(request: HttpRequest, model_id: str) -> HttpResponse:
+    """One model: prices, limits, providers' health, a sample call and recent speed.
+
+    An alias or title leads to the model's own address; an unknown or disabled model is
+    a 404."""
+    model = get_catalog().resolve(model_id.rstrip("/"))
+    if model is None:
+        raise Http404("No such model")
+    if model.id != model_id:
+        return redirect("model", model_id=model.id)
+    base_url = public_base_url(request)
+    context = {
+        "model": model,
+        "model_page": True,
+        "callable": model.is_priced and bool(model.routes),
+        "providers": model_pages.provider_health(model),
+        "speed": model_pages.recent_speed(model.id),
+        "speed_days": model_pages.RECENT_DAYS,
+        "sample": docs.quickstart_groups(base_url, model.id)[0],
+        "base_url": base_url,
+    }
+    return TemplateResponse(request, "console/model.html", context)
+
+
+@require_GET
 def pricing(request: HttpRequest) -> TemplateResponse:
     """Public prices of every enabled model, after markup; the numbers /v1/catalog gives."""
     sort = request.GET.get("sort", DEFAULT_SORT)
@@ -154,14 +215,16 @@ def pricing(request: HttpRequest) -> TemplateResponse:
             ("output", "Output price"),
             ("cache_read", "Cache read price"),
             ("context", "Context length"),
+            ("max_output", "Max output"),
             ("providers", "Providers"),
         ],
         "columns": [
             ("model", "Model", False),
-            ("input", "Input / 1M tokens", True),
-            ("output", "Output / 1M tokens", True),
-            ("cache_read", "Prompt cache / 1M", True),
+            ("input", "Input / 1M", True),
+            ("output", "Output / 1M", True),
+            ("cache_read", "Cache / 1M", True),
             ("context", "Context", True),
+            ("max_output", "Max output", True),
             ("providers", "Providers", True),
         ],
     }

@@ -55,6 +55,8 @@ class KeyInfo:
     unlimited: bool
     can_manage: bool
     key: ApiKey
+    # The account keeps each call's messages and answer (billing.content); off by default.
+    store_content: bool = False
 
     def allows_model(self, model_id: str) -> bool:
         return not self.allowed_models or model_id in self.allowed_models
@@ -108,6 +110,7 @@ def _load(prefix: str) -> KeyInfo | None:
         unlimited=account.unlimited,
         can_manage=key.can_manage,
         key=key,
+        store_content=account.store_content,
     )
 
 

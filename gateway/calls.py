@@ -35,6 +35,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from billing.content import keep_content
 from billing.journal import schedule_replay, settle_or_journal
 from billing.ledger import (
     InsufficientCredits,
@@ -45,7 +46,7 @@ from billing.ledger import (
 )
 from billing.models import UsageRecord
 from billing.money import format_usd
-from gateway import metering, metrics, modes, outages, routing
+from gateway import metering, metrics, modes, outages, refusals, routing
 from gateway.auth import KeyInfo
 from gateway.catalog import Catalog, ModelInfo, RouteInfo, catalog_is_fresh, get_catalog
 from gateway.errors import GatewayError, invalid
@@ -216,6 +217,9 @@ class Call:
     headers: dict[str, str] = field(default_factory=dict)
     route: RouteInfo | None = None
     attempts: int = 0
+    # Each route tried, for the request's detail page (UsageRecord.route_log).
+    route_log: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str = ""
     ttft_ms: int | None = None
     # What the current attempt's upstream has generated, as far as Switchboard saw it.
     generating: bool = False
@@ -260,9 +264,11 @@ class Call:
             self.attempts += 1
             adapter = get_adapter(route.provider, upstream_client())
             self.seen, self.upstream_usage, self.generating = [], None, True
+            began = time.monotonic()
             try:
                 result = await attempt(adapter, route)
             except ProviderError as exc:
+                self._log_attempt(route, began, exc.message)
                 self.generating = False
                 last = exc
                 log.warning("%s: attempt %d failed: %s", self.request_id, self.attempts, exc.detail)
@@ -271,10 +277,23 @@ class Call:
                     break
                 routing.cool_down(route.provider.id, exc.retry_after)
                 continue
+            self._log_attempt(route, began, None)
             routing.recovered(route.provider.id)
             return result
         assert last is not None
         raise _upstream_failed(self.model, last)
+
+    def _log_attempt(self, route: RouteInfo, began: float, error: str | None) -> None:
+        self.route_log.append(
+            {
+                "provider": route.provider.name,
+                "upstream_model": route.upstream_model,
+                "start_ms": int((began - self.started) * 1000),
+                "duration_ms": int((time.monotonic() - began) * 1000),
+                "ok": error is None,
+                "error": (error or "")[:300],
+            }
+        )
 
     def _upstream_body(self, adapter: Adapter) -> dict[str, Any]:
         body = dict(self.body)
@@ -295,6 +314,7 @@ class Call:
             raise
         self.upstream_usage = result.get("usage")
         self.seen = [metering.completion_text(result)]
+        self._note_finish(result)
         charge = await self.end(UsageRecord.Status.OK)
         assert self.metered is not None
         result.update(id=self.completion_id, model=self.model.id)
@@ -347,7 +367,13 @@ class Call:
         if chunk.get("usage"):
             self.upstream_usage = chunk.pop("usage")
         self.seen.extend(metering.chunk_text(chunk))
+        self._note_finish(chunk)
         return chunk
+
+    def _note_finish(self, completion: dict[str, Any]) -> None:
+        for choice in completion.get("choices") or ():
+            if isinstance(choice, dict) and isinstance(reason := choice.get("finish_reason"), str):
+                self.finish_reason = reason[:32]
 
     async def chunks(self) -> AsyncGenerator[dict[str, Any], None]:
         """The opened stream as chunk dicts, for any caller (/v1 relay, the web chat).
@@ -477,8 +503,12 @@ class Call:
         metered = self._measure()
         cost = self.cost(metered)
         self.charge = min(cost, self.reservation.amount)
+        # Only for accounts that keep their prompts: the others pay nothing for it.
+        content = (self.body["messages"], "".join(self.seen)) if self.key.store_content else None
         settling = asyncio.ensure_future(
-            _settle_async(self.reservation, cost, self._usage_fields(metered, status, error))
+            _settle_async(
+                self.reservation, cost, self._usage_fields(metered, status, error), content
+            )
         )
         try:
             self.record = await asyncio.shield(settling)
@@ -512,6 +542,8 @@ class Call:
             "status": status,
             "error": error[:300],
             "attempts": max(self.attempts, 1),
+            "route_log": self.route_log,
+            "finish_reason": self.finish_reason,
             "price_version": self.model.price_version,
             "flags": " ".join(metered.flags),
         }
@@ -531,7 +563,10 @@ class Call:
 
 
 def _settle_and_stamp(
-    reservation: Reservation, cost: int, usage: dict[str, Any]
+    reservation: Reservation,
+    cost: int,
+    usage: dict[str, Any],
+    content: tuple[Any, str] | None = None,
 ) -> UsageRecord | None:
     """Settle in the database (or, while it is away, in the settlement journal: None), then
     note when the key was last used (at most once a minute per key and worker). Never
@@ -544,6 +579,8 @@ def _settle_and_stamp(
         return None
     if record is None:
         return None
+    if content is not None:
+        keep_content(record, messages=content[0], response=content[1])
     key_id = reservation.api_key_id
     now = time.monotonic()
     if (
@@ -570,6 +607,7 @@ def sse(payload: dict[str, Any]) -> bytes:
 DONE = b"data: [DONE]\n\n"
 
 
+@refusals.recorded
 async def open_call(
     *,
     key: KeyInfo,

@@ -4,8 +4,10 @@ The snapshot is rebuilt when it is older than CATALOG_CACHE_SECONDS and the shar
 version (in the Django cache, Redis in production) has moved, or at once in the
 process that saved a change. While Redis is away the version is unknown, so the
 snapshot is rebuilt from the database every CATALOG_CACHE_SECONDS: the catalog is in
-the database, Redis only says when to look. Prices here already carry the operator's
-markup.
+the database, Redis only says when to look. Without REDIS_URL the Django cache is one
+process's memory, so the version is read from the database's CatalogStamp row instead
+(one small query every CATALOG_CACHE_SECONDS): a `loadcatalog` run beside `make run`
+reaches it. Prices here already carry the operator's markup.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import models
 
 from billing.money import PER_MTOK, token_cost
 from gateway import outages
@@ -65,6 +68,8 @@ class ModelInfo:
     cache_write_price: int | None = None
     cache_write_1h_price: int | None = None
     routes: tuple[RouteInfo, ...] = field(default=())
+    created: int = 0
+    """When the model joined the catalog, in Unix seconds (/v1/models' `created`)."""
 
     @property
     def is_priced(self) -> bool:
@@ -201,6 +206,7 @@ def build_catalog() -> Catalog:
                 enabled=m.enabled,
                 price_version=m.updated_at.strftime("%Y%m%d%H%M%S") if m.updated_at else "",
                 routes=tuple(sorted(routes.get(m.id, []), key=lambda r: r.priority)),
+                created=int(m.created_at.timestamp()),
             )
         )
     return Catalog(models)
@@ -234,6 +240,8 @@ def get_catalog() -> Catalog:
 
 def _announced_version() -> Any:
     """The catalog's version in the shared cache, or UNKNOWN while it is away."""
+    if not settings.REDIS_URL:
+        return _stamped_version()
     if not outages.may_try(outages.REDIS):
         return UNKNOWN
     try:
@@ -243,6 +251,27 @@ def _announced_version() -> Any:
         return UNKNOWN
     outages.recovered(outages.REDIS)
     return version
+
+
+def _stamped_version() -> Any:
+    """The version in the database, for processes with no shared cache; while the
+    database is away the snapshot stays (there is nothing newer to build it from)."""
+    from django.db import DatabaseError
+
+    from gateway.models import CatalogStamp
+
+    try:
+        return CatalogStamp.objects.values_list("version", flat=True).first()
+    except DatabaseError as exc:
+        outages.noted(exc)
+        return _snapshot.version
+
+
+def _stamp_version() -> None:
+    from gateway.models import CatalogStamp
+
+    if not CatalogStamp.objects.update(version=models.F("version") + 1):
+        CatalogStamp.objects.create(version=1)
 
 
 def model_choices() -> list[tuple[str, str]]:
@@ -259,8 +288,12 @@ def catalog_is_fresh() -> bool:
 
 
 def invalidate_catalog() -> None:
-    """Drop this process's snapshot and tell the others (through the shared cache)."""
+    """Drop this process's snapshot and tell the others (through the shared cache, and
+    the database's stamp for processes without one)."""
     _snapshot.catalog = None
+    if not settings.REDIS_URL:
+        _stamp_version()
+        return
     try:
         cache.set(VERSION_KEY, time.time_ns(), timeout=None)
     except Exception:

@@ -92,6 +92,9 @@ class Model(models.Model):
     )
     enabled = models.BooleanField(default=True)
     price_source = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(
+        default=timezone.now, help_text="When the model joined the catalog (/v1/models' created)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -103,6 +106,17 @@ class Model(models.Model):
     @property
     def is_priced(self) -> bool:
         return self.input_price is not None and self.output_price is not None
+
+
+class CatalogStamp(models.Model):
+    """One row whose version moves on every catalog change: how a process that shares
+    no cache with the others (the embedded default, no REDIS_URL) learns of a change
+    made by `loadcatalog`, `synccatalog` or the admin in another process."""
+
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"catalog version {self.version}"
 
 
 class Route(models.Model):

@@ -195,7 +195,7 @@ def _model_object(model: ModelInfo) -> dict[str, Any]:
     return {
         "id": model.id,
         "object": "model",
-        "created": 0,
+        "created": model.created,
         "owned_by": model.owned_by or "switchboard",
     }
 

@@ -17,6 +17,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -84,7 +85,8 @@ class RedisServer:
 
 
 class SilentServer:
-    """A listening socket nobody accepts from: connections open, requests never answer."""
+    """A listening socket whose connections open and are never answered; it counts them
+    (`connections`), so a test can tell whether a client asked again."""
 
     def __init__(self) -> None:
         self.socket = socket.socket()
@@ -92,9 +94,26 @@ class SilentServer:
         self.socket.listen(128)
         self.port = self.socket.getsockname()[1]
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, name="silent-server", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:
+                return  # closed
+            self._accepted.append(connection)
+
+    @property
+    def connections(self) -> int:
+        return len(self._accepted)
 
     def close(self) -> None:
         self.socket.close()
+        for connection in self._accepted:
+            connection.close()
 
 
 def _postgres_version() -> str:

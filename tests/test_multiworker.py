@@ -132,6 +132,10 @@ def worker_env(tmp_path: Path, redis_url: str, **extra: str) -> dict[str, str]:
         "DATABASE_URL": database_url(),
         "REDIS_URL": redis_url,
         "DB_POOL_MAX": "10",
+        # 200 requests in flight queue for 10 connections a worker: on a loaded machine a
+        # wait can pass the 2 s default, and the worker then takes the database for away
+        # (503s). What these tests check is the money, not the pool's patience.
+        "DB_POOL_TIMEOUT": "15",
         "CATALOG_CACHE_SECONDS": "0.5",
         "METRICS_TOKEN": METRICS_TOKEN,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),

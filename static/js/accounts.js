@@ -31,7 +31,8 @@
 
   document.addEventListener("click", function (event) {
     var button = event.target.closest("button[data-copy-target]");
-    if (button) copy(button);
+    // Code blocks shared with the docs (key created page) are docs.js's to copy.
+    if (button && !button.closest(".code-block")) copy(button);
   });
 
   document.addEventListener("DOMContentLoaded", function () {

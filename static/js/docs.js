@@ -65,7 +65,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-tabs]").forEach(setUpTabs);
-    document.querySelectorAll("button[data-copy-target]").forEach(function (button) {
+    document.querySelectorAll(".code-block button[data-copy-target]").forEach(function (button) {
       button.hidden = false;
       button.addEventListener("click", function () { copy(button); });
     });

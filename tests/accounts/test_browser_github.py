@@ -50,6 +50,7 @@ def test_github_sign_in_creates_the_account_with_one_grant(context, page, live_s
     user = User.objects.get(email="octocat@example.com")
     assert LedgerEntry.objects.filter(account__user=user, kind="grant").count() == 1
 
+    page.get_by_role("navigation", name="Main").locator("summary").click()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Account").click()
     expect(page.locator("#balance")).to_have_text("$1.00")
     expect(page.get_by_text("Connected as octocat")).to_be_visible()

@@ -28,7 +28,7 @@ def test_a_key_from_the_page_works_with_the_sdk_until_revoked_in_the_page(
     page.goto(f"{live_server_url}/accounts/login/")
     page.get_by_label("Email").fill(owner.email)
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign In", exact=True).click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Keys").click()
 
     page.get_by_label("Name").fill("sdk test")
@@ -58,3 +58,60 @@ def test_a_key_from_the_page_works_with_the_sdk_until_revoked_in_the_page(
 
     with pytest.raises(openai.AuthenticationError, match="revoked"):
         ask(base_url, secret)
+
+
+def test_reloading_the_new_key_page_mints_no_second_key_and_hides_the_secret(
+    page, live_server_url, owner
+):
+    page.goto(f"{live_server_url}/accounts/login/")
+    page.get_by_label("Email").fill(owner.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.goto(f"{live_server_url}/account/keys/")
+    page.get_by_label("Name").fill("reload me")
+    page.get_by_role("button", name="Create key").click()
+    expect(page).to_have_title("Key created · Switchboard")
+    secret = page.get_by_label("Secret key").input_value()
+
+    page.reload()
+
+    expect(page).to_have_title("API keys · Switchboard")
+    expect(page.get_by_text("was shown once")).to_be_visible()
+    assert secret not in page.content()
+    assert ApiKey.objects.filter(user=owner).count() == 1
+    page.go_back()
+    assert ApiKey.objects.filter(user=owner).count() == 1
+
+
+def test_a_key_edited_in_the_page_is_held_to_its_new_settings_at_once(
+    page, live_server_url, owner, demo_catalog, settings
+):
+    from gateway.models import Model, Provider, Route
+
+    settings.DEMO_TOKEN_DELAY_MS = 0
+    settings.KEY_CACHE_SECONDS = 3600
+    other = Model.objects.create(id="other", input_price=1, output_price=1)
+    Route.objects.create(
+        model=other, provider=Provider.objects.get(name="demo"), upstream_model="x"
+    )
+    key, secret = ApiKey.objects.mint(user=owner, name="wide")
+    client = openai.OpenAI(base_url=f"{live_server_url}/v1", api_key=secret, max_retries=0)
+    assert [m.id for m in client.models.list()] == ["demo", "other"]
+
+    page.goto(f"{live_server_url}/accounts/login/")
+    page.get_by_label("Email").fill(owner.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.goto(f"{live_server_url}/account/keys/")
+    page.get_by_role("link", name="Edit wide").click()
+    expect(page.get_by_label("Name")).to_have_value("wide")
+    page.get_by_label("Name").fill("narrow")
+    page.get_by_label("demo", exact=False).first.check()
+    page.get_by_label("Requests per minute").fill("7")
+    page.get_by_role("button", name="Save changes").click()
+
+    expect(page.get_by_role("status")).to_contain_text("The key “narrow” was saved.")
+    expect(page.locator(f"#key-{key.pk}")).to_contain_text("7 req/min")
+    assert [m.id for m in client.models.list()] == ["demo"]
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model="other", messages=[{"role": "user", "content": "x"}])

@@ -1,4 +1,4 @@
-"""Passkey sign-up (confirmed by an e-mail code) and passkey login, in Chromium."""
+"""Passkey sign-up (confirmed by an email code) and passkey login, in Chromium."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_a_passkey_sign_up_then_a_passkey_login(context, page, localhost_url):
     page.goto(f"{localhost_url}/accounts/signup/")
     page.get_by_role("link", name="Sign up using a passkey").click()
     page.get_by_label("Email").fill("passkey@example.com")
-    page.get_by_role("button", name="Sign Up").click()
+    page.get_by_role("button", name="Sign up").click()
 
     page.get_by_label("Code").fill(last_code())
     page.get_by_role("button", name="Confirm").click()
@@ -45,9 +45,7 @@ def test_a_passkey_sign_up_then_a_passkey_login(context, page, localhost_url):
     page.get_by_label("Name").fill("Test laptop")
     page.get_by_role("button", name="Create").click()
     page.wait_for_url(f"{localhost_url}/")
-    assert (
-        page.get_by_role("navigation", name="Main").get_by_role("link", name="Account").is_visible()
-    )
+    assert page.get_by_role("navigation", name="Main").locator("summary").is_visible()
 
     user = User.objects.get(email="passkey@example.com")
     assert LedgerEntry.objects.filter(account__user=user, kind="grant").count() == 1
@@ -56,6 +54,7 @@ def test_a_passkey_sign_up_then_a_passkey_login(context, page, localhost_url):
     page.goto(f"{localhost_url}/accounts/login/")
     page.get_by_role("button", name="Sign in with a passkey").click()
     page.wait_for_url(f"{localhost_url}/")
+    page.get_by_role("navigation", name="Main").locator("summary").click()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Account").click()
     expect(page.locator(".passkeys strong")).to_have_text("Test laptop")
     assert page.title() == "Account · Switchboard"

@@ -15,7 +15,7 @@ def test_it_asks_for_confirmation(owner_client):
 def test_it_refuses_a_wrong_confirmation(owner_client, owner):
     response = owner_client.post("/account/delete/", {"confirm": "someone@example.com"})
     assert response.status_code == 400
-    assert "That is not the e-mail address of this account." in response.content.decode()
+    assert "That is not the email address of this account." in response.content.decode()
     owner.refresh_from_db()
     assert owner.is_active
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import html
 from datetime import UTC, date, datetime, timedelta
 
 from accounts.models import ApiKey
@@ -21,8 +22,12 @@ def test_it_creates_a_key_and_shows_the_secret_once_with_snippets(
             "spend_cap_period": "week",
         },
     )
-    assert response.status_code == 201
     key = ApiKey.objects.get(user=owner)
+    assert response.status_code == 302
+    assert response["Location"] == f"/account/keys/{key.pk}/created/"
+    response = owner_client.get(response["Location"])
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
     assert key.name == "ci runner"
     assert key.allowed_models == ["demo"]
     assert (key.rpm_limit, key.tpm_limit) == (30, 5000)
@@ -34,17 +39,41 @@ def test_it_creates_a_key_and_shows_the_secret_once_with_snippets(
     assert not key.can_manage
     secret = response.context["secret"]
     assert key.matches(secret)
-    body = response.content.decode()
-    assert body.count(secret) == 4  # the field, curl, Python and JavaScript
+    body = html.unescape(response.content.decode())
+    # The field and the export line: the samples read the key from the environment.
+    assert body.count(secret) == 2
+    assert f"export SWITCHBOARD_API_KEY={secret}" in body
     assert "http://testserver/v1/chat/completions" in body
     assert 'base_url="http://testserver/v1"' in body
+    assert 'api_key=os.environ["SWITCHBOARD_API_KEY"]' in body
     assert 'baseURL: "http://testserver/v1"' in body
+    assert "apiKey: process.env.SWITCHBOARD_API_KEY" in body
+    assert "stream=True" in body
     assert secret not in owner_client.get("/account/keys/").content.decode()
+
+
+def test_the_secret_is_shown_once_and_a_reload_mints_no_second_key(owner_client, owner):
+    created = owner_client.post("/account/keys/new/", {"name": "once"})
+    first = owner_client.get(created["Location"])
+    secret = first.context["secret"]
+
+    again = owner_client.get(created["Location"], follow=True)
+
+    assert again.redirect_chain == [("/account/keys/", 302)]
+    body = again.content.decode()
+    assert secret not in body
+    assert "was shown once" in body
+    assert ApiKey.objects.filter(user=owner).count() == 1
+
+
+def test_another_users_new_key_page_is_not_found(owner_client, outsider):
+    theirs, _ = ApiKey.objects.mint(user=outsider, name="theirs")
+    assert owner_client.get(f"/account/keys/{theirs.pk}/created/").status_code == 404
 
 
 def test_it_creates_a_key_with_only_a_name(owner_client, owner):
     response = owner_client.post("/account/keys/new/", {"name": "plain"})
-    assert response.status_code == 201
+    assert response.status_code == 302
     key = ApiKey.objects.get(user=owner)
     assert key.allowed_models == []
     assert key.expires_at is None

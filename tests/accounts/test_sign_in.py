@@ -1,4 +1,4 @@
-"""Password reset and login by e-mail code, sign-out, and e-mail change, through allauth."""
+"""Password reset and login by email code, sign-out, and email change, through allauth."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_a_login_code_signs_in_and_is_recorded(client, owner):
     response = client.post("/accounts/login/code/confirm/", {"code": code_in_last_mail()})
     assert response.status_code == 302
     assert client.get("/account/").status_code == 200
-    assert SignIn.objects.get(user=owner).method == "E-mail code"
+    assert SignIn.objects.get(user=owner).method == "Email code"
 
 
 def test_sign_out_ends_the_session(owner_client):

@@ -1,4 +1,4 @@
-"""E-mail sign-up with a code, the sign-up grant, and the sign-in history."""
+"""Email sign-up with a code, the sign-up grant, and the sign-in history."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_a_failed_sign_in_is_not_recorded(client, owner):
 
 def test_sign_in_methods_read_naturally():
     assert describe_sign_in([]) == "Sign-up"
-    assert describe_sign_in([{"method": "code"}]) == "E-mail code"
+    assert describe_sign_in([{"method": "code"}]) == "Email code"
     assert describe_sign_in([{"method": "socialaccount", "provider": "github"}]) == "GitHub"
     assert (
         describe_sign_in([{"method": "mfa", "type": "webauthn", "passwordless": True}]) == "Passkey"

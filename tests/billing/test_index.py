@@ -156,3 +156,15 @@ def test_the_billing_page_needs_a_signed_in_user(client):
 
 def test_the_usage_page_still_works(customer_client):
     assert customer_client.get("/billing/usage/").status_code == 200
+
+
+def test_the_sign_up_grant_alone_shows_no_low_balance_warning(client, settings):
+    from accounts.models import User
+    from billing.ledger import account_for
+
+    settings.SIGNUP_GRANT_MICRO_USD = settings.LOW_BALANCE_WARNING_MICRO_USD
+    user = User.objects.create_user("fresh@example.com", "pw-123-secret")
+    assert account_for(user).balance_micro_usd == settings.LOW_BALANCE_WARNING_MICRO_USD
+    client.force_login(user)
+
+    assert 'data-testid="low-balance"' not in client.get("/billing/").content.decode()

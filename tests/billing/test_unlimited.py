@@ -75,3 +75,24 @@ def test_a_debit_below_the_floor_turns_unlimited_mode_off(customer, settings):
     )
 
     assert not unlimited(customer.account)
+
+
+def test_below_the_floor_the_switch_is_disabled_and_says_why(make_customer, client, settings):
+    settings.UNLIMITED_MODE_FLOOR_MICRO_USD = 5_000_000
+    poor = make_customer(credit_micro_usd=4_000_000)
+    client.force_login(poor.user)
+
+    body = client.get("/billing/").content.decode()
+
+    assert 'disabled aria-describedby="unlimited-floor unlimited-help"' in body
+    assert "needs a balance of at least $5.00; yours is $4.00" in body
+
+
+def test_at_the_floor_the_switch_is_enabled(make_customer, client, settings):
+    settings.UNLIMITED_MODE_FLOOR_MICRO_USD = 5_000_000
+    client.force_login(make_customer(credit_micro_usd=5_000_000).user)
+
+    body = client.get("/billing/").content.decode()
+
+    assert 'data-testid="unlimited-floor"' not in body
+    assert 'disabled aria-describedby="unlimited-floor' not in body

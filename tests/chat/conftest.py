@@ -6,9 +6,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import Client
+
+FRAMES = 1_000
+TIMEOUT = 10
+
+
+async def ask(communicator: WebsocketCommunicator, text: str, **extra: str) -> None:
+    """Send what the composer sends: the message, and an action for an edit."""
+    await communicator.send_to(text_data=orjson.dumps({"message": text, **extra}).decode())
+
+
+async def act(communicator: WebsocketCommunicator, action: str) -> None:
+    """Send what an answer's button sends: {"action": …}."""
+    await communicator.send_to(text_data=orjson.dumps({"action": action}).decode())
+
+
+async def frames_until(communicator: WebsocketCommunicator, marker: str) -> list[str]:
+    """Frames sent by the server up to and including the first that contains `marker`."""
+    frames = []
+    for _ in range(FRAMES):
+        frame = await communicator.receive_from(timeout=TIMEOUT)
+        frames.append(frame)
+        if marker in frame:
+            return frames
+    raise AssertionError(f"no frame contained {marker!r} in {FRAMES} frames")
 
 
 @pytest.fixture(autouse=True)
@@ -57,3 +82,18 @@ def connect_as() -> Callable[..., WebsocketCommunicator]:
         return WebsocketCommunicator(application, f"/ws/chat/{conversation_id}/", headers=headers)
 
     return connect
+
+
+@pytest.fixture
+def upstream_conversation(fake_upstream, customer, make_conversation):
+    """A conversation with `gpt-test`, served by the fake upstream at 127.0.0.1."""
+    from gateway.models import Model, Provider, Route
+
+    provider = Provider.objects.create(
+        name="primary", kind="openai", base_url=fake_upstream.url + "/v1", api_key="k"
+    )
+    model = Model.objects.create(
+        id="gpt-test", title="GPT Test", input_price=2_000_000, output_price=8_000_000
+    )
+    Route.objects.create(model=model, provider=provider, upstream_model="primary-model")
+    return make_conversation(customer.user, model="gpt-test")

@@ -73,7 +73,7 @@ def test_a_customer_creates_a_persona_talks_to_it_and_erases_its_memory(
     picker = page.get_by_label("Persona")
     picker.select_option(label="♞ Chess Coach")
     page.screenshot(path=SHOTS / "chat-persona-picker-desktop.png", full_page=True)
-    page.get_by_role("button", name="Start chatting").click()
+    page.get_by_role("button", name="New conversation").click()
     box = page.get_by_role("textbox", name="Message")
     box.fill("Hi, I'm Ada.")
     box.press("Enter")

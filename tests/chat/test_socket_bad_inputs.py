@@ -72,8 +72,8 @@ BAD_FRAMES: list[tuple[str, str | bytes, str]] = [
     ("message-null", '{"message": null}', "Type a message first."),
     ("message-empty", '{"message": ""}', "Type a message first."),
     ("message-blank", '{"message": "  \\n\\t "}', "Type a message first."),
-    ("unknown-action", '{"action": "bogus"}', "Type a message first."),
-    ("action-number", '{"action": 5}', "Type a message first."),
+    ("unknown-action", '{"action": "bogus"}', "unexpected"),
+    ("action-number", '{"action": 5}', "unexpected"),
     (
         "message-too-long",
         orjson.dumps({"message": "x" * (MAX_MESSAGE_CHARS + 1)}).decode(),

@@ -211,7 +211,7 @@ def test_claude_out_of_credit_stops_with_the_reason_and_nothing_is_called(
     # A billing error is not retried.
     assert api_requests(log) == ["/v1/messages"]
     assert catalog.requests == []
-    assert not UsageRecord.objects.filter(account=poor.account).exists()
+    assert not UsageRecord.objects.settled().filter(account=poor.account).exists()
 
 
 def test_claude_codes_own_default_model_resolves_by_a_catalog_alias(
@@ -250,4 +250,4 @@ def test_claude_codes_own_default_model_unknown_to_the_catalog_is_a_404_billed_n
     assert api_requests(log) == ["/v1/messages", "/v1/messages"]
     assert '"type":"not_found_error"' in log
     assert catalog.requests == []
-    assert not UsageRecord.objects.filter(account=customer.account).exists()
+    assert not UsageRecord.objects.settled().filter(account=customer.account).exists()

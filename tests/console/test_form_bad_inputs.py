@@ -87,6 +87,10 @@ MISSING_OBJECTS: list[tuple[str, str, str]] = [
     ("conversation-someone-elses", "get", "/chat/{other_conversation}/"),
     ("delete-conversation-beyond-int64", "post", "/chat/99999999999999999999/delete/"),
     ("delete-someone-elses-conversation", "post", "/chat/{other_conversation}/delete/"),
+    ("rename-someone-elses-conversation", "post", "/chat/{other_conversation}/rename/"),
+    ("rename-conversation-beyond-int64", "post", "/chat/99999999999999999999/rename/"),
+    ("settings-of-someone-elses-conversation", "post", "/chat/{other_conversation}/settings/"),
+    ("settings-conversation-zero", "post", "/chat/0/settings/"),
     ("revoke-key-zero", "post", "/account/keys/0/revoke/"),
     ("revoke-key-beyond-int64", "post", "/account/keys/99999999999999999999/revoke/"),
     ("revoke-someone-elses-key", "post", "/account/keys/{other_key}/revoke/"),
@@ -178,6 +182,27 @@ def test_a_new_conversation_needs_a_model_on_the_list(
     signed_in: Client, data: dict[str, Any]
 ) -> None:
     assert_form_refused(signed_in.post("/chat/new/", data), "model")
+
+
+# (id, query string for the chat sidebar's list): each a 400.
+BAD_CHAT_LISTS: list[tuple[str, str]] = [
+    ("cursor-words", "before=nonsense"),
+    ("cursor-naive-time", "before=2026-01-01T00:00:00~3"),
+    ("cursor-bad-id", "before=2026-01-01T00:00:00%2B00:00~x"),
+    ("cursor-huge", "before=" + "9" * 200),
+    ("cursor-id-beyond-int64", "before=2026-01-01T00:00:00%2B00:00~99999999999999999999"),
+    ("cursor-year-zero", "before=0000-01-01T00:00:00%2B00:00~1"),
+    ("cursor-nul", "before=%00"),
+    ("search-huge", "q=" + "q" * 300),
+    ("current-words", "current=abc"),
+    ("current-zero", "current=0"),
+]
+
+
+@pytest.mark.parametrize("query", [pytest.param(q, id=n) for n, q in BAD_CHAT_LISTS])
+def test_a_bad_chat_list_link_is_a_400(signed_in: Client, query: str) -> None:
+    assert signed_in.get(f"/chat/list/?{query}", HTTP_HX_REQUEST="true").status_code == 400
+    assert signed_in.get(f"/chat/?{query}").status_code == 400
 
 
 @pytest.mark.parametrize("data", [pytest.param(d, id=n) for n, d in BAD_CLOSURES])

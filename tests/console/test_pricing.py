@@ -113,6 +113,6 @@ def test_an_htmx_search_renders_only_the_table(client, catalog):
     )
 
     body = response.content.decode()
-    assert body.startswith('<div id="pricing-table">')
+    assert body.startswith('<div id="pricing-table"')
     assert "1 model matching “llama”." in body
     assert "<html" not in body

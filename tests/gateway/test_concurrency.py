@@ -77,7 +77,8 @@ def test_the_race_is_set_up_so_exactly_five_requests_can_win() -> None:
 
 def snapshot(account_id: int) -> dict[str, Any]:
     account = Account.objects.get(pk=account_id)
-    usage = UsageRecord.objects.filter(account_id=account_id)
+    records = UsageRecord.objects.filter(account_id=account_id)
+    usage = records.exclude(status=UsageRecord.Status.REFUSED)
     return {
         "balance": account.balance_micro_usd,
         "held": account.held_micro_usd,
@@ -85,6 +86,8 @@ def snapshot(account_id: int) -> dict[str, Any]:
         "holds": Hold.objects.filter(account_id=account_id).count(),
         "flagged": LedgerEntry.objects.filter(account_id=account_id, flagged=True).count(),
         "usage": {r.request_id: r for r in usage},
+        # The request log's refused calls (written after the answer, by each worker).
+        "refusals": list(records.filter(status=UsageRecord.Status.REFUSED)),
         "charged": usage.aggregate(total=Sum("cost_micro_usd"))["total"] or 0,
     }
 
@@ -167,6 +170,8 @@ def assert_books_balance(
     assert books["flagged"] == 0
     assert set(books["usage"]) == set(costs)
     assert not refused & set(books["usage"])
+    assert {r.request_id for r in books["refusals"]} <= refused
+    assert all(r.cost_micro_usd == 0 for r in books["refusals"])
     assert {rid: r.cost_micro_usd for rid, r in books["usage"].items()} == costs
     assert all(record.stream is stream for record in books["usage"].values())
     assert all(cost == real_cost() for cost in costs.values())

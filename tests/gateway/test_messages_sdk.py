@@ -470,7 +470,7 @@ def test_out_of_credit_is_a_402_the_sdk_does_not_retry(live_server_url, make_cus
     assert caught.value.response.headers["x-should-retry"] == "false"
     assert_anthropic_error(caught.value, "billing_error")
     assert len(sent) == 1
-    assert not UsageRecord.objects.exists()
+    assert not UsageRecord.objects.settled().exists()
     assert catalog.requests == []
 
 

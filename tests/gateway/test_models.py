@@ -73,12 +73,13 @@ async def test_it_retrieves_a_model_by_id_alias_or_title(
     catalog: None, customer: Any, name: str
 ) -> None:
     response = await get(f"/v1/models/{name}", customer.secret)
+    joined = await sync_to_async(lambda: Model.objects.get(id="demo").created_at)()
 
     assert response.status_code == 200
     assert response.json() == {
         "id": "demo",
         "object": "model",
-        "created": 0,
+        "created": int(joined.timestamp()),
         "owned_by": "switchboard",
     }
 
@@ -133,3 +134,12 @@ async def test_it_answers_a_post_with_405_json(demo_catalog: None, customer: Any
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
     assert response["Allow"] == "GET"
+
+
+async def test_created_is_when_the_model_joined_the_catalog(catalog: None, customer: Any) -> None:
+    joined = await sync_to_async(lambda: Model.objects.get(id="zeta-priced").created_at)()
+
+    response = await get("/v1/models/zeta-priced", customer.secret)
+
+    assert response.json()["created"] == int(joined.timestamp())
+    assert response.json()["created"] > 1_700_000_000

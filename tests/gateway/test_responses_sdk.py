@@ -379,7 +379,7 @@ def test_no_credit_is_a_402_for_a_plain_request(live_server_url, make_customer, 
     assert caught.value.status_code == 402
     assert caught.value.body["code"] == "insufficient_credits"
     assert catalog.requests == []
-    assert not UsageRecord.objects.filter(account=poor.account).exists()
+    assert not UsageRecord.objects.settled().filter(account=poor.account).exists()
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ def seed_modes(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("gateway", "0004_provider_serves_responses"),
+        ("gateway", "0005_console_catalog_stamp"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

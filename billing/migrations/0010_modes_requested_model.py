@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0007_usage_cache_writes_and_unit_prices"),
+        ("billing", "0009_console_usage_model_index"),
     ]
 
     operations = [
