@@ -17,7 +17,7 @@ from accounts.models import SignIn
 from console.site import public_domain
 
 MFA_LABELS = {"webauthn": "passkey", "totp": "authenticator app", "recovery_codes": "recovery code"}
-PROVIDER_LABELS = {"github": "GitHub"}
+PROVIDER_LABELS = {"github": "GitHub", "discord": "Discord"}
 
 
 def describe_sign_in(records: list[dict[str, Any]]) -> str:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from datetime import timedelta
 from decimal import Decimal
@@ -9,12 +10,18 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
-from django.db import models
+from django.db import models, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-KEY_PREFIX = "sk-sb-"
+DEFAULT_KEY_PREFIX = "sk-sb-"
 LOOKUP_LENGTH = 12
+# A key is `<prefix><lookup: 12 hex digits><secret: secrets.token_urlsafe(32)>`. It is
+# read from its end, so a key keeps working after the operator changes API_KEY_PREFIX.
+SECRET_LENGTH = 43
+KEY_PREFIX_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,23}")
+_LOOKUP = re.compile(rf"[0-9a-f]{{{LOOKUP_LENGTH}}}")
+_SECRET = re.compile(rf"[A-Za-z0-9_-]{{{SECRET_LENGTH}}}")
 
 
 class UserManager(BaseUserManager["User"]):
@@ -140,14 +147,34 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
             )
         )
 
+    def listed(self) -> ApiKeyQuerySet:
+        """The keys a customer sees and manages: all but the hidden web-chat key."""
+        return self.filter(kind__in=[ApiKey.Kind.API, ApiKey.Kind.LOGIN])
+
+    def mint_for_login(self, *, user: User, keep: int) -> tuple[ApiKey, str]:
+        """A new key for a password sign-in through the API (secrets are stored hashed, so
+        an existing one cannot be handed out again); only the newest `keep` such keys
+        stay active, so repeated sign-ins cannot pile up keys."""
+        with transaction.atomic():
+            User.objects.select_for_update().filter(pk=user.pk).first()
+            key, secret = self.mint(
+                user=user, name="API sign-in", kind=ApiKey.Kind.LOGIN, can_manage=True
+            )
+            older = self.for_user(user).filter(kind=ApiKey.Kind.LOGIN).active().exclude(pk=key.pk)
+            for stale in older.order_by("-created_at", "-pk")[max(keep - 1, 0) :]:
+                stale.revoke()
+        return key, secret
+
     def mint(self, *, user: User, name: str = "default", **fields: Any) -> tuple[ApiKey, str]:
         """Create a key; returns the row and the secret, which is never stored."""
         lookup = secrets.token_hex(LOOKUP_LENGTH // 2)
-        secret = f"{KEY_PREFIX}{lookup}{secrets.token_urlsafe(32)}"
+        brand = settings.API_KEY_PREFIX
+        secret = f"{brand}{lookup}{secrets.token_urlsafe(32)}"
         key = self.create(
             user=user,
             name=name,
             prefix=lookup,
+            brand_prefix=brand,
             hashed=hash_secret(secret),
             last4=secret[-4:],
             **fields,
@@ -161,11 +188,18 @@ class ApiKey(models.Model):
     class Kind(models.TextChoices):
         API = "api", "API"
         WEB = "web", "Web chat"
+        LOGIN = "login", "API sign-in"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.API)
     prefix = models.CharField(max_length=LOOKUP_LENGTH, unique=True)
+    brand_prefix = models.CharField(
+        max_length=24,
+        default=DEFAULT_KEY_PREFIX,
+        editable=False,
+        help_text="API_KEY_PREFIX when the key was minted: how it starts, shown in its mask.",
+    )
     hashed = models.CharField(max_length=64)
     last4 = models.CharField(max_length=4)
     created_at = models.DateTimeField(default=timezone.now)
@@ -210,7 +244,7 @@ class ApiKey(models.Model):
 
     @property
     def masked(self) -> str:
-        return f"{KEY_PREFIX}…{self.last4}"
+        return f"{self.brand_prefix}…{self.last4}"
 
     @property
     def is_revoked(self) -> bool:
@@ -313,10 +347,17 @@ class ApiKey(models.Model):
 
 
 def parse_secret(secret: str) -> str | None:
-    """The lookup prefix of a well-formed key, or None."""
-    if not secret.startswith(KEY_PREFIX) or len(secret) < len(KEY_PREFIX) + LOOKUP_LENGTH + 8:
+    """The lookup prefix of a well-formed key, or None: whatever API_KEY_PREFIX was when
+    it was minted (the HMAC of the whole key, its prefix included, still has to match)."""
+    tail = LOOKUP_LENGTH + SECRET_LENGTH
+    brand, lookup = secret[:-tail], secret[-tail:-SECRET_LENGTH]
+    if not (
+        KEY_PREFIX_PATTERN.fullmatch(brand)
+        and _LOOKUP.fullmatch(lookup)
+        and _SECRET.fullmatch(secret[-SECRET_LENGTH:])
+    ):
         return None
-    return secret[len(KEY_PREFIX) : len(KEY_PREFIX) + LOOKUP_LENGTH]
+    return lookup
 
 
 # Order matters: Edge and Opera also say "Chrome", Chrome also says "Safari".

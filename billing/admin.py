@@ -21,7 +21,7 @@ from billing.models import (
     StripeEvent,
     UsageRecord,
 )
-from billing.money import format_usd, usd_to_micro
+from billing.money import format_money, format_usd, usd_to_micro
 
 
 class AdjustCreditForm(forms.Form):
@@ -69,11 +69,11 @@ class AccountAdmin(admin.ModelAdmin):
 
     @admin.display(description="Balance")
     def balance(self, obj: Account) -> str:
-        return format_usd(obj.balance_micro_usd)
+        return format_money(obj.balance_micro_usd)
 
     @admin.display(description="Held")
     def held(self, obj: Account) -> str:
-        return format_usd(obj.held_micro_usd)
+        return format_money(obj.held_micro_usd)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -102,7 +102,7 @@ class AccountAdmin(admin.ModelAdmin):
                     idempotency_key=f"admin:{request.user.pk}:{get_random_string(16)}",
                     memo=f"{form.cleaned_data['reason']} (by {request.user})",
                 )
-            messages.success(request, f"Applied {format_usd(amount)} to {account.user}.")
+            messages.success(request, f"Applied {format_money(amount)} to {account.user}.")
             return HttpResponseRedirect(reverse("admin:billing_account_change", args=[pk]))
         context = {
             **self.admin_site.each_context(request),
@@ -157,11 +157,11 @@ class CreditPackageAdmin(admin.ModelAdmin):
 
     @admin.display(description="Credit", ordering="credit_micro_usd")
     def credit(self, obj: CreditPackage) -> str:
-        return format_usd(obj.credit_micro_usd)
+        return format_money(obj.credit_micro_usd)
 
     @admin.display(description="Bonus", ordering="bonus_micro_usd")
     def bonus(self, obj: CreditPackage) -> str:
-        return format_usd(obj.bonus_micro_usd)
+        return format_money(obj.bonus_micro_usd)
 
 
 class RedemptionInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -181,7 +181,7 @@ class RedemptionCodeAdmin(admin.ModelAdmin):
 
     @admin.display(description="Amount", ordering="amount_micro_usd")
     def amount(self, obj: RedemptionCode) -> str:
-        return format_usd(obj.amount_micro_usd)
+        return format_money(obj.amount_micro_usd)
 
 
 @admin.register(Purchase)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from billing.models import DaySpend
-from billing.money import format_usd
+from billing.money import format_money
 
 WIDTH = 400
 HEIGHT = 140
@@ -60,7 +60,7 @@ def spend_chart(days: list[DaySpend]) -> SpendChart:
                 height=height,
                 label=f"{day.day:%b} {day.day.day}",
                 title=(
-                    f"{day.day:%a %b} {day.day.day}: {format_usd(day.spent_micro_usd)}, "
+                    f"{day.day:%a %b} {day.day.day}: {format_money(day.spent_micro_usd)}, "
                     f"{day.requests} request{'s' if day.requests != 1 else ''}"
                 ),
                 show_label=(len(days) - 1 - index) % 7 == 0,
@@ -75,7 +75,7 @@ def spend_chart(days: list[DaySpend]) -> SpendChart:
         width=WIDTH,
         height=HEIGHT,
         baseline=plot,
-        peak_label=format_usd(peak),
+        peak_label=format_money(peak),
         total_micro_usd=sum(d.spent_micro_usd for d in days),
         days=days,
     )

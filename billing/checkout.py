@@ -6,6 +6,11 @@ event is recorded by its id in the transaction that acts on it, so a replay or a
 second delivery racing the first changes nothing; the ledger keys (`stripe:checkout:
 <session>` for credit, `stripe:<event>` for refunds) make the same true again at the
 level of money.
+
+A package's bonus is granted with its purchase, in the same transaction, as its own
+`bonus` entry (key `stripe:checkout:<session>:bonus`), so the books tell credit that was
+paid for from credit that was given. A refund takes back the refunded share of both, as
+one `refund` entry.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from billing.models import (
     Purchase,
     StripeEvent,
 )
-from billing.money import format_usd
+from billing.money import format_money, format_usd
 
 CENT = 10_000  # micro-USD
 
@@ -56,7 +61,7 @@ def start_checkout(
                     "unit_amount": package.price_cents,
                     "product_data": {
                         "name": f"{settings.SITE_NAME} credit: {package.name}",
-                        "description": f"{format_usd(package.total_credit_micro_usd)} of credit",
+                        "description": f"{format_money(package.total_credit_micro_usd)} of credit",
                     },
                 },
                 "quantity": 1,
@@ -71,13 +76,7 @@ def start_checkout(
     )
     if not session.url:
         raise stripe.APIError("Stripe returned a Checkout Session without a URL")
-    purchase = Purchase.objects.create(
-        account=account,
-        package=package,
-        stripe_session_id=session.id,
-        price_micro_usd=package.price_micro_usd,
-        credit_micro_usd=package.total_credit_micro_usd,
-    )
+    purchase = Purchase.objects.offer(account=account, package=package, session_id=session.id)
     return purchase, session.url
 
 
@@ -155,13 +154,7 @@ def _purchase_for_session(session: dict[str, Any]) -> Purchase | None:
     package = CreditPackage.objects.filter(pk=package_id).first()
     if account is None or package is None:
         return None
-    return Purchase.objects.create(
-        account=account,
-        package=package,
-        stripe_session_id=session["id"],
-        price_micro_usd=package.price_micro_usd,
-        credit_micro_usd=package.total_credit_micro_usd,
-    )
+    return Purchase.objects.offer(account=account, package=package, session_id=session["id"])
 
 
 def _int(value: Any) -> int | None:
@@ -178,13 +171,24 @@ def _credit_session(event_id: str, session: dict[str, Any]) -> str:
     if purchase is None:
         return "not a Switchboard purchase"
     name = purchase.package.name if purchase.package else "Credit"
+    key = f"stripe:checkout:{purchase.stripe_session_id}"
     entry = credit_account(
         account=purchase.account,
-        amount=purchase.credit_micro_usd,
+        amount=purchase.credit_micro_usd - purchase.bonus_micro_usd,
         kind=LedgerEntry.Kind.PURCHASE,
-        idempotency_key=f"stripe:checkout:{purchase.stripe_session_id}",
+        idempotency_key=key,
         memo=f"{name} package via Stripe ({format_usd(purchase.price_micro_usd)} paid)",
     )
+    if purchase.bonus_micro_usd:
+        # Its own entry, so the books tell bought credit from given credit; in this
+        # transaction and under its own key, so it is granted with the purchase, once.
+        credit_account(
+            account=purchase.account,
+            amount=purchase.bonus_micro_usd,
+            kind=LedgerEntry.Kind.BONUS,
+            idempotency_key=f"{key}:bonus",
+            memo=f"Bonus with the {name} package",
+        )
     if purchase.status == Purchase.Status.PENDING:
         purchase.status = Purchase.Status.PAID
         purchase.paid_at = timezone.now()

@@ -53,20 +53,45 @@ class Reservation:
     amount: int
 
 
-def account_for(user: Any) -> Account:
+def account_for(user: Any, *, grant_now: bool = True) -> Account:
     """The user's account, opened when missing with its sign-up grant in the same
-    transaction: if the grant cannot be paid, no account is left without it."""
+    transaction: if the grant cannot be paid, no account is left without it. With
+    `grant_now=False` a new account owes the grant until its e-mail address is verified
+    (`pay_pending_signup_grant`)."""
     with transaction.atomic():
-        account, created = Account.objects.get_or_create(user=user)
-        if created and settings.SIGNUP_GRANT_MICRO_USD > 0:
-            credit_account(
-                account=account,
-                amount=settings.SIGNUP_GRANT_MICRO_USD,
-                kind=LedgerEntry.Kind.GRANT,
-                idempotency_key=f"signup-grant:{user.pk}",
-                memo="Sign-up credit",
-            )
+        account, created = Account.objects.get_or_create(
+            user=user, defaults={"signup_grant_pending": not grant_now}
+        )
+        if created and grant_now:
+            pay_signup_grant(account)
     return account
+
+
+def pay_signup_grant(account: Account) -> LedgerEntry | None:
+    """The sign-up grant (SIGNUP_GRANT_MICRO_USD): at most once per user, ever, by its
+    ledger key; None when there is none to pay or it was paid before."""
+    if settings.SIGNUP_GRANT_MICRO_USD <= 0:
+        return None
+    return credit_account(
+        account=account,
+        amount=settings.SIGNUP_GRANT_MICRO_USD,
+        kind=LedgerEntry.Kind.GRANT,
+        idempotency_key=f"signup-grant:{account.user_id}",
+        memo="Sign-up credit",
+    )
+
+
+def pay_pending_signup_grant(user: Any) -> LedgerEntry | None:
+    """Pay the grant an account owes since it was opened, once: the flag is cleared in
+    the transaction that pays, so two verifications racing pay it once."""
+    with transaction.atomic():
+        account = (
+            Account.objects.select_for_update().filter(user=user, signup_grant_pending=True).first()
+        )
+        if account is None:
+            return None
+        Account.objects.filter(pk=account.pk).update(signup_grant_pending=False)
+        return pay_signup_grant(account)
 
 
 def credit_account(

@@ -15,7 +15,7 @@ from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
-from billing.money import PER_MTOK, format_usd
+from billing.money import PER_MTOK, format_money, format_usd
 
 
 class AccountQuerySet(models.QuerySet["Account"]):
@@ -36,6 +36,9 @@ class Account(models.Model):
     held_micro_usd = models.BigIntegerField(default=0)
     unlimited = models.BooleanField(
         default=False, help_text="Lifts rate limits; credits still apply."
+    )
+    signup_grant_pending = models.BooleanField(
+        default=False, help_text="The sign-up grant is paid when the e-mail address is verified."
     )
     created_at = models.DateTimeField(default=timezone.now)
     store_content = models.BooleanField(
@@ -63,7 +66,7 @@ class Account(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} ({format_usd(self.balance_micro_usd)})"
+        return f"{self.user} ({format_money(self.balance_micro_usd)})"
 
     @property
     def available_micro_usd(self) -> int:
@@ -179,6 +182,7 @@ class LedgerEntry(models.Model):
     class Kind(models.TextChoices):
         GRANT = "grant", "Grant"
         PURCHASE = "purchase", "Purchase"
+        BONUS = "bonus", "Bonus"
         USAGE = "usage", "Usage"
         REFUND = "refund", "Refund"
         ADJUSTMENT = "adjustment", "Adjustment"
@@ -200,7 +204,7 @@ class LedgerEntry(models.Model):
         indexes = [models.Index(fields=["account", "kind", "created_at"])]
 
     def __str__(self) -> str:
-        return f"{self.kind} {format_usd(self.amount_micro_usd)}"
+        return f"{self.kind} {format_money(self.amount_micro_usd)}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
@@ -236,15 +240,19 @@ class Hold(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"hold {self.request_id} {format_usd(self.amount_micro_usd)}"
+        return f"hold {self.request_id} {format_money(self.amount_micro_usd)}"
 
 
 @dataclass(frozen=True, slots=True)
 class LineItem:
+    """One part of a cost: `tokens` (or 1 request) at `price`, per million tokens or,
+    for the per-request price, per request."""
+
     label: str
     tokens: int
-    price_per_mtok: int
+    price: int
     micro_usd: Decimal
+    per_request: bool = False
 
 
 # What a request id can be (the gateway mints `req_` and 24 hex digits): a lookup of
@@ -363,6 +371,7 @@ class UsageRecord(models.Model):
         MESSAGES = "messages", "Anthropic Messages API"
         RESPONSES = "responses", "Responses API"
         WEB = "web", "Web chat"
+        CHAT_STREAM = "chat_stream", "Chat streaming API"
 
     request_id = models.CharField(max_length=64, unique=True)
     # Indexed by Meta's (account, …) and (api_key, created_at, id) indexes, which lead
@@ -399,7 +408,8 @@ class UsageRecord(models.Model):
         default=dict,
         blank=True,
         help_text="micro-USD per million tokens charged for each kind of token used "
-        "(input, output, cache_read, cache_write, cache_write_1h), as they were",
+        "(input, output, cache_read, cache_write, cache_write_1h), and per request "
+        "(request) where the model has that price, as they were",
     )
     cost_micro_usd = models.BigIntegerField(default=0)
     reserved_micro_usd = models.BigIntegerField(default=0)
@@ -426,6 +436,12 @@ class UsageRecord(models.Model):
         "in ms from the request's start, outcome and error.",
     )
     price_version = models.CharField(max_length=40, blank=True)
+    rag_sources = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="the passages RAG added to the prompt: document_id, document_name and "
+        "passage_id of each, as they were when the call ran",
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     objects = UsageQuerySet.as_manager()
@@ -452,7 +468,7 @@ class UsageRecord(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.request_id} {self.model} {format_usd(self.cost_micro_usd)}"
+        return f"{self.request_id} {self.model} {format_money(self.cost_micro_usd)}"
 
     def line_items(self) -> list[LineItem]:
         """What the cost is made of: each kind of token, its count, its price per million
@@ -467,11 +483,14 @@ class UsageRecord(models.Model):
             ("cache_write_1h", "Cache writes (1 h)", written_1h),
             ("output", "Output", self.completion_tokens),
         ]
-        return [
+        items = [
             LineItem(label, tokens, price, Decimal(tokens * price) / PER_MTOK)
             for kind, label, tokens in counts
             if tokens > 0 and (price := self.unit_prices.get(kind)) is not None
         ]
+        if request_price := self.unit_prices.get("request"):
+            items.insert(0, LineItem("Per request", 1, request_price, Decimal(request_price), True))
+        return items
 
     @property
     def total_tokens(self) -> int:
@@ -508,6 +527,10 @@ class RequestContent(models.Model):
 class CreditPackageQuerySet(models.QuerySet["CreditPackage"]):
     def active(self) -> CreditPackageQuerySet:
         return self.filter(active=True).order_by("order", "price_micro_usd")
+
+    def bonus_tiers(self) -> CreditPackageQuerySet:
+        """The packages on sale that carry a bonus, cheapest first: the bonus tiers."""
+        return self.filter(active=True, bonus_micro_usd__gt=0).order_by("price_micro_usd")
 
 
 class CreditPackage(models.Model):
@@ -549,6 +572,13 @@ class CreditPackage(models.Model):
         return self.credit_micro_usd + self.bonus_micro_usd
 
     @property
+    def bonus_percent(self) -> Decimal:
+        """The bonus as a share of the credit bought, to one decimal (5.0 for +5%)."""
+        return (Decimal(100 * self.bonus_micro_usd) / self.credit_micro_usd).quantize(
+            Decimal("0.1")
+        )
+
+    @property
     def price_cents(self) -> int:
         return self.price_micro_usd // 10_000
 
@@ -568,6 +598,18 @@ class PurchaseQuerySet(models.QuerySet["Purchase"]):
             return self.none()
         return self.filter(stripe_session_id=session_id)
 
+    def offer(self, *, account: Account, package: CreditPackage, session_id: str) -> Purchase:
+        """The pending purchase of `package` through Checkout Session `session_id`, with
+        the package's price, credit and bonus as they are now (later edits don't change it)."""
+        return self.create(
+            account=account,
+            package=package,
+            stripe_session_id=session_id,
+            price_micro_usd=package.price_micro_usd,
+            credit_micro_usd=package.total_credit_micro_usd,
+            bonus_micro_usd=package.bonus_micro_usd,
+        )
+
 
 class Purchase(models.Model):
     """One Stripe Checkout Session: what was offered, and whether the webhook paid it."""
@@ -582,7 +624,10 @@ class Purchase(models.Model):
     stripe_session_id = models.CharField(max_length=255, unique=True)
     payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
     price_micro_usd = models.BigIntegerField()
-    credit_micro_usd = models.BigIntegerField()
+    credit_micro_usd = models.BigIntegerField(help_text="All the credit, the bonus included.")
+    bonus_micro_usd = models.BigIntegerField(
+        default=0, help_text="Of the credit, the package's bonus (granted as its own entry)."
+    )
     refunded_credit_micro_usd = models.BigIntegerField(default=0)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     created_at = models.DateTimeField(default=timezone.now)

@@ -20,6 +20,7 @@ from django.http import (
     HttpResponseBadRequest,
     HttpResponseRedirect,
     JsonResponse,
+    QueryDict,
     StreamingHttpResponse,
 )
 from django.template.defaultfilters import pluralize
@@ -28,7 +29,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
+from django_htmx.http import HttpResponseClientRedirect, push_url, trigger_client_event
 
 from billing.charts import spend_chart
 from billing.checkout import handle_event, malformed, purchases_enabled, start_checkout
@@ -72,12 +73,15 @@ def _balance_context(account: Account) -> dict[str, object]:
 def index(request: HttpRequest) -> TemplateResponse:
     account = account_for(request.user)
     entries = LedgerEntry.objects.filter(account=account)
+    tiers = list(CreditPackage.objects.bonus_tiers())
     context = {
         **_balance_context(account),
         "history": Paginator(entries.history(), HISTORY_PAGE_SIZE).get_page(
             request.GET.get("page")
         ),
         "packages": CreditPackage.objects.active(),
+        "bonus_tiers": tiers,
+        "top_bonus_percent": max((tier.bonus_percent for tier in tiers), default=0),
         "purchases_enabled": purchases_enabled(),
         "redeem_form": RedeemForm(),
         "chart": spend_chart(entries.daily_spend(days=CHART_DAYS)),
@@ -294,13 +298,29 @@ def usage(request: HttpRequest) -> TemplateResponse:
     template = "billing/usage.html"
     if request.htmx and request.htmx.target == "usage-log":  # type: ignore[attr-defined]
         template = "billing/_usage_log.html"
-    return TemplateResponse(request, template, context)
+    response = TemplateResponse(request, template, context)
+    if request.htmx:  # type: ignore[attr-defined]
+        # The address bar shows the view as a short link to share: the filters that are
+        # set, and the page's cursor.
+        query = QueryDict(context["query"], mutable=True)
+        for name in ("after", "before"):
+            if request.GET.get(name):
+                query[name] = request.GET[name]
+        push_url(response, f"{request.path}?{query.urlencode()}" if query else request.path)
+    return response
 
 
 def _query_without_page(request: HttpRequest) -> str:
-    query = request.GET.copy()
-    for name in ("page", "after", "before"):
-        query.pop(name, None)
+    """The filters that are set (the custom dates only with a custom period), for links."""
+    custom = request.GET.get("days") in ("custom", "", None)
+    query = QueryDict(mutable=True)
+    for name in request.GET:
+        value = request.GET.get(name, "")
+        if not value or name in ("page", "after", "before"):
+            continue
+        if name in ("since", "until") and not custom:
+            continue
+        query[name] = value
     return query.urlencode()
 
 

@@ -117,7 +117,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if not form.is_valid():
                 await self.send(text_data=render_status(str(form.errors["message"][0])))
                 return
-            turn = Turn(text=form.cleaned_data["message"], redo=action == "edit")
+            turn = Turn(
+                text=form.cleaned_data["message"],
+                redo=action == "edit",
+                use_documents=form.cleaned_data["use_documents"],
+            )
         self.stop_requested = False
         self.turn = asyncio.create_task(self.answer(turn))
 

@@ -4,7 +4,7 @@ from typing import Any, cast
 
 from django import forms
 
-from billing.money import format_usd
+from billing.money import format_money
 from chat.models import MAX_MESSAGE_CHARS, TITLE_LENGTH, Conversation
 from gateway.catalog import ModelInfo, get_catalog
 from gateway.models import Persona
@@ -28,14 +28,20 @@ class QuestionForm(forms.Form):
             ),
         },
     )
+    # RAG: ground the answer in the user's documents (gateway/documents/grounding.py).
+    use_documents = forms.BooleanField(required=False, label="Use my documents")
 
 
 def price_label(model: ModelInfo) -> str:
-    """ "$1.00 in / $2.00 out per 1M tokens": what a model costs, for choosing one."""
-    return (
-        f"{format_usd(model.input_price or 0)} in / {format_usd(model.output_price or 0)} out "
-        "per 1M tokens"
+    """ "$1.00 in / $2.00 out per 1M tokens" (and "+ $0.019 per message" where the model
+    has a per-request price): what a model costs, for choosing one."""
+    label = (
+        f"{format_money(model.input_price or 0)} in / "
+        f"{format_money(model.output_price or 0)} out per 1M tokens"
     )
+    if model.request_price:
+        label += f" + {format_money(model.request_price)} per message"
+    return label
 
 
 def chat_models() -> list[ModelInfo]:

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, User
 from billing.models import UsageRecord
-from billing.money import format_usd
+from billing.money import format_money
 
 TITLE_LENGTH = 80
 MARKUP = re.compile(r"[*_`#>]+")
@@ -213,6 +213,8 @@ class Message(models.Model):
     trimmed = models.PositiveIntegerField(
         default=0, help_text="Earlier messages left out of this answer's prompt to fit."
     )
+    # The passages of the user's documents the answer was grounded in (UsageRecord.rag_sources).
+    sources = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -231,6 +233,23 @@ class Message(models.Model):
         return self.prompt_tokens + self.completion_tokens
 
     @property
+    def cited_documents(self) -> list[dict[str, Any]]:
+        """The documents the answer's sources come from, once each, with how many of
+        their passages were used."""
+        cited: dict[int, dict[str, Any]] = {}
+        for source in self.sources:
+            entry = cited.setdefault(
+                source["document_id"],
+                {
+                    "document_id": source["document_id"],
+                    "name": source["document_name"],
+                    "passages": 0,
+                },
+            )
+            entry["passages"] += 1
+        return list(cited.values())
+
+    @property
     def is_billed(self) -> bool:
         charged = self.cost_micro_usd or self.total_tokens
         return bool(self.request_id and charged) and self.status != self.Status.STREAMING
@@ -240,10 +259,10 @@ class Message(models.Model):
         """How the answer ended, in a sentence for the page's status line."""
         if self.status == self.Status.OK:
             return (
-                f"Answer complete: {self.total_tokens} tokens, {format_usd(self.cost_micro_usd)}."
+                f"Answer complete: {self.total_tokens} tokens, {format_money(self.cost_micro_usd)}."
             )
         if self.status == self.Status.CANCELLED:
-            cost = format_usd(self.cost_micro_usd)
+            cost = format_money(self.cost_micro_usd)
             return f"Stopped. What was generated is kept and billed ({cost})."
         return "The answer failed; the reason is shown with it."
 
@@ -277,5 +296,7 @@ class Message(models.Model):
             self.prompt_tokens = usage.prompt_tokens
             self.completion_tokens = usage.completion_tokens
             self.cost_micro_usd = usage.cost_micro_usd
+            self.sources = usage.rag_sources
             fields += ["request_id", "prompt_tokens", "completion_tokens", "cost_micro_usd"]
+            fields += ["sources"]
         self.save(update_fields=fields)

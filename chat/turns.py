@@ -17,6 +17,7 @@ from typing import Any
 
 from django.utils.safestring import SafeString
 
+from accounts.models import User
 from billing.models import UsageRecord
 from chat import context
 from chat.markdown import GrowingAnswer
@@ -65,6 +66,8 @@ class Turn:
 
     text: str | None = None
     redo: bool = False
+    # RAG: ground the answer in the user's documents (gateway/documents/grounding.py).
+    use_documents: bool = False
 
 
 def _start(conversation: Conversation, turn: Turn) -> tuple[Started, list[dict[str, Any]]]:
@@ -104,38 +107,56 @@ def _start(conversation: Conversation, turn: Turn) -> tuple[Started, list[dict[s
     return started, messages
 
 
-def _web_key_prefix(conversation: Conversation) -> str:
-    return web_key_for(conversation.user).prefix
+def _web_key_prefix(user: User) -> str:
+    return web_key_for(user).prefix
+
+
+def _conversation_key_prefix(conversation: Conversation) -> str:
+    # The conversation's owner is read here, in a thread, not on the event loop.
+    return _web_key_prefix(conversation.user)
 
 
 def _finish(
     answer: Message, content: str, status: str, error: str, code: str, request_id: str
 ) -> Finished:
-    usage = UsageRecord.objects.filter(request_id=request_id).first()
+    # Settled records only: a refused call's record (the request log's) bills nothing.
+    usage = UsageRecord.objects.settled().filter(request_id=request_id).first()
     answer.finish(content=content, status=status, error=error, error_code=code, usage=usage)
     return Finished(answer, context.meter_for(answer.conversation))
 
 
 _start_async = db_sync_to_async(_start)
 _prefix_async = db_sync_to_async(_web_key_prefix)
+_conversation_prefix_async = db_sync_to_async(_conversation_key_prefix)
 _finish_async = db_sync_to_async(_finish)
 
 
-async def _web_key(conversation: Conversation) -> KeyInfo:
-    info = await key_info(await _prefix_async(conversation))
+async def _usable_key(prefix: str) -> KeyInfo:
+    info = await key_info(prefix)
     if info is None or info.revoked:
         raise GatewayError(403, "This account can no longer use the chat.", code="key_revoked")
     return info
 
 
-def _delta_text(chunk: dict[str, Any]) -> str:
+async def web_key(user: User) -> KeyInfo:
+    """The user's web key (minted on first use), through the per-process key cache: what
+    the web chat and a signed-in caller of the chat API are billed and limited by."""
+    return await _usable_key(await _prefix_async(user))
+
+
+async def _web_key(conversation: Conversation) -> KeyInfo:
+    return await _usable_key(await _conversation_prefix_async(conversation))
+
+
+def delta_text(chunk: dict[str, Any]) -> str:
     return "".join(
         (choice.get("delta") or {}).get("content") or "" for choice in chunk.get("choices") or ()
     )
 
 
 async def take_turn(*, conversation: Conversation, turn: Turn) -> AsyncGenerator[Event, None]:
-    """Store the question, stream the answer from the engine, store what it cost.
+    """Store the question, stream the answer from the engine, store what it cost (and,
+    with `turn.use_documents`, the passages of the user's documents it was grounded in).
 
     Raises context.TooLong (nothing stored, nothing held) when the question cannot fit
     the model's window, LookupError when there is nothing to regenerate. Close this
@@ -150,14 +171,17 @@ async def take_turn(*, conversation: Conversation, turn: Turn) -> AsyncGenerator
     rendered_at = 0.0
     status, error, code = Message.Status.OK, "", ""
     try:
+        body: dict[str, Any] = {
+            "model": conversation.model,
+            "messages": messages,
+            "stream": True,
+            **conversation.request_options(),
+        }
+        if turn.use_documents:
+            body["rag"] = {"enabled": True}
         call = await calls.open_call(
             key=await _web_key(conversation),
-            body={
-                "model": conversation.model,
-                "messages": messages,
-                "stream": True,
-                **conversation.request_options(),
-            },
+            body=body,
             request_id=request_id,
             source=UsageRecord.Source.WEB,
         )
@@ -167,7 +191,7 @@ async def take_turn(*, conversation: Conversation, turn: Turn) -> AsyncGenerator
                 if "error" in event:
                     status, error = Message.Status.ERROR, event["error"]["message"]
                     code = event["error"].get("code") or ""
-                elif piece := _delta_text(event):
+                elif piece := delta_text(event):
                     growing.add(piece)
                     now = time.monotonic()
                     if now - rendered_at >= max(RENDER_INTERVAL, growing.tail_interval()):

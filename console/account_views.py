@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from allauth.account.models import EmailAddress
 from allauth.mfa.models import Authenticator
+from allauth.socialaccount.adapter import get_adapter as get_social_adapter
 from allauth.socialaccount.models import SocialAccount
 from django.contrib import messages
 from django.contrib.auth import logout
@@ -21,6 +24,7 @@ from console.site import public_base_url
 from gateway.catalog import model_choices
 
 SIGN_IN_HISTORY = 10
+SOCIAL_SIGN_INS = {"github": "GitHub", "discord": "Discord"}
 
 
 class AuthenticatedRequest(HttpRequest):
@@ -30,12 +34,42 @@ class AuthenticatedRequest(HttpRequest):
     htmx: HtmxDetails
 
 
+@dataclass(frozen=True)
+class SignInProvider:
+    """A social sign-in on the profile: the accounts connected, or the way to connect one."""
+
+    id: str
+    name: str
+    connected: list[str]
+    configured: bool
+
+
+def sign_in_providers(request: AuthenticatedRequest) -> list[SignInProvider]:
+    """The site's social sign-ins (GitHub, Discord) that are configured or that the user
+    has connected, with the name of each account connected."""
+    configured = {p.id: p for p in get_social_adapter().list_providers(request)}
+    connected: dict[str, list[str]] = {}
+    for account in SocialAccount.objects.filter(user=request.user).order_by("pk"):
+        label = str(account.get_provider_account()) if account.provider in configured else ""
+        connected.setdefault(account.provider, []).append(label or account.uid)
+    return [
+        SignInProvider(
+            id=provider_id,
+            name=name,
+            connected=connected.get(provider_id, []),
+            configured=provider_id in configured,
+        )
+        for provider_id, name in SOCIAL_SIGN_INS.items()
+        if provider_id in configured or provider_id in connected
+    ]
+
+
 def api_base_url(request: HttpRequest) -> str:
     return f"{public_base_url(request)}/v1"
 
 
 def user_api_keys(request: AuthenticatedRequest) -> ApiKeyQuerySet:
-    return ApiKey.objects.for_user(request.user).filter(kind=ApiKey.Kind.API).with_period_spend()
+    return ApiKey.objects.for_user(request.user).listed().with_period_spend()
 
 
 @require_GET
@@ -46,7 +80,7 @@ def profile(request: AuthenticatedRequest) -> TemplateResponse:
         "account": account_for(user),
         "emails": EmailAddress.objects.filter(user=user).order_by("-primary", "email"),
         "passkeys": Authenticator.objects.filter(user=user, type=Authenticator.Type.WEBAUTHN),
-        "github_accounts": SocialAccount.objects.filter(user=user, provider="github"),
+        "sign_in_providers": sign_in_providers(request),
         "sign_ins": SignIn.objects.for_user(user)[:SIGN_IN_HISTORY],
     }
     return TemplateResponse(request, "accounts/profile.html", context)

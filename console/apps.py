@@ -10,6 +10,7 @@ class ConsoleConfig(AppConfig):
     name = "console"
 
     def ready(self) -> None:
+        from console import checks  # noqa: F401 - registers the branding checks
         from console.converters import RowId
         from console.signals import name_the_site
 

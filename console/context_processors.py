@@ -14,6 +14,7 @@ def site(request: HttpRequest) -> dict[str, Any]:
     return {
         "SITE_NAME": settings.SITE_NAME,
         "SITE_URL": public_base_url(request),
+        "API_KEY_PREFIX": settings.API_KEY_PREFIX,
         # Read only by pages that draw the header, once, for a signed-in user.
         "header_account": SimpleLazyObject(lambda: header_account(request.user)),
     }

@@ -49,7 +49,8 @@ def header_account(user: Any) -> Account | None:
 def checklist(user: User) -> list[Step]:
     """Create a key, then make a first call: each step ticks itself off."""
     api_keys = ApiKey.objects.for_user(user).filter(kind=ApiKey.Kind.API)
-    calls = UsageRecord.objects.for_user(user).exclude(source=UsageRecord.Source.WEB)
+    # A refused call (no credit, over a limit) reached no model: not yet a first call.
+    calls = UsageRecord.objects.for_user(user).settled().exclude(source=UsageRecord.Source.WEB)
     return [
         Step("Create an API key", api_keys.exists(), reverse("accounts:keys"), "Create a key"),
         Step("Make your first call", calls.exists(), reverse("quickstart"), "Open the quickstart"),
@@ -88,7 +89,7 @@ def dashboard_context(user: User) -> dict[str, Any]:
         "steps": steps,
         "steps_done": sum(step.done for step in steps),
         "show_checklist": not all(step.done for step in steps),
-        "week": usage.filter(created_at__gte=period_starts()[SpendPeriod.WEEK]).summary(),
+        "week": usage.settled().filter(created_at__gte=period_starts()[SpendPeriod.WEEK]).summary(),
         "recent": usage.select_related("api_key").order_by("-created_at", "-id")[:RECENT_REQUESTS],
         "cap_notices": cap_notices(user),
         "chart": spend_chart(usage.daily_spend(days=CHART_DAYS)),

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from django.conf import settings
+
+from billing.money import credit_unit
 from gateway.catalog import get_catalog
 
 KEY_VARIABLE = "SWITCHBOARD_API_KEY"
@@ -251,7 +254,7 @@ def client_guides(base_url: str, model: str) -> dict[str, TabGroup]:
                     "{\n"
                     '  "env": {\n'
                     f'    "ANTHROPIC_BASE_URL": "{base_url}",\n'
-                    '    "ANTHROPIC_AUTH_TOKEN": "sk-sb-…",\n'
+                    f'    "ANTHROPIC_AUTH_TOKEN": "{settings.API_KEY_PREFIX}…",\n'
                     f'    "ANTHROPIC_MODEL": "{model}"\n'
                     "  }\n"
                     "}",
@@ -283,7 +286,7 @@ def client_guides(base_url: str, model: str) -> dict[str, TabGroup]:
                 Snippet(
                     "codex-shell",
                     "Shell",
-                    f'export {KEY_VARIABLE}=sk-sb-…\ncodex exec "Say hello"',
+                    f'export {KEY_VARIABLE}={settings.API_KEY_PREFIX}…\ncodex exec "Say hello"',
                 ),
             ),
         ),
@@ -419,4 +422,6 @@ def page_context(page: str, base_url: str) -> dict[str, object]:
         context["groups"] = quickstart_groups(base_url, example_model())
     elif page == "clients":
         context["guides"] = client_guides(base_url, example_model())
+    elif page == "api":
+        context["credit_unit"] = credit_unit()
     return context

@@ -14,6 +14,7 @@ SORTS = {
         row.cached_input_price or 0,
         row.id,
     ),
+    "request": lambda row: (row.request_price, row.id),
     "context": lambda row: (row.context_length, row.id),
     "max_output": lambda row: (row.max_output_tokens, row.id),
     "providers": lambda row: (row.providers, row.id),
@@ -31,6 +32,7 @@ class PricingRow:
     cached_input_price: int | None
     cache_write_price: int | None
     cache_write_1h_price: int | None
+    request_price: int
     context_length: int
     max_output_tokens: int
     providers: int
@@ -54,6 +56,7 @@ def pricing_rows(
                 cached_input_price=m.cached_input_price,
                 cache_write_price=m.cache_write_price,
                 cache_write_1h_price=m.cache_write_1h_price,
+                request_price=m.request_price,
                 context_length=m.context_length,
                 max_output_tokens=m.max_output_tokens,
                 providers=len(providers),

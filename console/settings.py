@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "allauth.socialaccount",
     "allauth.socialaccount.providers.github",
+    "allauth.socialaccount.providers.discord",
     "console",
     "accounts",
     "billing",
@@ -198,6 +199,15 @@ if GITHUB_CLIENT_ID:
     ]
 if GITHUB_URL:
     SOCIALACCOUNT_PROVIDERS["github"]["GITHUB_URL"] = GITHUB_URL
+# Discord sign-in beside GitHub, hidden like it until its app is configured. Its scopes
+# are allauth's default (identify, email): only a verified e-mail signs anyone in.
+DISCORD_CLIENT_ID = envstr("DISCORD_CLIENT_ID")
+DISCORD_CLIENT_SECRET = envstr("DISCORD_CLIENT_SECRET")
+SOCIALACCOUNT_PROVIDERS["discord"] = {}
+if DISCORD_CLIENT_ID:
+    SOCIALACCOUNT_PROVIDERS["discord"]["APPS"] = [
+        {"client_id": DISCORD_CLIENT_ID, "secret": DISCORD_CLIENT_SECRET, "key": ""}
+    ]
 MFA_ADAPTER = "accounts.adapter.MFAAdapter"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_PASSKEY_LOGIN_ENABLED = True
@@ -327,6 +337,17 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 ESTIMATE_MAX_BYTES = envint("ESTIMATE_MAX_BYTES", str(256 * 1024))
 ESTIMATE_REQUESTS_PER_MINUTE = envint("ESTIMATE_REQUESTS_PER_MINUTE", "60")
 AUTH_FAILURES_PER_MINUTE = envint("AUTH_FAILURES_PER_MINUTE", "20")
+# The sign-up and sign-in API (/v1/auth/…): sign-ups per client address per minute, the
+# youngest age allowed, and how many API sign-in keys a user keeps active.
+SIGNUPS_PER_MINUTE = envint("SIGNUPS_PER_MINUTE", "5")
+SIGNUP_MINIMUM_AGE = envint("SIGNUP_MINIMUM_AGE", "13")
+API_LOGIN_KEYS_KEPT = envint("API_LOGIN_KEYS_KEPT", "5")
+# POST /chat/stream without a `model` (empty: the first model the caller may use, by id).
+CHAT_API_DEFAULT_MODEL = envstr("CHAT_API_DEFAULT_MODEL")
+# The document library behind RAG (gateway/documents): per file, per document's text, per account.
+DOCUMENT_MAX_BYTES = envint("DOCUMENT_MAX_BYTES", str(10 * 1024 * 1024))
+DOCUMENT_MAX_CHARS = envint("DOCUMENT_MAX_CHARS", "2000000")
+DOCUMENTS_MAX_PER_ACCOUNT = envint("DOCUMENTS_MAX_PER_ACCOUNT", "100")
 
 # --- Billing: Stripe, unlimited mode, low-balance warning -------------------------
 STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY")
@@ -340,3 +361,8 @@ LOW_BALANCE_WARNING_MICRO_USD = envint("LOW_BALANCE_WARNING_MICRO_USD", "1000000
 # are only counted (switchboard_refusals_unlogged_total), so a flood stays cheap.
 REFUSALS_LOGGED_PER_KEY_PER_MINUTE = envint("REFUSALS_LOGGED_PER_KEY_PER_MINUTE", "120")
 PROMPT_RETENTION_DAYS = envint("PROMPT_RETENTION_DAYS", "30")
+# Branding: a named unit of credit shown beside USD (unset: USD only); see billing/money.py.
+CREDIT_UNIT_NAME = envstr("CREDIT_UNIT_NAME").strip()
+CREDIT_UNIT_MICRO_USD = envint("CREDIT_UNIT_MICRO_USD", "0")
+# How new API keys start (Bentoo: btoo_sk_live_); keys minted under another keep working.
+API_KEY_PREFIX = envstr("API_KEY_PREFIX", "sk-sb-")

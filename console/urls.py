@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
+from accounts.views import confirm_email_link
 from console import views
 from gateway.metrics import metrics_view
 from gateway.urls import account_api_urlpatterns
@@ -24,10 +25,18 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
     path("v1/", include("gateway.urls")),
+    # allauth's confirmation link, which it leaves out while it verifies by code: the
+    # sign-up API (gateway/platform_api.py) has no browser session to hold a code in.
+    re_path(
+        r"^accounts/confirm-email/(?P<key>[-:\w]+)/$",
+        confirm_email_link,
+        name="account_confirm_email",
+    ),
     path("accounts/", include("allauth.urls")),
     path("account/", include("console.account_urls")),
     path("api/v1/", include((account_api_urlpatterns, "api"))),
     path("billing/", include("billing.urls")),
     path("chat/", include("chat.urls")),
+    path("documents/", include("gateway.documents.urls")),
     path("admin/", admin.site.urls),
 ]

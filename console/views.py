@@ -21,6 +21,7 @@ from django.template.response import TemplateResponse
 from django.templatetags.static import static
 from django.views.decorators.http import require_GET
 
+from billing.money import credit_unit
 from console import docs, model_pages
 from console import docs_search as docs_search_index
 from console.dashboard import dashboard_context
@@ -202,18 +203,24 @@ def pricing(request: HttpRequest) -> TemplateResponse:
         sort = DEFAULT_SORT
     descending = request.GET.get("dir") == "desc"
     query = request.GET.get("q", "").strip()[:100]
-    rows = pricing_rows(get_catalog().enabled(), query=query, sort=sort, descending=descending)
+    models = get_catalog().enabled()
+    rows = pricing_rows(models, query=query, sort=sort, descending=descending)
+    # The column is there for every search once any model has the price, so it never jumps.
+    per_request = any(m.request_price for m in models)
     context = {
         "rows": rows,
         "query": query,
         "sort": sort,
         "descending": descending,
         "markup": settings.PRICE_MARKUP_PERCENT,
+        "per_request": per_request,
+        "credit_unit": credit_unit(),
         "sort_options": [
             ("model", "Model name"),
             ("input", "Input price"),
             ("output", "Output price"),
             ("cache_read", "Cache read price"),
+            *([("request", "Price per request")] if per_request else []),
             ("context", "Context length"),
             ("max_output", "Max output"),
             ("providers", "Providers"),
@@ -223,6 +230,7 @@ def pricing(request: HttpRequest) -> TemplateResponse:
             ("input", "Input / 1M", True),
             ("output", "Output / 1M", True),
             ("cache_read", "Cache / 1M", True),
+            *([("request", "Per request", True)] if per_request else []),
             ("context", "Context", True),
             ("max_output", "Max output", True),
             ("providers", "Providers", True),

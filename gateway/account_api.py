@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts.forms import ApiKeyForm
 from accounts.models import ApiKey, ExceedsCreator, User
 from billing.ledger import account_for
-from billing.money import format_usd
+from billing.money import credit_unit_json, format_money, unit_amount
 from gateway import outages
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import model_choices
@@ -73,7 +73,7 @@ def api_methods(*methods: str) -> Callable[[View], View]:
 
 
 def management_key_required(view: View) -> View:
-    """Authenticate `Authorization: Bearer sk-sb-…`, require the management scope and
+    """Authenticate `Authorization: Bearer <key>`, require the management scope and
     attach the key (`request.api_key`) and its owner (`request.owner`) to the request."""
 
     @csrf_exempt
@@ -202,8 +202,11 @@ def me(request: ApiRequest) -> JsonResponse:
             "balance": {
                 "micro_usd": account.balance_micro_usd,
                 "available_micro_usd": account.available_micro_usd,
-                "display": format_usd(account.balance_micro_usd),
+                "display": format_money(account.balance_micro_usd),
+                "units": unit_amount(account.balance_micro_usd),
+                "available_units": unit_amount(account.available_micro_usd),
             },
+            "credit_unit": credit_unit_json(),
         }
     )
 
@@ -212,10 +215,7 @@ def me(request: ApiRequest) -> JsonResponse:
 @management_key_required
 def keys(request: ApiRequest) -> JsonResponse | HttpResponse:
     if request.method == "GET":
-        data = [
-            key_as_dict(key)
-            for key in ApiKey.objects.for_user(request.owner).filter(kind=ApiKey.Kind.API)
-        ]
+        data = [key_as_dict(key) for key in ApiKey.objects.for_user(request.owner).listed()]
         return JsonResponse({"object": "list", "data": data})
     body = parse_json(request.body)
     try:
@@ -234,7 +234,7 @@ def keys(request: ApiRequest) -> JsonResponse | HttpResponse:
 @api_methods("DELETE")
 @management_key_required
 def key_detail(request: ApiRequest, key_id: int) -> JsonResponse | HttpResponse:
-    key = ApiKey.objects.for_user(request.owner).filter(kind=ApiKey.Kind.API, pk=key_id).first()
+    key = ApiKey.objects.for_user(request.owner).listed().filter(pk=key_id).first()
     if key is None:
         return GatewayError(404, f"No key with id {key_id}.", code="key_not_found").response()
     key.revoke()

@@ -71,6 +71,7 @@ class ModelAdmin(admin.ModelAdmin):
         "cached_input_price",
         "cache_write_price",
         "cache_write_1h_price",
+        "request_price",
         "context_length",
     ]
     list_filter = ["enabled", "owned_by"]

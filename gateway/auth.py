@@ -165,14 +165,17 @@ async def _count_failure(client: str | None) -> None:
 
 
 async def authenticate(authorization: str | None, *, client: str | None = None) -> KeyInfo:
-    """The key named by an `Authorization: Bearer sk-sb-…` header, or a 401 error.
+    """The key named by an `Authorization: Bearer <API_KEY_PREFIX>…` header, or a 401 error.
 
     `client` is the caller's address (`ratelimit.client_address`): a wrong key counts
     against it, and past AUTH_FAILURES_PER_MINUTE only keys this worker already knows
     are checked, anything else answered 429. Without it nothing is counted.
     """
     if not authorization or not authorization[:7].lower() == "bearer ":
-        raise _invalid("You didn't provide an API key. Send it as 'Authorization: Bearer sk-sb-…'.")
+        raise _invalid(
+            "You didn't provide an API key. "
+            f"Send it as 'Authorization: Bearer {settings.API_KEY_PREFIX}…'."
+        )
     secret = authorization[7:].strip()
     prefix = parse_secret(secret)
     if client is not None and (prefix is None or prefix not in _cache):

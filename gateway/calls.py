@@ -45,10 +45,11 @@ from billing.ledger import (
     reserve_credits,
 )
 from billing.models import UsageRecord
-from billing.money import format_usd
+from billing.money import format_money
 from gateway import metering, metrics, modes, outages, refusals, routing
 from gateway.auth import KeyInfo
 from gateway.catalog import Catalog, ModelInfo, RouteInfo, catalog_is_fresh, get_catalog
+from gateway.documents import grounding
 from gateway.errors import GatewayError, invalid
 from gateway.http import upstream_client
 from gateway.providers import envelopes, get_adapter
@@ -235,6 +236,9 @@ class Call:
     _buffer: list[dict[str, Any]] = field(default_factory=list)
     _keeper: asyncio.TimerHandle | None = None
     _refreshing: asyncio.Future[None] | None = None
+    # RAG (gateway/documents/grounding.py): the passages added to the prompt, cited;
+    # None unless the request asked for RAG.
+    rag_sources: list[dict[str, Any]] | None = None
 
     @property
     def completion_id(self) -> str:
@@ -251,6 +255,7 @@ class Call:
             cached=metered.cached_tokens,
             cache_write=metered.cache_write_tokens,
             cache_write_1h=metered.cache_write_1h_tokens,
+            requests=metered.requests,
         )
 
     # --- 6. route ------------------------------------------------------------------
@@ -319,6 +324,8 @@ class Call:
         assert self.metered is not None
         result.update(id=self.completion_id, model=self.model.id)
         result["usage"] = {**self.metered.usage, **metering.cost_fields(charge)}
+        if self.rag_sources is not None:
+            result[grounding.FIELD] = {"sources": self.rag_sources}
         return result
 
     async def _complete(self, adapter: Adapter, route: RouteInfo) -> dict[str, Any]:
@@ -442,6 +449,14 @@ class Call:
         async with contextlib.aclosing(self.chunks()) as events:
             async for event in events:
                 if event.get("usage"):
+                    if self.rag_sources is not None:
+                        yield sse(
+                            grounding.sources_chunk(
+                                completion_id=self.completion_id,
+                                model=self.model.id,
+                                sources=self.rag_sources,
+                            )
+                        )
                     if self.include_usage:
                         yield sse(event)
                     yield DONE
@@ -546,6 +561,7 @@ class Call:
             "finish_reason": self.finish_reason,
             "price_version": self.model.price_version,
             "flags": " ".join(metered.flags),
+            "rag_sources": self.rag_sources or [],
         }
 
     def _after_settlement(self) -> None:
@@ -625,6 +641,8 @@ async def open_call(
     `body` is always the canonical chat body (what is validated, counted and held for);
     a door may add `native`, its own request, which a route whose adapter speaks that
     protocol gets instead (gateway/providers/base.py, NativeRequest)."""
+    # RAG first, so the prompt counted and held for includes the retrieved passages.
+    body, rag_sources = await grounding.ground(key=key, body=body)
     ceiling = modes.pop_route_options(body, route_price_header)
     validate_chat(body)
     catalog = await current_catalog()
@@ -649,7 +667,7 @@ async def open_call(
         raise GatewayError(
             402,
             f"The worst-case cost of this request is {worst_case} micro-USD "
-            f"({format_usd(worst_case)}), above the per-request cap of {cap} micro-USD. "
+            f"({format_money(worst_case)}), above the per-request cap of {cap} micro-USD. "
             "Lower max_tokens or raise the cap.",
             code="max_cost_exceeded",
         )
@@ -672,6 +690,7 @@ async def open_call(
         fallback=fallback,
         native=native,
         headers=headers,
+        rag_sources=rag_sources,
     )
     if mode is not None:
         call.requested_model, call.on_settled = mode.requested, mode.on_settled
@@ -708,16 +727,16 @@ async def hold_credit(call: Call) -> None:
     except InsufficientCredits as exc:
         raise GatewayError(
             402,
-            f"Insufficient credits: this request may cost up to {format_usd(exc.needed)} "
-            f"({exc.needed} micro-USD) and {format_usd(exc.available)} is available. "
+            f"Insufficient credits: this request may cost up to {format_money(exc.needed)} "
+            f"({exc.needed} micro-USD) and {format_money(exc.available)} is available. "
             "Add credit on the Billing page or lower max_tokens.",
             code="insufficient_credits",
         ) from exc
     except SpendCapExceeded as exc:
         raise GatewayError(
             402,
-            f"This key's spend cap of {format_usd(exc.cap)} for its period would be exceeded "
-            f"({format_usd(exc.spent)} already spent or held).",
+            f"This key's spend cap of {format_money(exc.cap)} for its period would be exceeded "
+            f"({format_money(exc.spent)} already spent or held).",
             code="spend_cap_exceeded",
         ) from exc
     except Exception as exc:

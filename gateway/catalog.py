@@ -67,13 +67,16 @@ class ModelInfo:
     price_version: str
     cache_write_price: int | None = None
     cache_write_1h_price: int | None = None
+    request_price: int = 0
     routes: tuple[RouteInfo, ...] = field(default=())
     created: int = 0
     """When the model joined the catalog, in Unix seconds (/v1/models' `created`)."""
 
     @property
     def is_priced(self) -> bool:
-        return self.input_price is not None and self.output_price is not None
+        """Priced per token (both input and output), or per request."""
+        has_token_prices = self.input_price is not None and self.output_price is not None
+        return has_token_prices or self.request_price > 0
 
     @property
     def cached_price(self) -> int:
@@ -102,10 +105,13 @@ class ModelInfo:
         cached: int = 0,
         cache_write: int = 0,
         cache_write_1h: int = 0,
+        requests: int = 1,
     ) -> int:
-        """micro-USD for these tokens at this model's prices (cache reads and writes are
-        parts of `prompt`, each at its own price)."""
-        return token_cost(
+        """micro-USD for `requests` requests (0 or 1: a call that never reached an
+        upstream pays nothing) using these tokens, at this model's prices: the
+        per-request price plus the tokens' (cache reads and writes are parts of
+        `prompt`, each at its own price)."""
+        return requests * self.request_price + token_cost(
             prompt_tokens=prompt,
             completion_tokens=completion,
             cached_tokens=cached,
@@ -119,22 +125,25 @@ class ModelInfo:
         )
 
     def unit_prices(self, metered_kinds: tuple[str, ...]) -> dict[str, int]:
-        """The prices per million tokens of the kinds of token a call used, for its
-        record's line items."""
+        """The prices of what a call used, for its record's line items: per million
+        tokens of each kind of token, and `request` (per request) where it has a price."""
         prices = {
+            "request": self.request_price,
             "input": self.input_price or 0,
             "output": self.output_price or 0,
             "cache_read": self.cached_price,
             "cache_write": self.write_price,
             "cache_write_1h": self.write_1h_price,
         }
-        return {kind: prices[kind] for kind in metered_kinds}
+        return {kind: prices[kind] for kind in metered_kinds if kind != "request" or prices[kind]}
 
     def worst_case_cost(self, *, prompt: int, completion: int) -> int:
-        """The most these tokens can cost: every prompt token at the dearest of the
-        input and cache-write prices (a prompt may be written to the cache whole)."""
+        """The most a request with these tokens can cost: its per-request price, and
+        every prompt token at the dearest of the input and cache-write prices (a prompt
+        may be written to the cache whole)."""
         dearest = max(self.input_price or 0, self.write_price, self.write_1h_price)
-        return -(-(prompt * dearest + completion * (self.output_price or 0)) // PER_MTOK)
+        tokens = -(-(prompt * dearest + completion * (self.output_price or 0)) // PER_MTOK)
+        return self.request_price + tokens
 
 
 class Catalog:
@@ -203,6 +212,7 @@ def build_catalog() -> Catalog:
                 cached_input_price=apply_markup(m.cached_input_price),
                 cache_write_price=apply_markup(m.cache_write_price),
                 cache_write_1h_price=apply_markup(m.cache_write_1h_price),
+                request_price=apply_markup(m.request_price) or 0,
                 enabled=m.enabled,
                 price_version=m.updated_at.strftime("%Y%m%d%H%M%S") if m.updated_at else "",
                 routes=tuple(sorted(routes.get(m.id, []), key=lambda r: r.priority)),

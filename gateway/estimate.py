@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from billing.money import micro_to_usd, token_cost
+from billing.money import credit_unit_json, micro_to_usd, unit_amount
 from gateway import calls
 from gateway.catalog import ModelInfo
 from gateway.errors import invalid
@@ -31,7 +31,8 @@ MAX_TOKENS = 100_000_000
 
 @api_view(("GET", "POST"), key_required=False)
 async def estimate(request: HttpRequest) -> HttpResponse:
-    """Cost in micro-USD (and USD) of `input_tokens` in and `output_tokens` out on a model."""
+    """Cost in micro-USD (and USD, and the credit unit) of one request with `input_tokens`
+    in and `output_tokens` out on a model: its per-request price plus the tokens'."""
     await _count_the_client(request)
     output: Any
     if request.method == "POST":
@@ -47,14 +48,7 @@ async def estimate(request: HttpRequest) -> HttpResponse:
         output_param = "output_tokens"
     model = await _priced_model(name)
     output_tokens = model.max_output_tokens if output is None else _tokens(output, output_param)
-    cost = token_cost(
-        prompt_tokens=input_tokens,
-        completion_tokens=output_tokens,
-        cached_tokens=0,
-        input_price=model.input_price or 0,
-        output_price=model.output_price or 0,
-        cached_price=model.cached_price,
-    )
+    cost = model.cost(prompt=input_tokens, completion=output_tokens)
     payload = {
         "object": "estimate",
         "model": model.id,
@@ -62,8 +56,11 @@ async def estimate(request: HttpRequest) -> HttpResponse:
         "output_tokens": output_tokens,
         "input_price_micro_usd_per_mtok": model.input_price,
         "output_price_micro_usd_per_mtok": model.output_price,
+        "request_price_micro_usd": model.request_price,
         "cost_micro_usd": cost,
         "cost_usd": float(micro_to_usd(cost)),
+        "cost_units": unit_amount(cost),
+        "credit_unit": credit_unit_json(),
     }
     return json_response(payload)
 

@@ -32,6 +32,9 @@ class Metered:
 
     usage: dict[str, Any]
     flags: tuple[str, ...] = ()
+    # Requests billed: 1 once an upstream was sent the call (so it pays the per-request
+    # price exactly when it pays for its prompt, cancelled before the first token too).
+    requests: int = 1
 
     @property
     def prompt_tokens(self) -> int:
@@ -63,10 +66,11 @@ class Metered:
             "cache_write_1h": written_1h,
             "output": self.completion_tokens,
         }
-        return tuple(kind for kind, tokens in counts.items() if tokens > 0)
+        used = tuple(kind for kind, tokens in counts.items() if tokens > 0)
+        return ("request", *used) if self.requests else used
 
 
-NOTHING = Metered(usage_dict(0, 0))
+NOTHING = Metered(usage_dict(0, 0), requests=0)
 
 
 def chunk_text(chunk: dict[str, Any]) -> Iterable[str]:

@@ -9,6 +9,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+# The document library's models live in their own module; importing them here registers them.
+from gateway.documents.models import Document, Passage  # noqa: F401
+
 
 class Provider(models.Model):
     """An upstream API: its protocol (kind), where it lives and how to authenticate."""
@@ -90,6 +93,11 @@ class Model(models.Model):
         help_text="micro-USD per million input tokens written to the prompt cache for an "
         "hour; empty = the 5-minute write price",
     )
+    request_price = models.PositiveBigIntegerField(
+        default=0,
+        help_text="micro-USD per request (per message), on top of the token prices or "
+        "instead of them (19000 = $0.019); 0 = none",
+    )
     enabled = models.BooleanField(default=True)
     price_source = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(
@@ -105,7 +113,9 @@ class Model(models.Model):
 
     @property
     def is_priced(self) -> bool:
-        return self.input_price is not None and self.output_price is not None
+        """Priced per token (both input and output), or per request."""
+        has_token_prices = self.input_price is not None and self.output_price is not None
+        return has_token_prices or self.request_price > 0
 
 
 class CatalogStamp(models.Model):

@@ -35,7 +35,7 @@ import orjson
 from django.conf import settings
 from django.core.cache import cache
 
-from billing.money import format_rate, usd_to_micro
+from billing.money import format_usd, usd_to_micro
 from gateway import outages
 from gateway.auth import KeyInfo
 from gateway.catalog import Catalog, ModelInfo
@@ -253,7 +253,7 @@ def _unfit_reason(
     if not key.allows_model(model.id):
         return "not allowed for this key"
     if ceiling is not None and dearest_price(model) > ceiling:
-        return f"above the price ceiling of {format_rate(ceiling)} per million tokens"
+        return f"above the price ceiling of {format_usd(ceiling)} per million tokens"
     answer = needs.output_tokens or MIN_ANSWER_TOKENS
     if needs.output_tokens is not None and needs.output_tokens > model.max_output_tokens:
         return f"cannot write {needs.output_tokens} tokens of output"

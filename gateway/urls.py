@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from gateway import account_api, estimate, views
+from gateway import account_api, estimate, platform_api, pricing, views
+from gateway.documents import api as documents
 from gateway.doors import messages, responses
 
 urlpatterns = [
@@ -16,6 +17,19 @@ urlpatterns = [
     path("catalog", views.catalog, name="v1-catalog"),
     path("generation/<str:request_id>", views.generation, name="v1-generation"),
     path("estimate", estimate.estimate, name="v1-estimate"),
+    # The account API for programs and partner platforms (gateway/platform_api.py).
+    path("auth/signup", platform_api.signup, name="v1-auth-signup"),
+    path("auth/login", platform_api.login, name="v1-auth-login"),
+    path("account", platform_api.account, name="v1-account"),
+    path("billing/balance", platform_api.balance, name="v1-billing-balance"),
+    path("billing/unlimited", platform_api.unlimited, name="v1-billing-unlimited"),
+    path("billing/checkout", platform_api.checkout, name="v1-billing-checkout"),
+    path("documents", documents.documents, name="v1-documents"),
+    path("documents/search", documents.search, name="v1-documents-search"),
+    path("documents/<id:document_id>", documents.document, name="v1-document"),
+    # Branding: prices per key, and the public offer (packages, bonuses, credit unit).
+    path("pricing", pricing.pricing, name="v1-pricing"),
+    path("pricing/public", pricing.public_pricing, name="v1-pricing-public"),
     # Anything else, newlines (%0a) included: `.` would stop at one and fall to Django's HTML 404.
     re_path(r"^[\s\S]*$", views.unknown_endpoint, name="v1-unknown"),
 ]

@@ -14,6 +14,7 @@ from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from billing.models import UsageRecord
+from billing.money import credit_unit_json, money_json, unit_amount
 from gateway import calls, outages, routing
 from gateway.auth import KeyInfo, authenticate
 from gateway.catalog import ModelInfo
@@ -229,7 +230,7 @@ def catalog_entry(model: ModelInfo) -> dict[str, Any]:
     healthy = [r for r in model.routes if routing.cooling_for(r.provider.id) == 0]
 
     def price(micro: int | None) -> dict[str, Any] | None:
-        return None if micro is None else {"micro_usd": micro, "usd": micro / 1_000_000}
+        return None if micro is None else money_json(micro)
 
     return {
         "id": model.id,
@@ -245,6 +246,8 @@ def catalog_entry(model: ModelInfo) -> dict[str, Any]:
             "cached_input": price(model.cached_input_price),
             "cache_write": price(model.cache_write_price),
             "cache_write_1h": price(model.cache_write_1h_price),
+            # The one price that is not per million tokens: charged once per request.
+            "per_request": price(model.request_price),
         },
         "providers": [r.provider.name for r in model.routes],
         "enabled": model.enabled,
@@ -260,7 +263,7 @@ async def catalog(request: HttpRequest) -> HttpResponse:
     snapshot = await calls.current_catalog()
     models = snapshot.all() if show_all else snapshot.enabled()
     data = [catalog_entry(m) for m in sorted(models, key=lambda m: m.id)]
-    return json_response({"object": "list", "data": data})
+    return json_response({"object": "list", "credit_unit": credit_unit_json(), "data": data})
 
 
 def _generation(request_id: str, user_id: int) -> dict[str, Any] | None:
@@ -289,6 +292,7 @@ def _generation(request_id: str, user_id: int) -> dict[str, Any] | None:
         "total_tokens": record.total_tokens,
         "cost_micro_usd": record.cost_micro_usd,
         "cost": record.cost_micro_usd / 1_000_000,
+        "cost_units": unit_amount(record.cost_micro_usd),
         "latency_ms": record.latency_ms,
         "time_to_first_token_ms": record.ttft_ms,
         "attempts": record.attempts,

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from tests.accounts import test_account_api_bad_inputs as account_api
 from tests.billing import test_stripe_webhook_bad_inputs as webhook
+from tests.chat import test_api_bad_inputs as chat_api
 from tests.chat import test_socket_bad_inputs as socket
 from tests.console import test_form_bad_inputs as forms
 from tests.gateway import test_bad_inputs as chat_completions
 from tests.gateway import test_estimate_bad_inputs as estimate
+from tests.gateway import test_platform_api as platform
 from tests.gateway import test_v1_requests as v1
 
 SURFACES: dict[str, list[list[tuple[object, ...]]]] = {
@@ -18,6 +20,14 @@ SURFACES: dict[str, list[list[tuple[object, ...]]]] = {
     "/v1/estimate": [estimate.BAD_QUERIES, estimate.BAD_BODIES],
     "the account API": [account_api.BAD_KEY_BODIES, account_api.BAD_REQUESTS],
     "the chat websocket": [socket.BAD_PATHS, socket.BAD_FRAMES],
+    "/chat/stream": [chat_api.BAD_BODIES],
+    "/v1/auth and /v1/billing": [
+        platform.BAD_SIGNUPS,
+        platform.NOT_JSON_OBJECTS,
+        platform.BAD_LOGINS,
+        platform.BAD_UNLIMITED,
+        platform.BAD_PACKAGES,
+    ],
     "the Stripe webhook": [webhook.MALFORMED],
     "the console's forms and pages": [
         forms.BAD_KEY_FORMS,

@@ -71,3 +71,20 @@ def test_rate_limits_cover_sign_up_login_and_codes():
     limits = account_settings.RATE_LIMITS
     for action in ("signup", "login", "login_failed", "confirm_email", "request_login_code"):
         assert limits[action], action
+
+
+DISCORD_APP = {"APPS": [{"client_id": "abc", "secret": "def", "key": ""}]}
+
+
+def test_the_discord_button_is_hidden_when_discord_is_not_configured(client, db, settings):
+    settings.SOCIALACCOUNT_PROVIDERS = {"github": GITHUB_APP, "discord": {}}
+    body = client.get("/accounts/login/").content.decode()
+    assert "Continue with GitHub" in body
+    assert "Continue with Discord" not in body
+
+
+def test_the_discord_button_shows_beside_github_when_configured(client, db, settings):
+    settings.SOCIALACCOUNT_PROVIDERS = {"github": GITHUB_APP, "discord": DISCORD_APP}
+    body = client.get("/accounts/login/").content.decode()
+    assert "Continue with GitHub" in body and "Continue with Discord" in body
+    assert "/accounts/discord/login/" in body

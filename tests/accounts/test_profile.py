@@ -46,7 +46,7 @@ def test_it_hides_github_when_github_is_not_configured(owner_client, settings):
     settings.SOCIALACCOUNT_PROVIDERS = {"github": {}}
     body = owner_client.get("/account/").content.decode()
     assert "Connect GitHub" not in body
-    assert "GitHub sign-in is not enabled" in body
+    assert "Sign-in with GitHub or Discord is not enabled" in body
 
 
 def test_sign_ins_name_the_browser_and_system_in_plain_words():
@@ -66,3 +66,13 @@ def test_it_offers_to_connect_github_when_github_is_configured(owner_client, set
     body = owner_client.get("/account/").content.decode()
     assert "Connect GitHub" in body
     assert 'action="/accounts/github/login/?process=connect' in body
+
+
+def test_it_offers_to_connect_discord_when_discord_is_configured(owner_client, settings):
+    settings.SOCIALACCOUNT_PROVIDERS = {
+        "discord": {"APPS": [{"client_id": "abc", "secret": "def", "key": ""}]}
+    }
+    body = owner_client.get("/account/").content.decode()
+    assert "Connect Discord" in body
+    assert 'action="/accounts/discord/login/?process=connect' in body
+    assert "Connect GitHub" not in body

@@ -26,8 +26,11 @@ def test_get_prices_token_counts(client, demo_priced):
         "output_tokens": 500,
         "input_price_micro_usd_per_mtok": 1_000_000,
         "output_price_micro_usd_per_mtok": 2_000_000,
+        "request_price_micro_usd": 0,
         "cost_micro_usd": 2_000,
         "cost_usd": 0.002,
+        "cost_units": None,
+        "credit_unit": None,
     }
 
 

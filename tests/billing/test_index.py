@@ -32,7 +32,7 @@ def test_the_billing_page_shows_the_balance_and_the_packages(
     assert '<p class="stat" data-testid="balance">$10.00</p>' in body
     for name in ("Starter", "Plus", "Pro", "Ultra"):
         assert f"Buy {name}</button>" in body
-    assert "+$15.00 bonus" in body
+    assert '<p class="badge">+15% bonus</p>' in body
     assert "Card purchases are off" not in body
     assert 'data-testid="low-balance"' not in body
 

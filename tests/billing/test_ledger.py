@@ -18,12 +18,14 @@ from billing.checks import check_books
 from billing.ledger import (
     account_for,
     credit_account,
+    pay_pending_signup_grant,
     release_expired_holds,
     reserve_credits,
     settle,
 )
 from billing.models import Account, LedgerEntry, RedemptionCode
 from billing.redemption import redeem_code
+from billing.signals import GRANT_AFTER_VERIFICATION
 
 pytestmark = pytest.mark.django_db
 
@@ -197,3 +199,56 @@ def test_a_refund_below_zero_is_applied_and_flagged(make_customer: Any) -> None:
 def test_held_credit_can_never_be_negative(customer: Any) -> None:
     with pytest.raises(IntegrityError), transaction.atomic():
         Account.objects.filter(pk=customer.account.pk).update(held_micro_usd=-1)
+
+
+def test_a_grant_that_waits_for_the_e_mail_is_paid_once(db, settings):
+    user = User(email="waits@example.com")
+    setattr(user, GRANT_AFTER_VERIFICATION, True)
+    user.save()
+    assert user.account.balance_micro_usd == 0
+    assert user.account.signup_grant_pending
+
+    first = pay_pending_signup_grant(user)
+    second = pay_pending_signup_grant(user)
+
+    assert first is not None and first.amount_micro_usd == settings.SIGNUP_GRANT_MICRO_USD
+    assert second is None
+    user.account.refresh_from_db()
+    assert user.account.balance_micro_usd == settings.SIGNUP_GRANT_MICRO_USD
+    assert not user.account.signup_grant_pending
+    assert user.account.ledger_sum() == user.account.balance_micro_usd
+
+
+def test_an_account_granted_at_sign_up_is_owed_nothing_more(db):
+    user = User.objects.create_user("browser@example.com", "pw-123-secret")
+
+    assert pay_pending_signup_grant(user) is None
+    assert user.account.entries.filter(kind="grant").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_verifications_pay_the_waiting_grant_once(settings: Any) -> None:
+    user = User(email="racing@example.com")
+    setattr(user, GRANT_AFTER_VERIFICATION, True)
+    user.save()
+    racers = 4
+    barrier = threading.Barrier(racers, timeout=10)
+
+    def verify(_: int) -> bool:
+        try:
+            own_user = User.objects.get(pk=user.pk)
+            barrier.wait()
+            return pay_pending_signup_grant(own_user) is not None
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(racers) as pool:
+        paid = list(pool.map(verify, range(racers), timeout=60))
+
+    assert sorted(paid) == [False] * (racers - 1) + [True]
+    account = Account.objects.get(user=user)
+    assert list(account.entries.values_list("kind", "amount_micro_usd")) == [
+        (LedgerEntry.Kind.GRANT, settings.SIGNUP_GRANT_MICRO_USD)
+    ]
+    assert account.balance_micro_usd == settings.SIGNUP_GRANT_MICRO_USD
+    assert not account.signup_grant_pending

@@ -90,15 +90,13 @@ def test_the_request_log_fits_and_filters_keep_the_url(
     assert fits_the_viewport(page)
 
     page.get_by_label("Status").select_option("refused")
-    expect(page).to_have_url(
-        f"{localhost_url}/billing/usage/?days=30&since=&until=&key=&model=&status=refused&source=&q="
-    )
+    expect(page).to_have_url(f"{localhost_url}/billing/usage/?days=30&status=refused")
     expect(page.locator(".usage-log tbody tr")).to_have_count(3)
     expect(page.get_by_text("429 rate_limit_exceeded").first).to_be_visible()
 
     page.get_by_label("Status").select_option("")
     page.get_by_role("link", name="Older →").click()
-    expect(page).to_have_url(re.compile(r"[?&]after=\d+-\d+$"))
+    expect(page).to_have_url(re.compile(r"/billing/usage/\?days=30&after=\d+-\d+$"))
     expect(page.locator(".usage-log tbody tr")).to_have_count(5)
     page.reload()
     expect(page.locator(".usage-log tbody tr")).to_have_count(5)

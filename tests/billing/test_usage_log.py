@@ -251,3 +251,28 @@ def test_staff_see_their_own_log_only(client, customer, make_customer, record):
     client.force_login(staff.user)
 
     assert ids(client.get("/billing/usage/")) == ["req_staff"]
+
+
+def test_an_htmx_filter_change_pushes_a_short_shareable_url(client, customer, record):
+    record("req_ok")
+    client.force_login(customer.user)
+    query = {"days": "7", "since": "2026-01-01", "until": "", "key": "", "status": "refused"}
+
+    response = client.get("/billing/usage/", query, headers={"HX-Request": "true"})
+
+    assert response["HX-Push-Url"] == "/billing/usage/?days=7&status=refused"
+    assert 'href="/billing/usage.csv?days=7&amp;status=refused"' in response.content.decode()
+
+
+def test_a_page_change_pushes_its_cursor(client, customer, five, monkeypatch):
+    monkeypatch.setattr(usage, "PAGE_SIZE", 2)
+    client.force_login(customer.user)
+    cursor = cursor_of(five[3])
+
+    response = client.get(
+        "/billing/usage/",
+        {"after": cursor, "model": ""},
+        headers={"HX-Request": "true", "HX-Target": "usage-log"},
+    )
+
+    assert response["HX-Push-Url"] == f"/billing/usage/?after={cursor}"

@@ -53,8 +53,11 @@ SIGNED_IN = [
     "/billing/",
     "/billing/usage/",
     "/billing/usage/req_axe/",
+    "/billing/usage/settings/",
+    "/billing/usage/?days=custom&since=2026-01-02&until=2026-01-01",
     "/chat/",
     "/chat/{conversation}/",
+    "/documents/",
 ]
 # Every rule axe runs by default (WCAG 2.0-2.2 A and AA, and best practices).
 RUN_AXE = """async () => {

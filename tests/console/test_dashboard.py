@@ -153,3 +153,13 @@ def test_spend_of_the_last_two_weeks_is_drawn_once_there_is_some(client, custome
 
     assert 'class="spend-chart"' in body
     assert "Last 14 days: $0.42" in body
+
+
+def test_a_refused_call_is_not_a_first_call_nor_a_request_of_the_week(client, fresh):
+    key, _ = ApiKey.objects.mint(user=fresh, name="laptop")
+    record(fresh.account, "req_refused", cost=0, key=key, status=UsageRecord.Status.REFUSED)
+
+    response = client.get("/")
+
+    assert [step.done for step in response.context["steps"]] == [True, False]
+    assert response.context["week"]["requests"] == 0

@@ -8,6 +8,7 @@ import re
 import pytest
 from django.urls import URLPattern, URLResolver, reverse
 
+from chat.urls import urlpatterns as chat_urlpatterns
 from gateway.urls import account_api_urlpatterns, urlpatterns
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +39,8 @@ def documented_endpoints() -> list[tuple[str, str]]:
     for prefix, anchor, patterns in [
         ("/v1/", "", urlpatterns),
         ("/api/v1/", "api-", account_api_urlpatterns),
+        # The chat app's API routes (its pages are not API endpoints).
+        ("/chat/", "chat-", [p for p in chat_urlpatterns if (p.name or "").startswith("api-")]),
     ]:
         for pattern in patterns:
             assert isinstance(pattern, URLPattern) and not isinstance(pattern, URLResolver)

@@ -26,7 +26,10 @@ SIGNED_IN = [
     "/accounts/2fa/",
     "/billing/",
 ]
-TITLE_CASE = re.compile(r"Sign In|Sign Up|Sign Out|Email Address|Add Email|Change Password")
+TITLE_CASE = re.compile(
+    r"Sign In|Sign Up|Sign Out|Email Address|Add Email|Change Password|Remember Me|New Password"
+    r"|Current Password"
+)
 
 
 def visible_text(body: str) -> str:

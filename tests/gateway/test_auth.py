@@ -12,7 +12,14 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from accounts.models import KEY_PREFIX, LOOKUP_LENGTH, ApiKey, User, hash_secret, parse_secret
+from accounts.models import (
+    DEFAULT_KEY_PREFIX,
+    LOOKUP_LENGTH,
+    ApiKey,
+    User,
+    hash_secret,
+    parse_secret,
+)
 from gateway import auth
 from gateway.auth import authenticate
 from gateway.errors import GatewayError
@@ -31,10 +38,10 @@ async def refused(authorization: str | None) -> GatewayError:
 def test_a_key_is_prefixed_and_stored_only_as_lookup_prefix_and_hmac(customer: Any) -> None:
     secret, key = customer.secret, customer.api_key
 
-    assert secret.startswith(KEY_PREFIX) and len(secret) > 40
-    assert key.prefix == secret[len(KEY_PREFIX) : len(KEY_PREFIX) + LOOKUP_LENGTH]
+    assert secret.startswith(DEFAULT_KEY_PREFIX) and len(secret) > 40
+    assert key.prefix == secret[len(DEFAULT_KEY_PREFIX) : len(DEFAULT_KEY_PREFIX) + LOOKUP_LENGTH]
     assert key.hashed == hash_secret(secret) != secret
-    assert key.last4 == secret[-4:] and key.masked == f"{KEY_PREFIX}…{secret[-4:]}"
+    assert key.last4 == secret[-4:] and key.masked == f"{DEFAULT_KEY_PREFIX}…{secret[-4:]}"
     stored = ApiKey.objects.filter(pk=key.pk).values().get()
     assert not any(secret in str(value) for value in stored.values())
 
@@ -49,10 +56,15 @@ def test_two_keys_never_share_a_prefix_or_secret(customer: Any) -> None:
 @pytest.mark.parametrize(
     ("secret", "prefix"),
     [
-        ("sk-sb-0123456789ab" + "x" * 8, "0123456789ab"),
-        ("sk-sb-0123456789ab" + "x" * 7, None),
-        ("sk-0123456789ab" + "x" * 20, None),
-        ("SK-SB-0123456789ab" + "x" * 20, None),
+        ("sk-sb-0123456789ab" + "x" * 43, "0123456789ab"),
+        ("bst_0123456789ab" + "x-_" * 14 + "x", "0123456789ab"),
+        ("sk-sb-0123456789ab" + "x" * 42, None),
+        ("sk-sb-0123456789ab" + "x" * 44, None),
+        ("sk-sb-0123456789AB" + "x" * 43, None),
+        ("0123456789ab" + "x" * 43, None),
+        ("9sk-0123456789ab" + "x" * 43, None),
+        ("sk sb 0123456789ab" + "x" * 43, None),
+        ("sk-sb-0123456789ab" + "x" * 42 + "=", None),
         ("", None),
     ],
 )
@@ -159,7 +171,7 @@ async def test_the_key_of_an_inactive_user_is_refused(customer: Any) -> None:
 
 
 def random_key() -> str:
-    return f"{KEY_PREFIX}{secrets.token_hex(LOOKUP_LENGTH // 2)}{secrets.token_urlsafe(32)}"
+    return f"{DEFAULT_KEY_PREFIX}{secrets.token_hex(LOOKUP_LENGTH // 2)}{secrets.token_urlsafe(32)}"
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ def test_the_race_is_set_up_so_exactly_five_requests_can_win() -> None:
 def snapshot(account_id: int) -> dict[str, Any]:
     account = Account.objects.get(pk=account_id)
     records = UsageRecord.objects.filter(account_id=account_id)
-    usage = records.exclude(status=UsageRecord.Status.REFUSED)
+    usage = records.settled()
     return {
         "balance": account.balance_micro_usd,
         "held": account.held_micro_usd,

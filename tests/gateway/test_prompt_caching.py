@@ -85,7 +85,7 @@ def test_anthropic_cache_reads_and_writes_are_each_billed_at_their_price(
     assert (record.cache_write_tokens, record.cache_write_1h_tokens) == (1_500, 500)
     expected = cost(plain=500, read=8_000, write=1_000, write_1h=500, output=40)
     assert record.cost_micro_usd == expected
-    assert [(i.label, i.tokens, i.price_per_mtok) for i in record.line_items()] == [
+    assert [(i.label, i.tokens, i.price) for i in record.line_items()] == [
         ("Input", 500, 3_000_000),
         ("Cache reads", 8_000, 300_000),
         ("Cache writes (5 min)", 1_000, 3_750_000),

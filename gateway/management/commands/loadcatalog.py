@@ -87,6 +87,7 @@ class Command(BaseCommand):
                 "cached_input_price": _price(entry, "cached_input_usd_per_mtok", model_id),
                 "cache_write_price": _price(entry, "cache_write_usd_per_mtok", model_id),
                 "cache_write_1h_price": _price(entry, "cache_write_1h_usd_per_mtok", model_id),
+                "request_price": _price(entry, "request_usd", model_id) or 0,
                 "enabled": entry.get("enabled", True),
                 "price_source": "loadcatalog",
             },

@@ -11,11 +11,11 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name="usagerecord",
-            name="requested_model",
-            field=models.CharField(
+            name="rag_sources",
+            field=models.JSONField(
                 blank=True,
-                help_text="What the client named when a mode chose the model (auto, persona/<slug>).",
-                max_length=200,
+                default=list,
+                help_text="the passages RAG added to the prompt: document_id, document_name and passage_id of each, as they were when the call ran",
             ),
         ),
     ]

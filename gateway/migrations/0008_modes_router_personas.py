@@ -33,7 +33,7 @@ def seed_modes(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("gateway", "0005_console_catalog_stamp"),
+        ("gateway", "0007_branding_request_price"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
