@@ -374,6 +374,11 @@ class UsageRecord(models.Model):
     )
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
     model = models.CharField(max_length=200, db_index=True)
+    requested_model = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="What the client named when a mode chose the model (auto, persona/<slug>).",
+    )
     provider = models.CharField(max_length=100, blank=True)
     upstream_model = models.CharField(max_length=200, blank=True)
     stream = models.BooleanField(default=False)

@@ -7,6 +7,12 @@ from django import forms
 from billing.money import format_money
 from chat.models import MAX_MESSAGE_CHARS, TITLE_LENGTH, Conversation
 from gateway.catalog import ModelInfo, get_catalog
+from gateway.models import Persona
+from gateway.persona_forms import ROUTER_CHOICE
+from gateway.personas import is_persona_name
+
+NO_PERSONA = ("", "None: talk to the model")
+ROUTED_PRICE = "billed at the chosen model's price"
 
 
 class QuestionForm(forms.Form):
@@ -51,18 +57,40 @@ class ModelChoiceMixin:
     def _offer_models(self) -> None:
         field = cast(forms.ChoiceField, self.fields["model"])
         models = chat_models()
-        field.choices = [(m.id, m.title or m.id) for m in models]
+        field.choices = chat_choices()
         field.prices = {m.id: price_label(m) for m in models}  # type: ignore[attr-defined]
+        field.prices[ROUTER_CHOICE[0]] = ROUTED_PRICE  # type: ignore[attr-defined]
+
+
+def chat_choices() -> list[tuple[str, str]]:
+    """The chat's models by title, then the smart router."""
+    return [*((m.id, m.title or m.id) for m in chat_models()), ROUTER_CHOICE]
+
+
+def persona_choices(user: Any) -> list[tuple[str, str]]:
+    """The personas the user may talk to (their own and the public ones), by name."""
+    personas = Persona.objects.visible_to(user) if user is not None else Persona.objects.none()
+    return [NO_PERSONA, *((p.model_name, f"{p.avatar_text} {p.name}") for p in personas)]
 
 
 class NewConversationForm(ModelChoiceMixin, forms.Form):
     model = forms.ChoiceField(label="Model")
+    persona = forms.ChoiceField(
+        label="Persona", required=False, help_text="A persona answers with its own model."
+    )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._offer_models()
         ids = [model.id for model in chat_models()]
         self.fields["model"].initial = "demo" if "demo" in ids else (ids[0] if ids else None)
+        cast(forms.ChoiceField, self.fields["persona"]).choices = persona_choices(user)
+        if is_persona_name(self.initial.get("model") or ""):
+            self.initial["persona"] = self.initial.pop("model")
+
+    def conversation_model(self) -> str:
+        """What the conversation calls: the persona when one was picked, else the model."""
+        return self.cleaned_data["persona"] or self.cleaned_data["model"]
 
 
 class ConversationSettingsForm(ModelChoiceMixin, forms.ModelForm):
@@ -84,6 +112,11 @@ class ConversationSettingsForm(ModelChoiceMixin, forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._offer_models()
+        if is_persona_name(self.instance.model):
+            # A persona's conversation may keep its persona (and change the rest).
+            field = cast(forms.ChoiceField, self.fields["model"])
+            field.choices = [(self.instance.model, "Its persona"), *chat_choices()]
+            field.prices[self.instance.model] = "its model's price"  # type: ignore[attr-defined]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

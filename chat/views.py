@@ -104,7 +104,7 @@ def index(request: AuthenticatedRequest) -> HttpResponse:
         return HttpResponseBadRequest("That search or page link is not valid.")
     context = {
         **_sidebar(request, **search),
-        "form": NewConversationForm(),
+        "form": NewConversationForm(user=request.user),
         "sidebar_open": True,
     }
     return TemplateResponse(request, "chat/index.html", context)
@@ -127,11 +127,11 @@ def conversation_list(request: AuthenticatedRequest) -> HttpResponse:
 @require_POST
 @login_required
 def create(request: AuthenticatedRequest) -> HttpResponse:
-    form = NewConversationForm(request.POST)
+    form = NewConversationForm(request.POST, user=request.user)
     if not form.is_valid():
         context = {**_sidebar(request), "form": form, "sidebar_open": True}
         return TemplateResponse(request, "chat/index.html", context, status=400)
-    conversation = Conversation.objects.create(user=request.user, model=form.cleaned_data["model"])
+    conversation = Conversation.objects.create(user=request.user, model=form.conversation_model())
     return redirect(conversation)
 
 
@@ -147,7 +147,7 @@ def _page_context(request: AuthenticatedRequest, chat: Conversation) -> dict[str
         "chat_messages": chat.shown_messages(),
         "form": QuestionForm(),
         "max_chars": MAX_MESSAGE_CHARS,
-        "new_form": NewConversationForm(initial={"model": chat.model}),
+        "new_form": NewConversationForm(initial={"model": chat.model}, user=request.user),
         "settings_form": ConversationSettingsForm(instance=chat),
         "rename_form": RenameForm(instance=chat),
         "meter": meter_for(chat),

@@ -331,6 +331,10 @@ SETTLEMENT_JOURNAL_DIR = Path(
 )
 KEY_CACHE_SECONDS = float(envstr("KEY_CACHE_SECONDS", "2"))
 CATALOG_CACHE_SECONDS = float(envstr("CATALOG_CACHE_SECONDS", "5"))
+# The smart router remembers a conversation's model this long after its last turn.
+ROUTER_CONVERSATION_SECONDS = envint("ROUTER_CONVERSATION_SECONDS", "3600")
+# The cheap model that extracts a persona's memories after each exchange ("": none).
+PERSONA_MEMORY_MODEL = envstr("PERSONA_MEMORY_MODEL", "demo")
 DEMO_TOKEN_DELAY_MS = envint("DEMO_TOKEN_DELAY_MS", "20")
 METRICS_TOKEN = envstr("METRICS_TOKEN")
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES

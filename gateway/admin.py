@@ -3,7 +3,16 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
-from gateway.models import Model, Provider, Route
+from gateway.models import (
+    Model,
+    Persona,
+    PersonaMemory,
+    Provider,
+    Route,
+    RouterProfile,
+    RouterRule,
+)
+from gateway.personas import clean_persona_model
 
 
 class ProviderForm(forms.ModelForm):
@@ -76,3 +85,48 @@ class RouteAdmin(admin.ModelAdmin):
     list_display = ["model", "provider", "upstream_model", "priority", "enabled"]
     list_filter = ["provider", "enabled"]
     search_fields = ["model__id", "upstream_model"]
+
+
+@admin.register(RouterProfile)
+class RouterProfileAdmin(admin.ModelAdmin):
+    list_display = ["model", "enabled", "tier", "tools", "vision", "reasoning"]
+    list_editable = ["enabled", "tier", "tools", "vision", "reasoning"]
+    list_filter = ["enabled", "tier"]
+    search_fields = ["model__id", "model__title"]
+    autocomplete_fields = ["model"]
+
+
+@admin.register(RouterRule)
+class RouterRuleAdmin(admin.ModelAdmin):
+    list_display = ["signal", "min_tier", "enabled"]
+    list_editable = ["min_tier", "enabled"]
+
+
+class PersonaForm(forms.ModelForm):
+    class Meta:
+        model = Persona
+        fields = ["name", "slug", "avatar", "owner", "model", "is_default", "system_prompt"]
+
+    def clean_model(self) -> str:
+        return clean_persona_model(self.cleaned_data["model"])
+
+
+@admin.register(Persona)
+class PersonaAdmin(admin.ModelAdmin):
+    form = PersonaForm
+    list_display = ["name", "slug", "model", "is_public", "is_default", "updated_at"]
+    list_filter = ["is_default", ("owner", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "slug", "owner__email"]
+    prepopulated_fields = {"slug": ["name"]}
+    raw_id_fields = ["owner"]
+
+    @admin.display(boolean=True, description="Public")
+    def is_public(self, obj: Persona) -> bool:
+        return obj.is_public
+
+
+@admin.register(PersonaMemory)
+class PersonaMemoryAdmin(admin.ModelAdmin):
+    list_display = ["persona", "user", "updated_at"]
+    search_fields = ["persona__slug", "user__email"]
+    raw_id_fields = ["user", "persona"]

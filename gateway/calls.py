@@ -46,7 +46,7 @@ from billing.ledger import (
 )
 from billing.models import UsageRecord
 from billing.money import format_money
-from gateway import metering, metrics, outages, refusals, routing
+from gateway import metering, metrics, modes, outages, refusals, routing
 from gateway.auth import KeyInfo
 from gateway.catalog import Catalog, ModelInfo, RouteInfo, catalog_is_fresh, get_catalog
 from gateway.documents import grounding
@@ -229,6 +229,9 @@ class Call:
     metered: metering.Metered | None = None
     charge: int | None = None
     record: UsageRecord | None = None
+    # What the client named, when a mode (gateway.modes) chose `model` for it.
+    requested_model: str = ""
+    on_settled: Callable[[Call, str], None] | None = None
     _upstream: AsyncIterator[dict[str, Any]] | None = None
     _buffer: list[dict[str, Any]] = field(default_factory=list)
     _keeper: asyncio.TimerHandle | None = None
@@ -529,6 +532,9 @@ class Call:
             raise
         finally:
             self._after_settlement()
+            if self.on_settled is not None:
+                # Also when the client left just after the last chunk (a cancelled task).
+                self.on_settled(self, status)
         return self.charge
 
     def _usage_fields(self, metered: metering.Metered, status: str, error: str) -> dict[str, Any]:
@@ -536,6 +542,7 @@ class Call:
         return {
             "source": self.source,
             "model": self.model.id,
+            "requested_model": self.requested_model,
             "provider": route.provider.name if route else "",
             "upstream_model": route.upstream_model if route else "",
             "stream": self.stream,
@@ -626,6 +633,7 @@ async def open_call(
     fallback: bool = True,
     source: str = UsageRecord.Source.API,
     native: NativeRequest | None = None,
+    route_price_header: str | None = None,
 ) -> Call:
     """Steps 1 to 5: validate, resolve the model, apply the key's policy and limits, and
     hold the worst case. Raises GatewayError (nothing held) when the call is refused.
@@ -635,8 +643,14 @@ async def open_call(
     protocol gets instead (gateway/providers/base.py, NativeRequest)."""
     # RAG first, so the prompt counted and held for includes the retrieved passages.
     body, rag_sources = await grounding.ground(key=key, body=body)
+    ceiling = modes.pop_route_options(body, route_price_header)
     validate_chat(body)
-    model = priced_model(await current_catalog(), body["model"], key)
+    catalog = await current_catalog()
+    # Modes (the smart router, personas) pick the model and may add to the prompt first.
+    mode = await modes.resolve(catalog, body, key=key, ceiling=ceiling)
+    if mode is not None:
+        body, native = mode.body, native if mode.keeps_native else None
+    model = priced_model(catalog, body["model"], key)
     check_policy(key, model)
     messages, tools = body["messages"], body.get("tools")
     if sum(len(str(m.get("content") or "")) for m in messages) > LARGE_PROMPT_BYTES:
@@ -678,6 +692,9 @@ async def open_call(
         headers=headers,
         rag_sources=rag_sources,
     )
+    if mode is not None:
+        call.requested_model, call.on_settled = mode.requested, mode.on_settled
+        call.headers[modes.ROUTED_HEADER] = model.id
     try:
         await hold_credit(call)
     except GatewayError:

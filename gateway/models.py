@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -277,3 +278,215 @@ class IdempotentRequest(models.Model):
         return self.state == self.State.RUNNING and age >= timedelta(
             seconds=settings.HOLD_TTL_SECONDS
         )
+
+
+# --- modes: the smart router and personas (README, "Modes") ---------------------------
+
+
+class RouterTier(models.IntegerChoices):
+    FAST = 1, "1: fast and cheap"
+    BALANCED = 2, "2: balanced"
+    STRONG = 3, "3: strongest"
+
+
+class RouterProfile(models.Model):
+    """How the smart router (`model: "auto"`) sees one model: a candidate or not, its
+    tier, and what it can take (tools, images). Models without a profile are never
+    chosen by the router."""
+
+    model = models.OneToOneField(
+        Model, models.CASCADE, primary_key=True, related_name="router_profile"
+    )
+    enabled = models.BooleanField(default=True, help_text="The router may choose this model.")
+    tier = models.PositiveSmallIntegerField(
+        choices=RouterTier.choices,
+        default=RouterTier.BALANCED,
+        help_text="Requests that need a higher tier (router rules) skip lower ones.",
+    )
+    tools = models.BooleanField(default=True, help_text="Can call tools (function calling).")
+    vision = models.BooleanField(default=False, help_text="Reads images in the messages.")
+    reasoning = models.BooleanField(
+        default=False, help_text="Preferred for requests that ask for careful reasoning."
+    )
+
+    class Meta:
+        ordering = ["tier", "model"]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} (tier {self.tier})"
+
+
+class RouterRule(models.Model):
+    """The least tier a request with a signal needs; the highest that applies wins."""
+
+    class Signal(models.TextChoices):
+        DEFAULT = "default", "Any request"
+        CODE = "code", "The messages contain code"
+        REASONING = "reasoning", "The last message asks for careful reasoning"
+        TOOLS = "tools", "The request offers tools"
+        IMAGES = "images", "The messages contain images"
+
+    signal = models.CharField(max_length=16, choices=Signal.choices, unique=True)
+    min_tier = models.PositiveSmallIntegerField(choices=RouterTier.choices, default=RouterTier.FAST)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["signal"]
+
+    def __str__(self) -> str:
+        return f"{self.get_signal_display()}: tier {self.min_tier}+"
+
+
+MAX_FACTS = 50
+MAX_FACT_CHARS = 200
+MAX_MEMORY_CHARS = MAX_FACTS * (MAX_FACT_CHARS + 1)
+
+
+class PersonaQuerySet(models.QuerySet["Persona"]):
+    def public(self) -> PersonaQuerySet:
+        return self.filter(owner__isnull=True)
+
+    def owned_by(self, user: Any) -> PersonaQuerySet:
+        """The user's own personas: the only ones they may edit or delete."""
+        return self.filter(owner=user)
+
+    def visible_to(self, user: Any) -> PersonaQuerySet:
+        """The user's own personas and the public ones: the ones they may talk to."""
+        return self.filter(models.Q(owner=user) | models.Q(owner__isnull=True))
+
+    def for_name(self, user_id: int, name: str) -> Persona | None:
+        """The persona `model: "lcm"` or `"persona/<slug>"` means for this user: the
+        default public persona, or the user's own persona of that slug before a public
+        one."""
+        if name.strip().casefold() == "lcm":
+            return self.public().filter(is_default=True).first()
+        slug = name.strip().partition("/")[2].strip().lower()
+        found = self.filter(models.Q(owner_id=user_id) | models.Q(owner__isnull=True), slug=slug)
+        return found.order_by(models.F("owner").asc(nulls_last=True)).first()
+
+
+class Persona(models.Model):
+    """A named assistant: a system prompt and a model, public (made by the operator) or
+    one customer's own; each user it talks to has a memory of it (PersonaMemory)."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="personas",
+        help_text="Empty: a public persona every customer can use.",
+    )
+    name = models.CharField(max_length=80)
+    slug = models.SlugField(
+        max_length=60, help_text='Called as model "persona/<slug>".', allow_unicode=False
+    )
+    avatar = models.CharField(
+        max_length=8,
+        blank=True,
+        help_text="An emoji or up to two letters; empty: the name's initials.",
+    )
+    system_prompt = models.TextField(max_length=8000)
+    model = models.CharField(
+        max_length=200,
+        default="auto",
+        help_text="The model that answers: a catalog model's id, or auto for the smart router.",
+    )
+    is_default = models.BooleanField(
+        default=False, help_text='The public persona that model "lcm" means (at most one).'
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PersonaQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "slug"], name="persona_owner_slug_unique"),
+            models.UniqueConstraint(
+                fields=["slug"],
+                condition=models.Q(owner__isnull=True),
+                name="persona_public_slug_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=models.Q(is_default=True),
+                name="persona_one_default",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(is_default=False) | models.Q(owner__isnull=True),
+                name="persona_default_is_public",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_public(self) -> bool:
+        return self.owner_id is None
+
+    @property
+    def model_name(self) -> str:
+        """What to put in a request's `model` to talk to this persona."""
+        return f"persona/{self.slug}"
+
+    @property
+    def avatar_text(self) -> str:
+        """The avatar shown: the emoji or letters set, else the name's initials."""
+        if self.avatar:
+            return self.avatar
+        return "".join(word[0] for word in self.name.split()[:2]).upper() or "?"
+
+
+class PersonaMemory(models.Model):
+    """What a persona remembers about one user: facts, one a line, kept between
+    conversations, added to after each exchange and editable (or erased) by the user."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.CASCADE, related_name="persona_memories"
+    )
+    persona = models.ForeignKey(Persona, models.CASCADE, related_name="memories")
+    facts = models.TextField(blank=True, max_length=MAX_MEMORY_CHARS)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "persona"], name="persona_memory_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.persona} remembers {self.user}"
+
+    @property
+    def fact_list(self) -> list[str]:
+        return clean_facts(self.facts.splitlines())
+
+    @classmethod
+    def remember(cls, *, user_id: int, persona_id: int, facts: list[str]) -> PersonaMemory:
+        """Add new facts (not already known, compared case-insensitively), keeping the
+        newest MAX_FACTS; the row is locked so two exchanges never lose each other's."""
+        with transaction.atomic():
+            memory, _ = cls.objects.select_for_update().get_or_create(
+                user_id=user_id, persona_id=persona_id
+            )
+            known = memory.fact_list
+            seen = {fact.casefold() for fact in known}
+            for fact in clean_facts(facts):
+                if fact.casefold() not in seen:
+                    known.append(fact)
+                    seen.add(fact.casefold())
+            memory.facts = "\n".join(known[-MAX_FACTS:])
+            memory.save(update_fields=["facts", "updated_at"])
+        return memory
+
+
+def clean_facts(lines: list[str]) -> list[str]:
+    """Facts as stored: one line each, trimmed of list marks, none empty or too long."""
+    facts = []
+    for line in lines:
+        fact = " ".join(line.strip().lstrip("-*•").split())
+        if fact:
+            facts.append(fact[:MAX_FACT_CHARS])
+    return facts

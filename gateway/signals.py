@@ -8,9 +8,11 @@ from django.dispatch import receiver
 from accounts.models import ApiKey
 from gateway.auth import forget_key
 from gateway.catalog import invalidate_catalog
-from gateway.models import Model, Provider, Route
+from gateway.models import Model, Provider, Route, RouterProfile, RouterRule
 
 
+@receiver([post_save, post_delete], sender=RouterRule)
+@receiver([post_save, post_delete], sender=RouterProfile)
 @receiver([post_save, post_delete], sender=Model)
 @receiver([post_save, post_delete], sender=Provider)
 @receiver([post_save, post_delete], sender=Route)

@@ -157,14 +157,15 @@ def read_body(request: HttpRequest, limit: int | None = None) -> bytes:
 
 async def open_request_call(request: HttpRequest, body: dict[str, Any], **door: Any) -> calls.Call:
     """The call for an authenticated /v1 request: its key and request id, and the headers
-    that shape a call (`X-Max-Cost-Micro-Usd`, `X-Fallback: off`); a door adds its own
-    `source` (and `native`)."""
+    that shape a call (`X-Max-Cost-Micro-Usd`, `X-Fallback: off`, `X-Route-Max-Price`); a
+    door adds its own `source` (and `native`)."""
     return await calls.open_call(
         key=request.api_key,  # type: ignore[attr-defined]
         body=body,
         request_id=request.request_id,  # type: ignore[attr-defined]
         max_cost_header=request.headers.get("X-Max-Cost-Micro-Usd"),
         fallback=request.headers.get("X-Fallback", "on").strip().lower() != "off",
+        route_price_header=request.headers.get("X-Route-Max-Price"),
         **door,
     )
 
@@ -279,6 +280,7 @@ def _generation(request_id: str, user_id: int) -> dict[str, Any] | None:
         "object": "generation",
         "created": int(record.created_at.timestamp()),
         "model": record.model,
+        "requested_model": record.requested_model or None,
         "provider": record.provider,
         "upstream_model": record.upstream_model,
         "stream": record.stream,

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from billing.money import usd_to_micro
 from gateway.catalog import invalidate_catalog
-from gateway.models import Model, Provider, Route
+from gateway.models import Model, Provider, Route, RouterProfile, RouterTier
 
 # genai-prices provider id → (our provider name, kind, base URL, env var with the key)
 VENDORS: dict[str, tuple[str, str, str, str]] = {
@@ -39,6 +39,31 @@ DEMO_MODEL = {
     "output_price": 2_000_000,
     "cached_input_price": 500_000,
 }
+
+
+MULTIMODAL_VENDORS = {"anthropic", "google"}
+MULTIMODAL_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o3", "o4", "grok-4")
+REASONING_PREFIXES = ("o1", "o3", "o4", "deepseek-reasoner", "grok-4")
+
+
+def router_profile_defaults(model: Model) -> dict[str, Any]:
+    """A new model's router profile: its tier by price (the dearer of input and output,
+    at most $2 per million tokens fast, at most $10 balanced, else strongest), images for the
+    vendors and families that read them, reasoning for the strongest and the reasoning
+    families. The operator corrects them in the admin; a sync never overwrites them."""
+    dearest = max(model.input_price or 0, model.output_price or 0)
+    tier = (
+        RouterTier.FAST
+        if dearest <= 2_000_000
+        else RouterTier.BALANCED
+        if dearest <= 10_000_000
+        else RouterTier.STRONG
+    )
+    return {
+        "tier": tier,
+        "vision": model.owned_by in MULTIMODAL_VENDORS or model.id.startswith(MULTIMODAL_PREFIXES),
+        "reasoning": tier == RouterTier.STRONG or model.id.startswith(REASONING_PREFIXES),
+    }
 
 
 def plain_price(prices: Any) -> Any:
@@ -91,6 +116,7 @@ class Command(BaseCommand):
         Route.objects.update_or_create(
             model=model, provider=provider, defaults={"upstream_model": "demo", "priority": 0}
         )
+        RouterProfile.objects.get_or_create(model=model, defaults=router_profile_defaults(model))
         self.stdout.write("Seeded the demo provider and model 'demo'.")
 
     def seed_vendors(self, vendor_ids: list[str]) -> None:
@@ -148,5 +174,8 @@ class Command(BaseCommand):
                     continue
                 Route.objects.get_or_create(
                     model=model, provider=provider, defaults={"upstream_model": info.id}
+                )
+                RouterProfile.objects.get_or_create(
+                    model=model, defaults=router_profile_defaults(model)
                 )
         self.stdout.write(f"Catalog: {created} models added, {updated} prices refreshed.")
