@@ -296,7 +296,7 @@ def test_a_memory_step_the_balance_cannot_cover_is_skipped_and_the_answer_billed
         assert time.monotonic() < deadline, "the memory step was neither run nor skipped"
         time.sleep(0.05)
     assert "Insufficient credits" in caplog.text
-    [answer] = UsageRecord.objects.filter(account=poor.account)
+    [answer] = UsageRecord.objects.settled().filter(account=poor.account)
     assert answer.requested_model == "persona/coach"
     assert 0 < answer.cost_micro_usd <= answer.reserved_micro_usd
     poor.account.refresh_from_db()
