@@ -326,6 +326,8 @@ async def unknown_endpoint(request: HttpRequest) -> HttpResponse:
     raise GatewayError(
         404,
         f"Unknown endpoint {request.method} {path}.{hint} This gateway serves "
-        "/v1/chat/completions, /v1/models, /v1/catalog, /v1/estimate and /v1/generation/<id>.",
+        "/v1/chat/completions, /v1/messages, /v1/responses, /v1/models, /v1/catalog, "
+        "/v1/estimate, /v1/generation/<id>, /v1/documents, /v1/pricing and the account "
+        "API (/v1/auth, /v1/account, /v1/billing); /docs/api/ lists them all.",
         code="unknown_endpoint",
     )

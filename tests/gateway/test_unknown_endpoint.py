@@ -30,3 +30,12 @@ async def test_a_trailing_slash_gets_a_hint():
 
     assert response.status_code == 404
     assert "/v1/chat/completions (no trailing slash)" in response.json()["error"]["message"]
+
+
+async def test_the_404_names_every_front_door_and_the_docs():
+    response = await AsyncClient().get("/v1/nothing-here")
+
+    message = response.json()["error"]["message"]
+    for door in ("/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/documents"):
+        assert door in message
+    assert "/docs/api/" in message
