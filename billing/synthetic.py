@@ -77,6 +77,7 @@ COLUMNS = (
     "finish_reason",
     "route_log",
     "rag_sources",
+    "requested_model",
     "created_at",
 )
 
@@ -296,6 +297,7 @@ def _row(
         finish,
         orjson.dumps(attempts).decode(),
         "[]",
+        "",
         moment,
     )
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 from billing import rollups
 from billing.checks import check_books
 from billing.models import Account, Purchase, UsageDay, UsageHour, UsageRecord
+from billing.synthetic import COLUMNS
 from tests.billing.test_rollups import raw_rows, rollup_rows
 
 pytestmark = pytest.mark.django_db
@@ -77,3 +78,14 @@ def test_repeated_records_keep_the_rollups_equal_to_the_raw_rows(db):
     assert UsageRecord.objects.filter(created_at__gt=timezone.now()).count() == 0
     assert rollup_rows() == raw_rows()
     assert rollup_rows(rollups.DAILY) == raw_rows(rollups.DAILY)
+
+
+def test_the_generator_writes_every_column_a_record_requires():
+    """COPY skips Django's defaults: a new NOT NULL field must be generated too."""
+    required = {
+        field.column
+        for field in UsageRecord._meta.concrete_fields
+        if not field.primary_key and not field.null
+    }
+
+    assert required <= set(COLUMNS)
