@@ -8,6 +8,7 @@ through the full stack, and websockets (the web chat) through Channels.
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
@@ -46,3 +47,8 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await lean_app(scope, receive, send)
     else:
         await site_app(scope, receive, send)
+
+
+# What the worker has built by now (Django, the apps, the URL conf) lives as long as it
+# does: frozen, the garbage collector's full passes no longer walk it (BENCHMARKS.md).
+gc.freeze()

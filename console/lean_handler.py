@@ -27,6 +27,8 @@ Django and fails, naming it, when a release changes one):
   `run_get_response()`, `send_response()` and `listen_for_disconnect()`, and on
   `django.core.handlers.asgi.get_script_prefix()` and
   `django.core.handlers.exception.convert_exception_to_response()`.
+- `send_response()` is Django's, given a `BatchedSend` for a streaming response: the
+  parts of a stream that are ready together leave in one write.
 """
 
 from __future__ import annotations
@@ -39,6 +41,83 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.urls import set_script_prefix
+
+# A stream's parts wait for the writer up to this many bytes before the stream waits.
+STREAM_BATCH_BYTES = 64 * 1024
+
+
+class BatchedSend:
+    """An ASGI `send` for a streaming response that writes what is ready in one message.
+
+    A relayed stream's upstream events often arrive several to a read (an upstream
+    sends tokens faster than they are relayed, or a network delivers them together);
+    Django sends each part as its own message, a write system call each. Here a part
+    is queued and a writer task sends the queue as one message whenever the stream's
+    producer waits for something (the upstream, the database), so nothing waits for
+    a later part: a part that arrives alone leaves as soon as it is made. Past
+    STREAM_BATCH_BYTES queued the producer waits for the writer (the client's flow
+    control reaches the producer as before). The final message goes after the queue.
+    """
+
+    def __init__(self, send: Any, limit: int = STREAM_BATCH_BYTES) -> None:
+        self._send = send
+        self._limit = limit
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._ending = False
+        self._writer: asyncio.Task[None] | None = None
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] != "http.response.body" or not message.get("more_body"):
+            await self._finish()
+            await self._send(message)
+            return
+        self._check_writer()
+        self._parts.append(message["body"])
+        self._size += len(message["body"])
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
+        self._ready.set()
+        if self._size >= self._limit:
+            self._room.clear()
+            await self._room.wait()
+            self._check_writer()
+
+    def _check_writer(self) -> None:
+        if self._writer is not None and self._writer.done():
+            self._writer.result()  # the writer's failure, raised in the producer
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                if self._parts:
+                    body = b"".join(self._parts)
+                    self._parts.clear()
+                    self._size = 0
+                    self._room.set()
+                    message = {"type": "http.response.body", "body": body, "more_body": True}
+                    await self._send(message)
+                if self._ending and not self._parts:
+                    return
+        finally:
+            self._room.set()
+
+    async def _finish(self) -> None:
+        if self._writer is None:
+            return
+        self._ending = True
+        self._ready.set()
+        writer, self._writer = self._writer, None
+        await writer
+
+    def cancel(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
 
 
 class LeanASGIHandler(ASGIHandler):
@@ -55,6 +134,16 @@ class LeanASGIHandler(ASGIHandler):
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         await self.handle(scope, receive, send)
+
+    async def send_response(self, response: Any, send: Any) -> None:
+        if not response.streaming:
+            await super().send_response(response, send)
+            return
+        batched = BatchedSend(send)
+        try:
+            await super().send_response(response, batched)
+        finally:
+            batched.cancel()
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Django's handle(), less the signals: answer, and stop the view if the client leaves."""
@@ -77,12 +166,17 @@ class LeanASGIHandler(ASGIHandler):
 
         disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
         answer = asyncio.create_task(process_request())
+        tasks = (disconnect, answer)
         try:
-            await asyncio.wait((disconnect, answer), return_when=asyncio.FIRST_COMPLETED)
-            for task in (disconnect, answer):
-                if not task.done():
-                    task.cancel()
-                with contextlib.suppress(RequestAborted, asyncio.CancelledError):
-                    await task
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
         finally:
             body_file.close()
+        # Read, not awaited: an exception raised here would hold this frame (and so the
+        # request and its body) in a reference cycle that only the garbage collector ends.
+        for task in tasks:
+            error = None if task.cancelled() else task.exception()
+            if error is not None and not isinstance(error, RequestAborted):
+                raise error

@@ -33,8 +33,10 @@ import ssl
 from collections.abc import Iterable
 from typing import Any
 
+import h11
 import httpcore
 import httpx
+from h11._readers import READERS, ChunkedReader
 
 EXTRA_INFO = {
     "ssl_object": "ssl_object",
@@ -42,6 +44,48 @@ EXTRA_INFO = {
     "server_addr": "peername",
     "socket": "socket",
 }
+
+
+class CoalescingChunkedReader(ChunkedReader):
+    """h11's chunked-body reader, giving every chunk the buffer holds as one Data event.
+
+    An upstream's stream is one HTTP chunk per event; h11 makes each chunk an event of
+    its own, which httpcore and httpx pass up through six layers before the SSE parser
+    sees it, while the chunks of one network read are all there already. The bytes are
+    the same, only fewer and larger; nothing in httpcore or httpx reads the chunk
+    boundaries (`chunk_start`, `chunk_end`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._held: h11.EndOfMessage | None = None
+
+    def __call__(self, buf: Any) -> h11.Data | h11.EndOfMessage | None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            return held
+        event = super().__call__(buf)
+        if type(event) is not h11.Data:
+            return event
+        parts = [event.data]
+        last = event
+        while buf:
+            more = super().__call__(buf)
+            if more is None:
+                break
+            if type(more) is not h11.Data:
+                self._held = more
+                break
+            parts.append(more.data)
+            last = more
+        if last is event:
+            return event
+        return h11.Data(
+            data=b"".join(parts), chunk_start=event.chunk_start, chunk_end=last.chunk_end
+        )
+
+
+READERS[h11.SEND_BODY]["chunked"] = CoalescingChunkedReader  # type: ignore[index]
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):

@@ -257,6 +257,11 @@ def chat_completion(result: dict[str, Any], upstream_model: str) -> dict[str, An
     )
 
 
+def _is_message_stop(event: Any) -> bool:
+    """Whether a Messages stream event is the stream's last."""
+    return isinstance(event, dict) and event.get("type") == "message_stop"
+
+
 class _StreamState(envelopes.ChunkStream):
     """Turns Messages API stream events into chat.completion.chunk dicts."""
 
@@ -351,7 +356,8 @@ class AnthropicAdapter(Adapter):
     ) -> AsyncIterator[dict[str, Any]]:
         payload = {**messages_request(body, upstream_model), "stream": True}
         state = _StreamState(self.provider, upstream_model)
-        async with aclosing(self.stream_events(self._url(), payload)) as events:
+        events = self.stream_events(self._url(), payload, last=_is_message_stop)
+        async with aclosing(events):
             async for event in events:
                 if not isinstance(event, dict):
                     continue
@@ -386,7 +392,9 @@ class AnthropicAdapter(Adapter):
         became, or by a chunk with an empty delta; thinking is counted as reasoning."""
         payload = {**native.body, "model": upstream_model, "stream": True}
         state = _StreamState(self.provider, upstream_model)
-        events = self.stream_events(self._url(), payload, headers=native.headers)
+        events = self.stream_events(
+            self._url(), payload, headers=native.headers, last=_is_message_stop
+        )
         async with aclosing(events) as upstream:
             async for event in upstream:
                 if not isinstance(event, dict):

@@ -20,8 +20,9 @@ lets the router try the next route, if nothing has reached the client yet.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,6 +152,9 @@ def stream_error(data: object, provider: ProviderInfo) -> ProviderError:
 
 
 DONE = object()  # the `data: [DONE]` event that ends an OpenAI stream
+# After a stream's last event, how long its body may take to end: read to its end, the
+# connection goes back to the pool for the next call instead of being closed.
+STREAM_END_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +213,7 @@ class Adapter:
             )
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.provider) from exc
+        _release(response)
         if response.status_code != 200:
             raise error_from_response(response, self.provider)
         try:
@@ -222,12 +227,16 @@ class Adapter:
         payload: dict[str, Any],
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        last: Callable[[Any], bool] | None = None,
     ) -> AsyncGenerator[Any, None]:
         """POST a JSON body and yield each server-sent event's data, parsed as JSON.
 
         OpenAI's closing `[DONE]` is yielded as the DONE marker. An HTTP error status
-        (before any event) or a broken connection raises ProviderError.
+        (before any event) or a broken connection raises ProviderError. The stream's
+        last event (`[DONE]`, or one that `last` says ends it) is yielded once the body
+        has ended, so that the connection is reused.
         """
+        response: httpx.Response | None = None
         try:
             async with self.client.stream(
                 "POST",
@@ -240,18 +249,28 @@ class Adapter:
                 if response.status_code != 200:
                     await response.aread()
                     raise error_from_response(response, self.provider)
-                async for _event, data in sse_events(response):
+                events = sse_events(response)
+                async for _event, data in events:
                     if data == "[DONE]":
+                        await _read_to_end(events)
                         yield DONE
-                        continue
+                        return
                     try:
-                        yield orjson.loads(data)
+                        event = orjson.loads(data)
                     except orjson.JSONDecodeError as exc:
                         raise ProviderError(
                             f"{self.provider.name} sent an invalid stream event", retryable=True
                         ) from exc
+                    if last is not None and last(event):
+                        await _read_to_end(events)
+                        yield event
+                        return
+                    yield event
         except httpx.HTTPError as exc:
             raise transport_error(exc, self.provider) from exc
+        finally:
+            if response is not None:
+                _release(response)
 
     def ended_early(self) -> ProviderError:
         return ProviderError(f"{self.provider.name} ended the stream early", retryable=True)
@@ -273,6 +292,31 @@ class Adapter:
         self, native: NativeRequest, upstream_model: str
     ) -> AsyncIterator[dict[str, Any]]:
         raise NotImplementedError
+
+
+def _release(response: httpx.Response) -> None:
+    """End the reference cycle between an answered httpx Response and its stream (each
+    refers to the other): otherwise the exchange, with the request body it sent (an
+    agent's is 250 KB), stays in memory until the garbage collector next runs. Only for
+    a response already closed (its connection back in the pool): it is never read
+    again."""
+    response.stream = EMPTY_STREAM
+
+
+EMPTY_STREAM = httpx.ByteStream(b"")
+
+
+async def _read_to_end(events: AsyncIterator[Any]) -> None:
+    """What follows a stream's last event (its body's end, nothing else as a rule), read
+    within STREAM_END_SECONDS: a response read to its end leaves its connection in the
+    pool, one closed early takes it down. An upstream that keeps the body open or
+    breaks it now costs only that connection."""
+    try:
+        async with asyncio.timeout(STREAM_END_SECONDS):
+            async for _ in events:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        return
 
 
 def usage_dict(

@@ -77,7 +77,9 @@ class OpenAIAdapter(Adapter):
         payload = {**native.body, "model": upstream_model, "stream": True, "store": False}
         url = f"{self.provider.base_url}/responses"
         state = openai_responses.StreamState(self.provider, upstream_model)
-        events = self.stream_events(url, payload, headers=native.headers)
+        events = self.stream_events(
+            url, payload, headers=native.headers, last=openai_responses.is_last_event
+        )
         async with aclosing(events) as upstream:
             async for event in upstream:
                 if not isinstance(event, dict):

@@ -101,6 +101,14 @@ def chat_completion(result: dict[str, Any], upstream_model: str) -> dict[str, An
     )
 
 
+LAST_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def is_last_event(event: Any) -> bool:
+    """Whether a Responses stream event is the stream's last."""
+    return isinstance(event, dict) and event.get("type") in LAST_EVENTS
+
+
 class StreamState(envelopes.ChunkStream):
     """Turns Responses stream events into chat.completion.chunk dicts."""
 
