@@ -8,6 +8,7 @@ through the full stack, and websockets (the web chat) through Channels.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 from typing import Any
@@ -21,7 +22,6 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from chat.routing import websocket_urlpatterns  # noqa: E402
 from console.lean_handler import LeanASGIHandler  # noqa: E402
 from console.sockets import unrouted  # noqa: E402
 from console.unavailable import websockets_refused_while_away  # noqa: E402
@@ -30,16 +30,26 @@ from gateway.metrics import instrumented  # noqa: E402
 LEAN_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics")
 
 lean_app = instrumented(LeanASGIHandler())
-site_app = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": websockets_refused_while_away(
-            AllowedHostsOriginValidator(
-                AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, unrouted]))
-            )
-        ),
-    }
-)
+
+
+@functools.cache
+def websocket_app() -> Any:
+    """The web chat's sockets, built on the first connection: a worker that serves only
+    the API never imports the chat (its Markdown renderer and highlighter)."""
+    from chat.routing import websocket_urlpatterns
+
+    return websockets_refused_while_away(
+        AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, unrouted]))
+        )
+    )
+
+
+async def websockets(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await websocket_app()(scope, receive, send)
+
+
+site_app = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websockets})
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -8,7 +8,9 @@ reset DEBUG's query log, while /v1 reaches the database only through db_sync_to_
 which hands its connections back itself. The API authenticates by key and needs no
 sessions, CSRF, messages or htmx, and every middleware would run on each call.
 BENCHMARKS.md ("What made it faster", the first row): CPU per non-stream request 7.5 →
-6.6 ms, per stream 10.0 → 8.8 ms.
+6.6 ms, per stream 10.0 → 8.8 ms. Each request resolves through settings.API_URLCONF
+(console.lean_urls, as Django's per-request `request.urlconf`), so an API-only worker
+never imports the console's views.
 
 Django has no public way to do this, so this module is the one place that uses Django
 5.2's handler internals (pyproject.toml keeps Django within 5.2;
@@ -37,6 +39,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
@@ -158,6 +161,7 @@ class LeanASGIHandler(ASGIHandler):
             if error_response is not None:
                 await self.send_response(error_response, send)
             return
+        request.urlconf = settings.API_URLCONF  # Django's per-request URL conf
 
         async def process_request() -> None:
             response = await self.run_get_response(request)

@@ -78,6 +78,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "console.urls"
+# What /v1 and the probes resolve through (console.lean_handler): console.urls is imported
+# only when a request needs it.
+API_URLCONF = "console.lean_urls"
 ASGI_APPLICATION = "console.asgi.application"
 WSGI_APPLICATION = None
 

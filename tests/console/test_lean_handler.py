@@ -12,7 +12,6 @@ from importlib.metadata import version
 from typing import Any
 
 import django
-import pytest
 from django.core import signals
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
@@ -195,8 +194,8 @@ async def test_a_client_that_leaves_before_its_body_gets_no_answer():
     assert exchange.sent == []
 
 
-@pytest.mark.urls(__name__)
-async def test_a_client_that_disconnects_cancels_the_view():
+async def test_a_client_that_disconnects_cancels_the_view(settings):
+    settings.API_URLCONF = __name__
     slow_view_state.update(started=asyncio.Event(), cancelled=asyncio.Event())
     exchange = Exchange("/slow")
     handling = asyncio.create_task(exchange.run(LeanASGIHandler()))
