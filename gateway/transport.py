@@ -36,7 +36,7 @@ from typing import Any
 import h11
 import httpcore
 import httpx
-from h11._readers import READERS, ChunkedReader
+from h11._readers import READERS, ChunkedReader, chunk_header_re
 
 EXTRA_INFO = {
     "ssl_object": "ssl_object",
@@ -47,42 +47,42 @@ EXTRA_INFO = {
 
 
 class CoalescingChunkedReader(ChunkedReader):
-    """h11's chunked-body reader, giving every chunk the buffer holds as one Data event.
+    """h11's chunked-body reader, giving every complete chunk the buffer holds as one
+    Data event.
 
     An upstream's stream is one HTTP chunk per event; h11 makes each chunk an event of
-    its own, which httpcore and httpx pass up through six layers before the SSE parser
-    sees it, while the chunks of one network read are all there already. The bytes are
-    the same, only fewer and larger; nothing in httpcore or httpx reads the chunk
-    boundaries (`chunk_start`, `chunk_end`).
+    its own (a regular expression, a state machine step and an event object per chunk),
+    which httpcore and httpx then pass up through six layers before the SSE parser sees
+    it, while the chunks of one network read are all there already. Between chunks,
+    this reads every complete one in the buffer at once; a partial chunk, the last
+    (zero-size) chunk with its trailer, and anything malformed are left to h11's own
+    steps, which also raise its errors. The bytes are the same, only fewer and larger;
+    nothing in httpcore or httpx reads the chunk boundaries.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._held: h11.EndOfMessage | None = None
-
     def __call__(self, buf: Any) -> h11.Data | h11.EndOfMessage | None:
-        if self._held is not None:
-            held, self._held = self._held, None
-            return held
-        event = super().__call__(buf)
-        if type(event) is not h11.Data:
-            return event
-        parts = [event.data]
-        last = event
-        while buf:
-            more = super().__call__(buf)
-            if more is None:
+        if self._bytes_in_chunk or self._reading_trailer:
+            return super().__call__(buf)
+        data = bytes(buf)
+        parts = []
+        # The CRLF that closes the chunk before, when h11 read that one.
+        position = len(self._bytes_to_discard)
+        if data[:position] != self._bytes_to_discard:
+            return super().__call__(buf)
+        while (line_end := data.find(b"\r\n", position)) >= 0:
+            header = chunk_header_re.fullmatch(data, position, line_end + 2)
+            if header is None or (size := int(header["chunk_size"], 16)) == 0:
                 break
-            if type(more) is not h11.Data:
-                self._held = more
-                break
-            parts.append(more.data)
-            last = more
-        if last is event:
-            return event
-        return h11.Data(
-            data=b"".join(parts), chunk_start=event.chunk_start, chunk_end=last.chunk_end
-        )
+            start, stop = line_end + 2, line_end + 2 + size
+            if data[stop : stop + 2] != b"\r\n":
+                break  # not all here yet (or a malformed footer, which h11 reports)
+            parts.append(data[start:stop])
+            position = stop + 2
+        if not parts:
+            return super().__call__(buf)
+        self._bytes_to_discard = b""
+        buf.maybe_extract_at_most(position)
+        return h11.Data(data=b"".join(parts), chunk_start=True, chunk_end=True)
 
 
 READERS[h11.SEND_BODY]["chunked"] = CoalescingChunkedReader  # type: ignore[index]
