@@ -2,12 +2,14 @@
 
 The contract tests below fail, naming Django's version and the private name, when a
 Django release changes a part of ASGIHandler or BaseHandler the lean handler replaces
-or calls; the behaviour tests drive it with raw ASGI messages.
+or calls; the behaviour tests drive it with raw ASGI messages, and its BatchedSend with a
+fake client's `send`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from importlib.metadata import version
 from typing import Any
 
@@ -16,11 +18,11 @@ from django.core import signals
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.core.handlers.exception import convert_exception_to_response
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import path
 from packaging.specifiers import SpecifierSet
 
-from console.lean_handler import LeanASGIHandler
+from console.lean_handler import BatchedSend, LeanASGIHandler
 from tests.contracts import assert_parameters, assert_reads, assert_source_unchanged, pinned
 
 DJANGO = "5.2.19"  # the release the hashes below were taken from
@@ -47,7 +49,33 @@ async def slow(request: HttpRequest) -> HttpResponse:
     return HttpResponse("too late")
 
 
-urlpatterns = [path("slow", slow)]
+stream_state: dict[str, asyncio.Event] = {}
+
+
+async def parts_made_together() -> AsyncIterator[bytes]:
+    for part in (b"one ", b"two ", b"three"):
+        yield part
+
+
+async def parts_made_on_either_side_of_a_wait() -> AsyncIterator[bytes]:
+    yield b"a"
+    yield b"b"
+    # The client has "ab" before anything more is made: a send that waited for a later
+    # part would wait here for ever.
+    await stream_state["ab_sent"].wait()
+    yield b"c"
+    yield b"d"
+
+
+async def together(request: HttpRequest) -> StreamingHttpResponse:
+    return StreamingHttpResponse(parts_made_together())
+
+
+async def paced(request: HttpRequest) -> StreamingHttpResponse:
+    return StreamingHttpResponse(parts_made_on_either_side_of_a_wait())
+
+
+urlpatterns = [path("slow", slow), path("together", together), path("paced", paced)]
 
 
 class Exchange:
@@ -93,6 +121,59 @@ class Exchange:
     @property
     def body(self) -> bytes:
         return b"".join(message.get("body", b"") for message in self.sent[1:])
+
+    @property
+    def body_messages(self) -> list[bytes]:
+        return [message.get("body", b"") for message in self.sent[1:]]
+
+
+class PacedExchange(Exchange):
+    """An exchange that lets the paced view go on once the client has "ab"."""
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await super().send(message)
+        if self.body == b"ab":
+            stream_state["ab_sent"].set()
+
+
+class FakeClient:
+    """An ASGI `send` that records body messages, blocks while `open` is clear, and
+    raises `error` (the client gone) instead when it is set."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.open = asyncio.Event()
+        self.open.set()
+        self.sending = asyncio.Event()
+        self.failed = asyncio.Event()
+        self.error = error
+        self.bodies: list[bytes] = []
+        self.last: dict[str, Any] | None = None
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.bodies.append(message.get("body", b""))
+        self.last = message
+        self.sending.set()
+        if self.error is not None:
+            self.failed.set()
+            raise self.error
+        await self.open.wait()
+
+
+def part(body: bytes) -> dict[str, Any]:
+    return {"type": "http.response.body", "body": body, "more_body": True}
+
+
+FINAL = {"type": "http.response.body"}
+
+
+async def let_the_loop_turn(turns: int = 20) -> None:
+    """Give every task that can run some turns of the event loop (no wall clock)."""
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+
+def only_this_task_runs() -> bool:
+    return asyncio.all_tasks() == {asyncio.current_task()}
 
 
 def test_django_is_pinned_to_the_series_the_lean_handler_was_checked_against():
@@ -206,3 +287,92 @@ async def test_a_client_that_disconnects_cancels_the_view(settings):
     await handling
 
     assert exchange.sent == []
+
+
+async def test_a_non_streaming_response_is_still_one_body_message():
+    exchange = Exchange("/healthz")
+
+    await exchange.run(LeanASGIHandler())
+
+    assert exchange.sent[0]["type"] == "http.response.start"
+    assert exchange.sent[1:] == [
+        {"type": "http.response.body", "body": b'{"status": "ok"}', "more_body": False}
+    ]
+
+
+@pytest.mark.urls(__name__)
+async def test_stream_parts_made_together_leave_in_one_message_then_the_closing_one():
+    exchange = Exchange("/together")
+
+    await exchange.run(LeanASGIHandler())
+
+    assert exchange.status == 200
+    assert exchange.body_messages == [b"one two three", b""]
+    assert [message.get("more_body", False) for message in exchange.sent[1:]] == [True, False]
+
+
+@pytest.mark.urls(__name__)
+async def test_a_part_followed_by_a_wait_leaves_before_the_next_part_is_made():
+    stream_state["ab_sent"] = asyncio.Event()
+    exchange = PacedExchange("/paced")
+
+    await exchange.run(LeanASGIHandler())
+
+    assert stream_state["ab_sent"].is_set()
+    assert exchange.body_messages == [b"ab", b"cd", b""]
+
+
+async def test_the_producer_waits_for_the_writer_past_the_batch_limit():
+    client = FakeClient()
+    client.open.clear()
+    batched = BatchedSend(client.send, limit=10)
+    offered: list[bytes] = []
+
+    async def produce() -> None:
+        for number in range(20):
+            body = b"%04d" % number
+            offered.append(body)
+            await batched(part(body))
+
+    producer = asyncio.create_task(produce())
+    await asyncio.wait_for(client.sending.wait(), TIMEOUT)
+    await let_the_loop_turn()
+
+    assert not producer.done()
+    # Offered to the batched send, not yet given to the client: the limit, within a part.
+    queued = sum(map(len, offered)) - sum(map(len, client.bodies))
+    assert 10 <= queued < 10 + 4
+    client.open.set()
+    await asyncio.wait_for(producer, TIMEOUT)
+    await asyncio.wait_for(batched(FINAL), TIMEOUT)
+    assert b"".join(client.bodies) == b"".join(b"%04d" % number for number in range(20))
+    assert client.last == FINAL
+    assert only_this_task_runs()
+
+
+@pytest.mark.parametrize("next_message", [part(b"more"), FINAL], ids=["next-part", "final"])
+async def test_a_client_gone_fails_the_producer_and_leaves_no_task(next_message):
+    client = FakeClient(error=OSError("the client went away"))
+    batched = BatchedSend(client.send)
+
+    await batched(part(b"first"))
+    await asyncio.wait_for(client.failed.wait(), TIMEOUT)
+
+    with pytest.raises(OSError, match="the client went away"):
+        await batched(next_message)
+    assert client.bodies == [b"first"]
+    assert only_this_task_runs()
+
+
+async def test_cancel_stops_a_writer_that_is_still_sending():
+    client = FakeClient()
+    client.open.clear()
+    batched = BatchedSend(client.send)
+    await batched(part(b"stuck"))
+    await asyncio.wait_for(client.sending.wait(), TIMEOUT)
+
+    batched.cancel()
+    await let_the_loop_turn()
+
+    assert client.bodies == [b"stuck"]
+    assert only_this_task_runs()

@@ -44,6 +44,8 @@ path), one behaviour consumed per request, `Ok()` once the queue is empty:
   closing events (not streaming: half of the JSON body, then drops it).
 - `ErrorEvent(after_chunks=1, message=...)`: sends N stream events, then the
   protocol's in-stream error event and ends the stream (not streaming: a 500).
+- `Linger(seconds)`: sends the whole stream, then keeps its body open `seconds` (or
+  until the client leaves) before ending it (not streaming: a normal answer).
 
 Token counts are deterministic: the text is streamed in pieces (`pieces(text)`: words
 with their trailing spaces), one piece per event and one token each; a tool call costs
@@ -59,7 +61,8 @@ application/json (Gemini) the text is `{"answer": <text>}`.
 Records: `fake.requests` (RecordedRequest: protocol, path, query, headers with
 lower-case names, json, model), `fake.requests_for(model)`, `fake.disconnects` (requests
 the client abandoned before the answer was complete, e.g. a stream it stopped reading),
-`fake.wait_for_disconnects(n)` (they are noticed asynchronously), and `fake.reset()`.
+`fake.wait_for_disconnects(n)` (they are noticed asynchronously), `fake.connections`
+(TCP connections accepted), and `fake.reset()`.
 
 The three wire formats live in tests/fakes/wire.py.
 """
@@ -78,6 +81,7 @@ from typing import Any
 
 import orjson
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tests.fakes.wire import (
     Answer,
@@ -96,6 +100,7 @@ __all__ = [
     "ErrorEvent",
     "Fail",
     "FakeUpstream",
+    "Linger",
     "Ok",
     "RecordedRequest",
     "Stall",
@@ -149,7 +154,12 @@ class ErrorEvent:
     message: str = "the fake upstream broke mid-stream"
 
 
-Behaviour = Ok | Fail | Stall | Cut | ErrorEvent
+@dataclass(frozen=True)
+class Linger:
+    seconds: float
+
+
+Behaviour = Ok | Fail | Stall | Cut | ErrorEvent | Linger
 
 
 @dataclass
@@ -210,6 +220,18 @@ class _HideCuts(logging.Filter):
 _hide_cuts = _HideCuts()
 
 
+def _counting_protocol(count: Callable[[], None]) -> type[HttpToolsProtocol]:
+    """uvicorn's HTTP protocol (the one it picks itself), calling `count` for every
+    connection it accepts."""
+
+    class CountingProtocol(HttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            count()
+            super().connection_made(transport)
+
+    return CountingProtocol
+
+
 class _Exchange:
     """One request's response side, with a watcher that notices the client leaving."""
 
@@ -262,6 +284,7 @@ class FakeUpstream:
         self.url = ""
         self.requests: list[RecordedRequest] = []
         self.disconnects = 0
+        self.connections = 0
         self._scripts: dict[str, deque[Behaviour]] = {}
         self._lock = threading.Lock()
         self._serial = itertools.count(1)
@@ -271,6 +294,7 @@ class FakeUpstream:
             host="127.0.0.1",
             port=0,
             interface="asgi3",
+            http=_counting_protocol(self._connected),
             lifespan="off",
             log_level="warning",
             access_log=False,
@@ -304,6 +328,7 @@ class FakeUpstream:
             self._scripts.clear()
             self.requests = []
             self.disconnects = 0
+            self.connections = 0
             self._generation += 1
 
     def requests_for(self, model: str) -> list[RecordedRequest]:
@@ -320,6 +345,10 @@ class FakeUpstream:
         with self._lock:
             queue = self._scripts.get(model)
             return queue.popleft() if queue else Ok()
+
+    def _connected(self) -> None:
+        with self._lock:
+            self.connections += 1
 
     def _abandoned(self, generation: int) -> None:
         with self._lock:
@@ -422,5 +451,7 @@ class FakeUpstream:
             if await exchange.pause(answer.delay if index else 0):
                 return False
             await exchange.write(events[index])
+        if isinstance(behaviour, Linger) and await exchange.pause(behaviour.seconds):
+            return True  # the client had the whole answer
         await exchange.write(b"", more=False)
         return True

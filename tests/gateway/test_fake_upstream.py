@@ -14,6 +14,7 @@ from tests.fakes.upstream import (
     ErrorEvent,
     Fail,
     FakeUpstream,
+    Linger,
     Ok,
     Stall,
     default_text,
@@ -473,6 +474,42 @@ async def test_a_short_stall_then_answers_normally(
     response = await client.post(f"{fake_upstream.url}/v1/chat/completions", json=openai_body())
 
     assert response.json()["choices"][0]["message"]["content"] == default_text("gpt-fake")
+
+
+async def test_linger_sends_the_whole_stream_then_keeps_the_body_open(
+    fake_upstream: FakeUpstream, client: httpx.AsyncClient
+) -> None:
+    fake_upstream.script("gpt-fake", Linger(5))
+    received: list[str] = []
+
+    with pytest.raises(httpx.ReadTimeout):
+        async with client.stream(
+            "POST",
+            f"{fake_upstream.url}/v1/chat/completions",
+            json=openai_body(stream=True),
+            timeout=0.3,
+        ) as r:
+            async for line in r.aiter_lines():
+                if line:
+                    received.append(line)
+
+    assert received[-1] == "data: [DONE]"
+    chunks = [orjson.loads(line.removeprefix("data: ")) for line in received[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == default_text("gpt-fake")
+
+
+async def test_it_counts_the_connections_it_accepts(
+    fake_upstream: FakeUpstream, client: httpx.AsyncClient
+) -> None:
+    for _ in range(3):
+        await client.post(f"{fake_upstream.url}/v1/chat/completions", json=openai_body())
+    async with httpx.AsyncClient(timeout=5) as other:
+        await other.post(f"{fake_upstream.url}/v1/chat/completions", json=openai_body())
+
+    assert fake_upstream.connections == 2
+    fake_upstream.reset()
+    assert fake_upstream.connections == 0
 
 
 async def test_it_notices_a_client_that_stops_reading_a_stream(

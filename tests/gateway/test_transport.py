@@ -1,8 +1,9 @@
-"""The upstream client's plain-asyncio transport: HTTP and TLS, keep-alive, errors, and
-the httpx and httpcore internals it relies on.
+"""The upstream client's plain-asyncio transport: HTTP and TLS, keep-alive, errors, the
+chunked-body reader that makes the chunks of one read one event, and the httpx,
+httpcore and h11 internals it relies on.
 
 The contract tests fail, naming the library, its version and the private name, when an
-httpx or httpcore release changes what gateway/transport.py overrides or replaces.
+httpx, httpcore or h11 release changes what gateway/transport.py overrides or replaces.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 from pathlib import Path
 
+import h11
+import h11._connection
+import h11._readers
 import httpcore
 import httpx
 import pytest
@@ -26,20 +30,45 @@ from cryptography.x509.oid import NameOID
 from httpcore._async.connection_pool import AsyncPoolRequest, PoolByteStream
 from httpcore._async.http11 import AsyncHTTP11Connection
 
-from gateway.transport import AsyncioConnectionPool, AsyncioStream, AsyncioTransport
+from gateway.transport import (
+    AsyncioConnectionPool,
+    AsyncioStream,
+    AsyncioTransport,
+    CoalescingChunkedReader,
+)
 from tests.conftest import free_port
 from tests.contracts import assert_reads, assert_source_unchanged, pinned
 
 # The releases gateway/transport.py was written against: pyproject.toml pins exactly these.
-CHECKED = {"httpx": "0.28.1", "httpcore": "1.0.9"}
+CHECKED = {"httpx": "0.28.1", "httpcore": "1.0.9", "h11": "0.16.0"}
 USER = "gateway/transport.py"
 
 LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5)
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+LAST_CHUNK = b"0\r\n\r\n"
+
+
 def answer(body: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def awaiting_a_response() -> h11.Connection:
+    """A client's h11 connection that has sent a GET and waits for the answer."""
+    connection = h11.Connection(our_role=h11.CLIENT)
+    connection.send(h11.Request(method="GET", target="/", headers=[("host", "127.0.0.1")]))
+    connection.send(h11.EndOfMessage())
+    return connection
+
+
+def next_events(connection: h11.Connection, count: int) -> list[object]:
+    return [connection.next_event() for _ in range(count)]
 
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:
@@ -195,7 +224,7 @@ async def test_the_pool_keeps_at_most_its_keep_alive_limit_of_idle_connections()
     assert kept <= 2
 
 
-def test_httpx_and_httpcore_are_pinned_to_the_releases_the_transport_was_checked_against():
+def test_httpx_httpcore_and_h11_are_pinned_to_the_releases_the_transport_was_checked_against():
     for distribution, checked in CHECKED.items():
         requirement = pinned(distribution)
         assert str(requirement.specifier) == f"=={checked}", (
@@ -282,3 +311,99 @@ def test_the_httpx_pool_the_transport_replaces_has_not_changed():
     }
     for method, fragment in users.items():
         assert_reads(method, fragment, distribution="httpx", user=user)
+
+
+def test_the_h11_chunked_reader_the_transport_extends_has_not_changed():
+    user = f"{USER} (CoalescingChunkedReader)"
+    # CoalescingChunkedReader calls this reader again while the buffer holds more chunks,
+    # and relies on it returning Data, EndOfMessage or None (more bytes needed).
+    assert_source_unchanged(
+        h11._readers.ChunkedReader,
+        "4d2629eeaaf366b636b5d890b9eedf3c71d316ddb89e10d58786fc7cee1105fe",
+        distribution="h11",
+        checked=CHECKED["h11"],
+        user=user,
+    )
+    assert h11._connection.READERS is h11._readers.READERS, (
+        f"h11 {version('h11')}: h11._connection no longer picks its readers from "
+        f"h11._readers.READERS, where {user} is installed."
+    )
+    assert_reads(
+        h11.Connection._respond_to_state_changes,
+        "self._get_io_object(self.their_role, event, READERS)",
+        distribution="h11",
+        user=user,
+    )
+    assert h11._readers.READERS[h11.SEND_BODY]["chunked"] is CoalescingChunkedReader  # type: ignore[index]
+
+
+def test_the_chunks_of_one_read_are_one_data_event_then_the_end_of_the_message():
+    connection = awaiting_a_response()
+    payloads = [b"data: %d\n\n" % number for number in range(5)]
+    connection.receive_data(CHUNKED_HEAD + b"".join(map(chunk, payloads)) + LAST_CHUNK)
+
+    response, data = next_events(connection, 2)
+
+    assert isinstance(response, h11.Response) and response.status_code == 200
+    assert data == h11.Data(data=b"".join(payloads), chunk_start=True, chunk_end=True)
+    assert isinstance(connection.next_event(), h11.EndOfMessage)
+
+
+def test_a_chunk_split_across_reads_comes_as_what_arrived_then_the_rest():
+    connection = awaiting_a_response()
+    connection.receive_data(CHUNKED_HEAD + chunk(b"one ") + chunk(b"two ") + b"5\r\nthr")
+
+    assert next_events(connection, 3)[1:] == [
+        h11.Data(data=b"one two thr", chunk_start=True, chunk_end=False),
+        h11.NEED_DATA,
+    ]
+    connection.receive_data(b"ee\r\n" + chunk(b" four") + LAST_CHUNK)
+    assert next_events(connection, 2) == [
+        h11.Data(data=b"ee four", chunk_start=False, chunk_end=True),
+        h11.EndOfMessage(),
+    ]
+
+
+def test_chunk_extensions_and_trailers_still_parse():
+    connection = awaiting_a_response()
+    connection.receive_data(
+        CHUNKED_HEAD + b"5;name=value\r\nhello\r\n" + chunk(b" world") + b"0\r\nx-done: yes\r\n\r\n"
+    )
+
+    assert next_events(connection, 3)[1:] == [
+        h11.Data(data=b"hello world", chunk_start=True, chunk_end=True),
+        h11.EndOfMessage(headers=[("x-done", "yes")]),
+    ]
+
+
+def test_a_body_cut_short_is_still_a_remote_protocol_error():
+    connection = awaiting_a_response()
+    connection.receive_data(CHUNKED_HEAD + chunk(b"one ") + chunk(b"two ") + b"5\r\nth")
+
+    assert next_events(connection, 3)[1:] == [
+        h11.Data(data=b"one two th", chunk_start=True, chunk_end=False),
+        h11.NEED_DATA,
+    ]
+    connection.receive_data(b"")
+    with pytest.raises(h11.RemoteProtocolError, match="incomplete chunked read"):
+        connection.next_event()
+
+
+async def test_a_stream_written_at_once_reaches_httpx_in_fewer_larger_pieces():
+    payloads = [b'data: {"token": %d}\n\n' % number for number in range(50)]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(CHUNKED_HEAD + b"".join(map(chunk, payloads)) + LAST_CHUNK)
+        await writer.drain()
+        writer.close()
+
+    async with (
+        server(handle) as port,
+        httpx.AsyncClient(transport=AsyncioTransport(limits=LIMITS)) as client,
+        client.stream("GET", f"http://127.0.0.1:{port}/") as response,
+    ):
+        pieces = [piece async for piece in response.aiter_bytes()]
+
+    assert b"".join(pieces) == b"".join(payloads)
+    assert len(pieces) < len(payloads)
