@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -73,7 +74,7 @@ class BatchedSend:
         self._ending = False
         self._writer: asyncio.Task[None] | None = None
 
-    async def __call__(self, message: dict[str, Any]) -> None:
+    async def __call__(self, message: Mapping[str, Any]) -> None:
         if message["type"] != "http.response.body" or not message.get("more_body"):
             await self._finish()
             await self._send(message)

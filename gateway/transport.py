@@ -24,6 +24,9 @@ tests/gateway/test_transport.py checks each against the installed releases:
   (`request`, `is_queued()`, `assign_to_connection()`).
 - httpcore's HTTP/1.1 connection asking its stream for the undocumented extra info
   "is_readable" before it reuses an idle connection (AsyncioStream answers it).
+- h11's `ChunkedReader` (its `_bytes_in_chunk`, `_bytes_to_discard` and
+  `_reading_trailer` state) and the `READERS` table, where CoalescingChunkedReader is
+  installed in its place (pyproject.toml pins h11 exactly too).
 """
 
 from __future__ import annotations

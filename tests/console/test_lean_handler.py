@@ -14,6 +14,7 @@ from importlib.metadata import version
 from typing import Any
 
 import django
+import pytest
 from django.core import signals
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
@@ -300,8 +301,8 @@ async def test_a_non_streaming_response_is_still_one_body_message():
     ]
 
 
-@pytest.mark.urls(__name__)
-async def test_stream_parts_made_together_leave_in_one_message_then_the_closing_one():
+async def test_stream_parts_made_together_leave_in_one_message_then_the_closing_one(settings):
+    settings.API_URLCONF = __name__
     exchange = Exchange("/together")
 
     await exchange.run(LeanASGIHandler())
@@ -311,8 +312,8 @@ async def test_stream_parts_made_together_leave_in_one_message_then_the_closing_
     assert [message.get("more_body", False) for message in exchange.sent[1:]] == [True, False]
 
 
-@pytest.mark.urls(__name__)
-async def test_a_part_followed_by_a_wait_leaves_before_the_next_part_is_made():
+async def test_a_part_followed_by_a_wait_leaves_before_the_next_part_is_made(settings):
+    settings.API_URLCONF = __name__
     stream_state["ab_sent"] = asyncio.Event()
     exchange = PacedExchange("/paced")
 

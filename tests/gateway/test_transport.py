@@ -315,8 +315,9 @@ def test_the_httpx_pool_the_transport_replaces_has_not_changed():
 
 def test_the_h11_chunked_reader_the_transport_extends_has_not_changed():
     user = f"{USER} (CoalescingChunkedReader)"
-    # CoalescingChunkedReader calls this reader again while the buffer holds more chunks,
-    # and relies on it returning Data, EndOfMessage or None (more bytes needed).
+    # CoalescingChunkedReader reads this reader's state (_bytes_in_chunk, _bytes_to_discard,
+    # _reading_trailer) and leaves it a partial chunk, the last chunk and malformed framing,
+    # relying on it returning Data, EndOfMessage or None (more bytes needed).
     assert_source_unchanged(
         h11._readers.ChunkedReader,
         "4d2629eeaaf366b636b5d890b9eedf3c71d316ddb89e10d58786fc7cee1105fe",
@@ -353,13 +354,15 @@ def test_a_chunk_split_across_reads_comes_as_what_arrived_then_the_rest():
     connection = awaiting_a_response()
     connection.receive_data(CHUNKED_HEAD + chunk(b"one ") + chunk(b"two ") + b"5\r\nthr")
 
-    assert next_events(connection, 3)[1:] == [
-        h11.Data(data=b"one two thr", chunk_start=True, chunk_end=False),
+    assert next_events(connection, 4)[1:] == [
+        h11.Data(data=b"one two ", chunk_start=True, chunk_end=True),
+        h11.Data(data=b"thr", chunk_start=True, chunk_end=False),
         h11.NEED_DATA,
     ]
-    connection.receive_data(b"ee\r\n" + chunk(b" four") + LAST_CHUNK)
-    assert next_events(connection, 2) == [
-        h11.Data(data=b"ee four", chunk_start=False, chunk_end=True),
+    connection.receive_data(b"ee\r\n" + chunk(b" four") + chunk(b" five") + LAST_CHUNK)
+    assert next_events(connection, 3) == [
+        h11.Data(data=b"ee", chunk_start=False, chunk_end=True),
+        h11.Data(data=b" four five", chunk_start=True, chunk_end=True),
         h11.EndOfMessage(),
     ]
 
@@ -380,13 +383,37 @@ def test_a_body_cut_short_is_still_a_remote_protocol_error():
     connection = awaiting_a_response()
     connection.receive_data(CHUNKED_HEAD + chunk(b"one ") + chunk(b"two ") + b"5\r\nth")
 
-    assert next_events(connection, 3)[1:] == [
-        h11.Data(data=b"one two th", chunk_start=True, chunk_end=False),
+    assert next_events(connection, 4)[1:] == [
+        h11.Data(data=b"one two ", chunk_start=True, chunk_end=True),
+        h11.Data(data=b"th", chunk_start=True, chunk_end=False),
         h11.NEED_DATA,
     ]
     connection.receive_data(b"")
     with pytest.raises(h11.RemoteProtocolError, match="incomplete chunked read"):
         connection.next_event()
+
+
+@pytest.mark.parametrize(
+    ("framing", "before", "error"),
+    [
+        # h11 gives a chunk's data before it reads the CRLF that should follow it.
+        (b"5\r\nworldXX", b"one two world", "malformed chunk footer"),
+        (b"zz\r\nworld\r\n", b"one two ", "illegal chunk header"),
+    ],
+    ids=["footer", "header"],
+)
+def test_malformed_framing_after_good_chunks_is_h11s_protocol_error(framing, before, error):
+    connection = awaiting_a_response()
+    connection.receive_data(CHUNKED_HEAD + chunk(b"one ") + chunk(b"two ") + framing)
+    assert isinstance(connection.next_event(), h11.Response)
+
+    received = b""
+    with pytest.raises(h11.RemoteProtocolError, match=error):
+        for _ in range(5):
+            event = connection.next_event()
+            assert isinstance(event, h11.Data)
+            received += event.data
+    assert received == before
 
 
 async def test_a_stream_written_at_once_reaches_httpx_in_fewer_larger_pieces():
