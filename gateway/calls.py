@@ -56,14 +56,13 @@ from gateway.providers import envelopes, get_adapter
 from gateway.providers.base import Adapter, NativeRequest, ProviderError
 from gateway.ratelimit import check_limits, give_back
 from gateway.sync import db_sync_to_async
-from gateway.tokens import count_prompt
+from gateway.tokens import count_prompt_async
 from gateway.validation import requested_output_tokens, validate_chat
 
 log = logging.getLogger(__name__)
 
 PROMPT_MARGIN = 1.1  # other vendors' tokenizers may count a little more than o200k
 PROMPT_SLACK_TOKENS = 16
-LARGE_PROMPT_BYTES = 64 * 1024
 LAST_USED_WRITE_SECONDS = 60
 
 T = TypeVar("T")
@@ -653,10 +652,7 @@ async def open_call(
     model = priced_model(catalog, body["model"], key)
     check_policy(key, model)
     messages, tools = body["messages"], body.get("tools")
-    if sum(len(str(m.get("content") or "")) for m in messages) > LARGE_PROMPT_BYTES:
-        prompt = await asyncio.to_thread(count_prompt, messages, tools)
-    else:
-        prompt = count_prompt(messages, tools)
+    prompt = await count_prompt_async(messages, tools)
     if native is not None:
         prompt += native.extra_prompt_tokens
     output_tokens = _output_budget(body, model, prompt)

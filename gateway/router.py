@@ -23,7 +23,6 @@ model's worst case; fallback stays among that model's routes.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
@@ -42,7 +41,7 @@ from gateway.catalog import Catalog, ModelInfo
 from gateway.errors import GatewayError, invalid
 from gateway.state import on_reset
 from gateway.sync import db_sync_to_async
-from gateway.tokens import count_prompt
+from gateway.tokens import count_prompt_async
 from gateway.validation import requested_output_tokens
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,6 @@ NAMES = STICKY_NAMES | {"strap"}
 PRICE_HEADER = "X-Route-Max-Price"
 # Room a chosen model must leave for an answer when the request sets no max_tokens.
 MIN_ANSWER_TOKENS = 256
-LARGE_PROMPT_BYTES = 64 * 1024
 # Only the end of a long conversation is searched for code and cues.
 SCANNED_CHARS = 20_000
 
@@ -221,10 +219,7 @@ def _has_images(messages: list[dict[str, Any]]) -> bool:
 async def read_needs(body: dict[str, Any]) -> Needs:
     """What a (validated) chat body asks of a model."""
     messages, tools = body["messages"], body.get("tools") or body.get("functions")
-    if sum(len(str(m.get("content") or "")) for m in messages) > LARGE_PROMPT_BYTES:
-        prompt = await asyncio.to_thread(count_prompt, messages, tools)
-    else:
-        prompt = count_prompt(messages, tools)
+    prompt = await count_prompt_async(messages, tools)
     text = "\n".join(message_text(m.get("content")) for m in messages)[-SCANNED_CHARS:]
     last_user = next(
         (message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""

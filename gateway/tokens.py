@@ -7,6 +7,7 @@ tokenizers they are an estimate, which is why reservations add a margin.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import functools
@@ -73,17 +74,43 @@ def _give_freed_memory_back() -> None:
     trim(0)
 
 
+# Short texts (roles, names) are counted so often that their counts are kept too, in a
+# table emptied when it fills (SHORT_TEXTS of them).
+SHORT_TEXTS = 4_096
+_short: dict[str, int] = {}
+# How many characters a prompt may ask to tokenize (texts not seen before) while the
+# event loop waits: about 2 ms of tiktoken. Past that the count goes to a thread.
+IN_LOOP_CHARS = 64 * 1024
+
+
+class _TooMuchNewText(Exception):
+    """A prompt to count holds more text not seen before than its budget."""
+
+
 def count_text(text: str) -> int:
+    return _count_text(text, None)
+
+
+def _count_text(text: str, budget: list[int] | None) -> int:
     if not text:
         return 0
     if len(text) < REMEMBERED_TEXT_CHARS:
-        return len(encoding().encode_ordinary(text))
+        short = _short.get(text)
+        if short is None:
+            if len(_short) >= SHORT_TEXTS:
+                _short.clear()
+            short = _short[text] = len(encoding().encode_ordinary(text))
+        return short
     key = hash((len(text), text))
     with _remembered_lock:
         known = _remembered.get(key)
         if known is not None:
             _remembered.move_to_end(key)
             return known
+    if budget is not None:
+        budget[0] -= len(text)
+        if budget[0] < 0:
+            raise _TooMuchNewText
     counted = len(encoding().encode_ordinary(text))
     with _remembered_lock:
         _remembered[key] = counted
@@ -92,33 +119,49 @@ def count_text(text: str) -> int:
     return counted
 
 
-def _count_content(content: Any) -> int:
+def _count_content(content: Any, budget: list[int] | None) -> int:
     if content is None:
         return 0
     if isinstance(content, str):
-        return count_text(content)
+        return _count_text(content, budget)
     total = 0
     for part in content:
         kind = part.get("type")
         if kind == "text":
-            total += count_text(part.get("text", ""))
+            total += _count_text(part.get("text", ""), budget)
         elif kind in {"image_url", "input_image", "image"}:
             total += TOKENS_PER_IMAGE
         else:
-            total += count_text(orjson.dumps(part).decode())
+            total += _count_text(orjson.dumps(part).decode(), budget)
     return total
 
 
 def count_prompt(messages: list[dict[str, Any]], tools: list[Any] | None = None) -> int:
     """Tokens the prompt will take, by OpenAI's chat accounting."""
+    return _count_prompt(messages, tools, None)
+
+
+async def count_prompt_async(messages: list[dict[str, Any]], tools: list[Any] | None = None) -> int:
+    """count_prompt() for a request: on the event loop while it has at most IN_LOOP_CHARS
+    of new text to tokenize (an agent's growing conversation is all known but its last
+    turn), on a thread beyond that, so that a long new prompt never stalls the loop."""
+    try:
+        return _count_prompt(messages, tools, [IN_LOOP_CHARS])
+    except _TooMuchNewText:
+        return await asyncio.to_thread(count_prompt, messages, tools)
+
+
+def _count_prompt(
+    messages: list[dict[str, Any]], tools: list[Any] | None, budget: list[int] | None
+) -> int:
     total = TOKENS_PER_REPLY
     for message in messages:
-        total += TOKENS_PER_MESSAGE + count_text(message.get("role", ""))
-        total += _count_content(message.get("content"))
+        total += TOKENS_PER_MESSAGE + _count_text(message.get("role", ""), budget)
+        total += _count_content(message.get("content"), budget)
         if message.get("name"):
-            total += 1 + count_text(message["name"])
+            total += 1 + _count_text(message["name"], budget)
         if message.get("tool_calls"):
-            total += count_text(orjson.dumps(message["tool_calls"]).decode())
+            total += _count_text(orjson.dumps(message["tool_calls"]).decode(), budget)
     if tools:
-        total += count_text(orjson.dumps(tools).decode())
+        total += _count_text(orjson.dumps(tools).decode(), budget)
     return total

@@ -9,6 +9,7 @@ for anything but pickling.
 from __future__ import annotations
 
 import inspect
+import threading
 from importlib.metadata import version
 
 import tiktoken.core
@@ -96,3 +97,58 @@ def test_texts_of_the_same_length_are_counted_apart():
     assert tokens.count_text(one) == len(tokens.encoding().encode_ordinary(one))
     assert tokens.count_text(other) == len(tokens.encoding().encode_ordinary(other))
     assert tokens.count_text(one) != tokens.count_text(other)
+
+
+class ThreadNoting:
+    """The real encoding, noting the threads that tokenize."""
+
+    def __init__(self, real):
+        self.real = real
+        self.threads: set[int] = set()
+
+    def encode_ordinary(self, text):
+        self.threads.add(threading.get_ident())
+        return self.real.encode_ordinary(text)
+
+
+async def test_a_prompt_with_little_new_text_is_counted_on_the_event_loop(monkeypatch):
+    noting = ThreadNoting(tokens.encoding())
+    monkeypatch.setattr(tokens, "encoding", lambda: noting)
+    known = "An agent's history, counted once before. " * 3_000
+    tokens.count_text(known)
+    noting.threads.clear()
+    messages = [
+        {"role": "system", "content": known},
+        {"role": "user", "content": "And a new question, of a few hundred characters. " * 5},
+    ]
+
+    counted = await tokens.count_prompt_async(messages)
+
+    assert counted == tokens.count_prompt(messages)
+    assert noting.threads == {threading.get_ident()}
+
+
+async def test_a_prompt_with_much_new_text_is_counted_on_a_thread(monkeypatch):
+    noting = ThreadNoting(tokens.encoding())
+    monkeypatch.setattr(tokens, "encoding", lambda: noting)
+    new = [f"Text {n} nobody sent before: " + "words " * 2_000 for n in range(8)]
+    assert sum(map(len, new)) > tokens.IN_LOOP_CHARS
+    messages = [{"role": "user", "content": text} for text in new]
+
+    counted = await tokens.count_prompt_async(messages)
+
+    assert threading.get_ident() not in {t for t in noting.threads if t != threading.get_ident()}
+    assert noting.threads - {threading.get_ident()}, (
+        "the long new prompt was not counted on a thread"
+    )
+    assert counted == tokens.count_prompt(messages)
+
+
+def test_the_counts_of_short_texts_are_kept_in_a_bounded_table(monkeypatch):
+    monkeypatch.setattr(tokens, "SHORT_TEXTS", 8)
+    tokens._short.clear()
+
+    for n in range(20):
+        assert tokens.count_text(f"name {n}") == len(tokens.encoding().encode_ordinary(f"name {n}"))
+
+    assert 0 < len(tokens._short) <= 8
