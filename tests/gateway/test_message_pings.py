@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.doors.messages import with_pings
+from gateway.doors.messages import PUMPED_AHEAD, with_pings
 
 
 async def source(log: list[str], pauses: dict[int, float], count: int = 5) -> AsyncGenerator[Any]:
@@ -75,3 +75,29 @@ def test_a_failing_source_raises_to_the_reader():
 
     with pytest.raises(RuntimeError, match="upstream broke"):
         asyncio.run(read())
+
+
+def test_the_pump_reads_at_most_a_few_dozen_events_ahead_of_a_slow_reader():
+    produced = [0]
+
+    async def many() -> AsyncGenerator[Any]:
+        for index in range(500):
+            produced[0] += 1
+            yield {"index": index}
+
+    async def read_slowly() -> list[int]:
+        ahead: list[int] = []
+        got = 0
+        async with contextlib.aclosing(with_pings(many(), every=5)) as items:
+            async for _ in items:
+                got += 1
+                if got % 50 == 0:
+                    await asyncio.sleep(0.01)  # the pump runs meanwhile
+                    ahead.append(produced[0] - got)
+        assert got == 500
+        return ahead
+
+    ahead = asyncio.run(asyncio.wait_for(read_slowly(), 10))
+
+    assert max(ahead) <= PUMPED_AHEAD + 1
+    assert ahead[0] >= PUMPED_AHEAD - 1, "the pump did not read ahead while the reader paused"
