@@ -35,6 +35,12 @@ REPLACED = {
     ASGIHandler.__call__: "f756809e9c9308dcccb78a301fccf09196e80cdc4745690f80384d09b69dd102",
     ASGIHandler.handle: "98faeb5bef800331e6a8002fbc96b30e4122a23438ae45a047190a531ea11323",
     BaseHandler.load_middleware: "a1fb7ee5f8586195da2174d1bbc2bbfc7ca19b9d26ea66412cb434f45bf6d467",
+    # Replaced for async streams (the headers built as it builds them).
+    ASGIHandler.send_response: "77eda2b08689b44ee277c936092bde02e50f84727f7398480a127e7e9e1dad06",
+    # Where an async stream's iterator is kept (`_iterator`, with `is_async`), read as is.
+    StreamingHttpResponse._set_streaming_content: (
+        "c11520c56e73d757cfe83ef0f79eebaa225dd2e23b283d51b1e52adc8a695add"
+    ),
 }
 
 slow_view_state: dict[str, asyncio.Event] = {}
@@ -76,7 +82,24 @@ async def paced(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(parts_made_on_either_side_of_a_wait())
 
 
-urlpatterns = [path("slow", slow), path("together", together), path("paced", paced)]
+async def events() -> AsyncIterator[str]:
+    for name in ("one", "two"):
+        yield f"data: {name}\n\n"  # text, made bytes as Django makes them
+
+
+async def with_cookie(request: HttpRequest) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(events(), status=201, content_type="text/event-stream")
+    response["X-Marker"] = "café"
+    response.set_cookie("seen", "1")
+    return response
+
+
+urlpatterns = [
+    path("slow", slow),
+    path("together", together),
+    path("paced", paced),
+    path("with-cookie", with_cookie),
+]
 
 
 class Exchange:
@@ -377,3 +400,16 @@ async def test_cancel_stops_a_writer_that_is_still_sending():
 
     assert client.bodies == [b"stuck"]
     assert only_this_task_runs()
+
+
+async def test_a_stream_answers_with_its_status_headers_and_cookies(settings):
+    settings.API_URLCONF = __name__
+    exchange = Exchange("/with-cookie")
+
+    await exchange.run(LeanASGIHandler())
+
+    assert exchange.status == 201
+    assert exchange.headers[b"content-type"] == b"text/event-stream"
+    assert exchange.headers[b"x-marker"] == b"caf\xe9"
+    assert (b"Set-Cookie", b"seen=1; Path=/") in exchange.sent[0]["headers"]
+    assert exchange.body == b"data: one\n\ndata: two\n\n"
