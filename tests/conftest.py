@@ -321,6 +321,19 @@ def browser() -> Iterator[object]:
         instance.close()
 
 
+def wait_for_htmx(page: object) -> None:
+    """Wait, after `page.goto` (which returns at the load event: stylesheets, scripts,
+    fonts and images are in), until no htmx request is in flight: htmx marks the element
+    (or its indicator) `htmx-request` until the answer is swapped in.
+
+    For checks of the page's DOM this is the end of its loading; Playwright's
+    "networkidle" waits for the same and then 500 ms of silence on every page. The
+    console pages fetch nothing else after load but the favicon (one link in base.html,
+    whose policy tests/console/test_browser_pages.py still waits for).
+    """
+    page.wait_for_function("() => !document.querySelector('.htmx-request')")  # type: ignore[attr-defined]
+
+
 @pytest.fixture(autouse=True)
 def _no_csp_violations(request: pytest.FixtureRequest) -> Iterator[None]:
     """A browser test fails if any page it opened broke the Content-Security-Policy."""
