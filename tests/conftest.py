@@ -206,12 +206,17 @@ class LiveServer:
             time.sleep(0.02)
 
     def wait_until_idle(self, timeout: float = 10) -> None:
-        """Requests settle after the client has its last byte; let them finish."""
+        """Requests settle after the client has its last byte, and their refusals reach
+        the request log FLUSH_SECONDS later; let both finish."""
+        from gateway import refusals
+
         deadline = time.monotonic() + timeout
-        while self.app.active and time.monotonic() < deadline:
+        while (self.app.active or refusals.pending()) and time.monotonic() < deadline:
             time.sleep(0.01)
         if self.app.active:
             raise RuntimeError(f"{self.app.active} requests still running on the live server")
+        if refusals.pending():
+            raise RuntimeError("refused calls still wait to be written to the request log")
 
     def stop(self) -> None:
         self.server.should_exit = True
