@@ -7,12 +7,14 @@ never a skip.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -44,6 +46,34 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         problems.append("chromium is not installed")
     if problems:
         raise pytest.UsageError("; ".join(problems))
+
+
+def _returning_its_connections(test: Callable[..., Awaitable[None]]) -> Callable[..., object]:
+    """The ORM calls an async test makes itself (DJANGO_ALLOW_ASYNC_UNSAFE) get a
+    connection of the test's own context (Django keeps them per context, and
+    pytest-asyncio runs each test in a fresh copy), which no fixture can reach to close:
+    without this each such test kept one of the process's DB_POOL_MAX connections
+    checked out for good, and late in a run the chat socket tests waited on the pool."""
+
+    @functools.wraps(test)
+    async def run(**kwargs: object) -> None:
+        from django.db import connections
+
+        before = {id(connection) for connection in connections.all(initialized_only=True)}
+        try:
+            await test(**kwargs)
+        finally:
+            for connection in connections.all(initialized_only=True):
+                if id(connection) not in before and connection.connection is not None:
+                    connection.close()
+
+    return run
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.obj = _returning_its_connections(item.obj)
 
 
 @pytest.fixture(scope="session", autouse=True)
