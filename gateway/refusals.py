@@ -155,6 +155,13 @@ def _start_flush(loop: asyncio.AbstractEventLoop) -> None:
     task.add_done_callback(_writing.discard)
 
 
+def pending() -> bool:
+    """Whether refusals of this process still wait for their INSERT or are in one: what
+    a caller must wait out before it deletes the accounts they belong to."""
+    with _lock:
+        return bool(_queue or _scheduled or _writing)
+
+
 def flush() -> int:
     """Write the queued refusals now (one INSERT per 500) with their rollups; returns how
     many were queued. A failure (the database away) drops them with a log line: they

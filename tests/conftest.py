@@ -7,12 +7,14 @@ never a skip.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -44,6 +46,34 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         problems.append("chromium is not installed")
     if problems:
         raise pytest.UsageError("; ".join(problems))
+
+
+def _returning_its_connections(test: Callable[..., Awaitable[None]]) -> Callable[..., object]:
+    """The ORM calls an async test makes itself (DJANGO_ALLOW_ASYNC_UNSAFE) get a
+    connection of the test's own context (Django keeps them per context, and
+    pytest-asyncio runs each test in a fresh copy), which no fixture can reach to close:
+    without this each such test kept one of the process's DB_POOL_MAX connections
+    checked out for good, and late in a run the chat socket tests waited on the pool."""
+
+    @functools.wraps(test)
+    async def run(**kwargs: object) -> None:
+        from django.db import connections
+
+        before = {id(connection) for connection in connections.all(initialized_only=True)}
+        try:
+            await test(**kwargs)
+        finally:
+            for connection in connections.all(initialized_only=True):
+                if id(connection) not in before and connection.connection is not None:
+                    connection.close()
+
+    return run
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.obj = _returning_its_connections(item.obj)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -206,12 +236,17 @@ class LiveServer:
             time.sleep(0.02)
 
     def wait_until_idle(self, timeout: float = 10) -> None:
-        """Requests settle after the client has its last byte; let them finish."""
+        """Requests settle after the client has its last byte, and their refusals reach
+        the request log FLUSH_SECONDS later; let both finish."""
+        from gateway import refusals
+
         deadline = time.monotonic() + timeout
-        while self.app.active and time.monotonic() < deadline:
+        while (self.app.active or refusals.pending()) and time.monotonic() < deadline:
             time.sleep(0.01)
         if self.app.active:
             raise RuntimeError(f"{self.app.active} requests still running on the live server")
+        if refusals.pending():
+            raise RuntimeError("refused calls still wait to be written to the request log")
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -319,6 +354,19 @@ def browser() -> Iterator[object]:
         patch.setattr(instance, "csp_violations", violations, raising=False)
         yield instance
         instance.close()
+
+
+def wait_for_htmx(page: object) -> None:
+    """Wait, after `page.goto` (which returns at the load event: stylesheets, scripts,
+    fonts and images are in), until no htmx request is in flight: htmx marks the element
+    (or its indicator) `htmx-request` until the answer is swapped in.
+
+    For checks of the page's DOM this is the end of its loading; Playwright's
+    "networkidle" waits for the same and then 500 ms of silence on every page. The
+    console pages fetch nothing else after load but the favicon (one link in base.html,
+    whose policy tests/console/test_browser_pages.py still waits for).
+    """
+    page.wait_for_function("() => !document.querySelector('.htmx-request')")  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)

@@ -29,6 +29,7 @@ from billing.models import Account, Hold, LedgerEntry, UsageRecord
 from gateway.models import Model, Provider, Route
 from tests.conftest import free_port
 from tests.fakes.upstream import Ok
+from tests.xdist_workers import local_redis_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -97,9 +98,6 @@ class Worker:
             self.process.wait(timeout=5)
 
 
-LOCAL_REDIS = "redis://127.0.0.1:6379/15"
-
-
 @pytest.fixture
 def shared_redis() -> str:
     """The Redis the workers share: this run's REDIS_URL, else the local server (a
@@ -107,7 +105,7 @@ def shared_redis() -> str:
     limits, caches and revocations are only shared between workers through it."""
     import redis
 
-    url = settings.REDIS_URL or LOCAL_REDIS
+    url = settings.REDIS_URL or local_redis_url()
     client = redis.Redis.from_url(url)
     try:
         client.ping()

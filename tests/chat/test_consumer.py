@@ -22,7 +22,7 @@ async def test_a_message_streams_the_demo_answer_and_is_billed_once(
     connect_as, customer, conversation, fast_demo
 ):
     communicator = connect_as(customer.user, conversation.pk)
-    connected, _ = await communicator.connect()
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
     assert connected
     try:
         await ask(communicator, "Hello there")
@@ -74,7 +74,7 @@ async def test_a_message_streams_the_demo_answer_and_is_billed_once(
 
 async def test_the_next_question_carries_the_history(connect_as, customer, conversation, fast_demo):
     communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await ask(communicator, "First question")
         await frames_until(communicator, "Answer complete")
@@ -93,7 +93,7 @@ async def test_one_web_key_is_minted_and_kept_off_the_keys_page(
     connect_as, client, customer, conversation, fast_demo
 ):
     communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await ask(communicator, "One")
         await frames_until(communicator, "Answer complete")
@@ -115,7 +115,7 @@ async def test_another_users_conversation_is_refused(
 ):
     outsider = make_customer()
     communicator = connect_as(outsider.user, conversation.pk)
-    connected, code = await communicator.connect()
+    connected, code = await communicator.connect(timeout=TIMEOUT)
     assert not connected
     assert code == 4404
     await communicator.disconnect()
@@ -124,7 +124,7 @@ async def test_another_users_conversation_is_refused(
 
 async def test_an_anonymous_visitor_is_refused(connect_as, conversation, fast_demo):
     communicator = connect_as(None, conversation.pk)
-    connected, code = await communicator.connect()
+    connected, code = await communicator.connect(timeout=TIMEOUT)
     assert not connected
     assert code == 4403
     await communicator.disconnect()
@@ -132,7 +132,7 @@ async def test_an_anonymous_visitor_is_refused(connect_as, conversation, fast_de
 
 async def test_a_missing_conversation_is_refused(connect_as, customer, fast_demo):
     communicator = connect_as(customer.user, 999_999)
-    connected, code = await communicator.connect()
+    connected, code = await communicator.connect(timeout=TIMEOUT)
     assert not connected
     assert code == 4404
     await communicator.disconnect()
@@ -144,7 +144,7 @@ async def test_insufficient_credit_shows_the_402_message_and_bills_nothing(
     poor = make_customer(credit_micro_usd=100)
     conversation = make_conversation(poor.user)
     communicator = connect_as(poor.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await ask(communicator, "Hello")
         frames = await frames_until(communicator, "The answer failed")
@@ -177,7 +177,7 @@ async def test_a_rate_limited_web_key_shows_the_429_message(
 
     web_key_for(customer.user).__class__.objects.filter(kind="web").update(rpm_limit=1)
     communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await ask(communicator, "One")
         await frames_until(communicator, "Answer complete")
@@ -194,7 +194,7 @@ async def test_a_question_the_form_rejects_is_not_stored(
     connect_as, customer, conversation, fast_demo
 ):
     communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await ask(communicator, "   ")
         empty = await communicator.receive_from(timeout=TIMEOUT)
@@ -213,7 +213,7 @@ async def test_disconnecting_mid_stream_cancels_and_bills_what_was_generated(
 ):
     settings.DEMO_TOKEN_DELAY_MS = 50
     communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await ask(communicator, "Tell me a long story")
         await frames_until(communicator, RENDERED)
@@ -242,7 +242,7 @@ async def test_stop_ends_the_answer_and_keeps_the_socket_open(
 ):
     settings.DEMO_TOKEN_DELAY_MS = 50
     communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await ask(communicator, "Tell me a long story")
         await frames_until(communicator, RENDERED)
@@ -269,7 +269,7 @@ async def test_an_upstream_that_fails_before_answering_shows_the_503(
 ):
     fake_upstream.script("primary-model", Fail(status=503, retry_after=1))
     communicator = connect_as(customer.user, upstream_conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await ask(communicator, "Hello")
         frames = await frames_until(communicator, "The answer failed")
@@ -288,7 +288,7 @@ async def test_a_stream_cut_mid_answer_keeps_the_text_and_bills_it(
 ):
     fake_upstream.script("primary-model", ErrorEvent(after_chunks=3))
     communicator = connect_as(customer.user, upstream_conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await ask(communicator, "Hello")
         frames = await frames_until(communicator, "The answer failed")

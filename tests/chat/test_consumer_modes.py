@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 async def answer_in(connect_as, customer, conversation, text: str) -> Message:
     communicator = connect_as(customer.user, conversation.pk)
-    connected, _ = await communicator.connect()
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
     assert connected
     try:
         await ask(communicator, text)

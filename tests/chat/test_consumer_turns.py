@@ -41,7 +41,7 @@ async def test_regenerate_is_billed_as_one_new_call_and_the_old_answer_stays_bil
     connect_as, customer, conversation, fast_demo
 ):
     communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await ask(communicator, "Name a colour")
         await frames_until(communicator, DONE)
@@ -70,7 +70,7 @@ async def test_edit_and_resend_replaces_the_last_exchange(
     connect_as, customer, conversation, fast_demo
 ):
     communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await ask(communicator, "First question")
         await frames_until(communicator, DONE)
@@ -106,7 +106,7 @@ async def test_regenerate_with_nothing_asked_is_refused_and_bills_nothing(
     connect_as, customer, conversation, fast_demo
 ):
     communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await act(communicator, "regenerate")
         frame = await communicator.receive_from(timeout=TIMEOUT)
@@ -126,7 +126,7 @@ async def test_retry_after_an_upstream_failure_answers_and_bills_once(
 ):
     fake_upstream.script("primary-model", Fail(status=503, retry_after=1))
     communicator = connect_as(customer.user, upstream_conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await ask(communicator, "Hello")
         failed = await frames_until(communicator, "The answer failed")
@@ -155,7 +155,7 @@ async def test_the_settings_go_with_every_turn_and_the_model_can_change_mid_thre
         system_prompt="Answer like a pirate.", temperature="0.30", max_tokens=50
     )
     communicator = connect_as(customer.user, chat.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await ask(communicator, "Hello")
         await frames_until(communicator, DONE)
@@ -203,7 +203,7 @@ async def test_a_long_history_is_trimmed_oldest_first_before_the_hold(
     type(conversation).objects.filter(pk=conversation.pk).update(system_prompt="Be brief.")
     limit = small_window.context_length - answer_room(small_window, None)
     communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         for n in range(6):
             await ask(communicator, f"Question number {n}: " + "words " * 20)
@@ -231,7 +231,7 @@ async def test_a_question_too_long_for_the_window_is_refused_with_its_count(
     connect_as, customer, conversation, small_window
 ):
     communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await ask(communicator, "word " * 400)
         frame = await communicator.receive_from(timeout=TIMEOUT)
@@ -249,7 +249,7 @@ async def test_a_message_over_the_character_limit_is_refused_not_cut(
     connect_as, customer, conversation, fast_demo
 ):
     communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await ask(communicator, "x" * (MAX_MESSAGE_CHARS + 1))
         frame = await communicator.receive_from(timeout=TIMEOUT)
@@ -265,7 +265,7 @@ async def test_the_answer_streams_as_rendered_markdown_blocks(
 ):
     settings.DEMO_TOKEN_DELAY_MS = 20
     communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         await ask(communicator, "Say **bold** and `a < b` and ~~old~~")
         frames = await frames_until(communicator, DONE)

@@ -64,7 +64,7 @@ async def test_the_answer_is_grounded_in_the_users_document_and_cites_it(
     document_id = add_handbook(customer.account)
     conversation = make_conversation(customer.user, model="gpt-test")
     communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         finished = await turn(communicator, use_documents="on")
     finally:
@@ -90,7 +90,7 @@ async def test_another_account_never_retrieves_the_document_in_the_chat(
     add_handbook(owner.account)
     conversation = make_conversation(stranger.user, model="gpt-test")
     communicator = connect_as(stranger.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         finished = await turn(communicator, use_documents="on")
     finally:
@@ -109,7 +109,7 @@ async def test_without_the_box_nothing_is_retrieved(
     add_handbook(customer.account)
     conversation = make_conversation(customer.user, model="gpt-test")
     communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect()
+    await communicator.connect(timeout=TIMEOUT)
     try:
         finished = await turn(communicator)
     finally:

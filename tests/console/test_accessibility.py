@@ -18,6 +18,7 @@ from django.test import Client
 from accounts.models import ApiKey
 from billing.models import UsageRecord
 from chat.models import Conversation
+from tests.conftest import wait_for_htmx
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -75,7 +76,7 @@ def violations(context: Any, url: str) -> list[str]:
     page = context.new_page()
     try:
         page.goto(url)
-        page.wait_for_load_state("networkidle")
+        wait_for_htmx(page)
         return [f"{url}: {found}" for found in page.evaluate(RUN_AXE)]
     finally:
         page.close()

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from tests.conftest import wait_for_htmx
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SHOTS = Path("/tmp/shots-docs")
@@ -94,7 +96,7 @@ def test_each_docs_page_fits_the_screen(browser: Any, site: str, width: int) -> 
             page = context.new_page()
             response = page.goto(site + path)
             assert response is not None and response.status == 200
-            page.wait_for_load_state("networkidle")
+            wait_for_htmx(page)
             # No sideways scroll for the page: wide code scrolls inside its own block.
             assert page.evaluate("document.documentElement.scrollWidth") <= width, path
             name = path.strip("/").replace("/", "-")

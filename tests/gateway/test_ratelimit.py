@@ -17,8 +17,8 @@ import redis
 from gateway import state
 from gateway.errors import GatewayError
 from gateway.ratelimit import UNLIMITED, address_wait, check_limits, current_limits, give_back
+from tests.xdist_workers import local_redis_url
 
-LOCAL_REDIS = "redis://127.0.0.1:6379/14"
 HEADERS = [
     f"x-ratelimit-{what}-{kind}"
     for kind in ("requests", "tokens")
@@ -50,7 +50,7 @@ SEQUENCE: list[tuple[str, int | None, int | None, int]] = [
 
 @pytest.fixture
 def redis_url(settings) -> str:
-    url = settings.REDIS_URL or LOCAL_REDIS
+    url = settings.REDIS_URL or local_redis_url()
     client = redis.Redis.from_url(url)
     try:
         client.ping()
