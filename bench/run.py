@@ -206,11 +206,7 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 # What `make prod` gives the workers (see the Makefile); LiteLLM gets the same, so the
 # allocator is no difference between the two.
-MALLOC_ENV = {
-    "MALLOC_ARENA_MAX": "2",
-    "MALLOC_MMAP_THRESHOLD_": "131072",
-    "MALLOC_TRIM_THRESHOLD_": "131072",
-}
+MALLOC_ENV = {"MALLOC_ARENA_MAX": "2"}
 
 
 def switchboard_env(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
