@@ -309,8 +309,9 @@ EMPTY_STREAM = httpx.ByteStream(b"")
 async def _read_to_end(events: AsyncIterator[Any]) -> None:
     """What follows a stream's last event (its body's end, nothing else as a rule), read
     within STREAM_END_SECONDS: a response read to its end leaves its connection in the
-    pool, one closed early takes it down. An upstream that keeps the body open or
-    breaks it now costs only that connection."""
+    pool, one closed early takes it down. An upstream that keeps the body open costs
+    that connection and delays the stream's end by STREAM_END_SECONDS; one that breaks
+    it costs only the connection."""
     try:
         async with asyncio.timeout(STREAM_END_SECONDS):
             async for _ in events:
