@@ -86,24 +86,17 @@ IN_LOOP_CHARS = 64 * 1024
 
 
 def count_text(text: str) -> int:
-    if not text:
-        return 0
-    if len(text) < REMEMBERED_TEXT_CHARS:
-        short = _short.get(text)
-        if short is None:
-            if len(_short) >= SHORT_TEXTS:
-                _short.clear()
-            short = _short[text] = len(encoding().encode_ordinary(text))
-        return short
-    key = hash((len(text), text))
-    with _remembered_lock:
-        known = _remembered.get(key)
-        if known is not None:
-            _remembered.move_to_end(key)
-            return known
+    kept = _kept_count(text)
+    if kept is not None:
+        return kept
     counted = len(encoding().encode_ordinary(text))
+    if len(text) < REMEMBERED_TEXT_CHARS:
+        if len(_short) >= SHORT_TEXTS:
+            _short.clear()
+        _short[text] = counted
+        return counted
     with _remembered_lock:
-        _remembered[key] = counted
+        _remembered[hash((len(text), text))] = counted
         if len(_remembered) > REMEMBERED_TEXTS:
             _remembered.popitem(last=False)
     return counted
