@@ -139,8 +139,11 @@ def reserve_credits(
     amount: int,
     request_id: str,
     api_key: Any = None,
+    leave: int = 0,
 ) -> Reservation:
-    """Hold `amount` for a request, or raise InsufficientCredits / SpendCapExceeded."""
+    """Hold `amount` for a request, or raise InsufficientCredits / SpendCapExceeded. With
+    `leave`, the hold is placed only when the account's available credit (and the key's
+    spend cap) would still have that much to spare after it."""
     key_id = api_key.pk if api_key is not None else None
     now = timezone.now()
     hold = Hold(
@@ -157,23 +160,25 @@ def reserve_credits(
         # One statement: the conditional UPDATE and the hold row, committed together.
         statement, fields = sql.reserve_statement(db.ops.quote_name)
         with db.cursor() as cursor:
-            cursor.execute(statement, [amount, account_id, amount, *sql.values(db, hold, fields)])
+            cursor.execute(
+                statement, [amount, account_id, amount + leave, *sql.values(db, hold, fields)]
+            )
             held = cursor.rowcount == 1
     else:
         with transaction.atomic(), db.cursor() as cursor:
             if capped:
-                _check_spend_cap(api_key, amount)
+                _check_spend_cap(api_key, amount + leave)
             # The hold row first, the account row last: every request of an account
             # updates that row, so its lock is held only from this UPDATE to the commit.
             sql.insert(db, cursor, hold)
-            cursor.execute(sql.statements(db).reserve, [amount, account_id, amount])
+            cursor.execute(sql.statements(db).reserve, [amount, account_id, amount + leave])
             held = cursor.rowcount == 1
             if not held:
                 transaction.set_rollback(True)
     if not held:
         account = Account.objects.filter(pk=account_id).first()
         available = account.available_micro_usd if account else 0
-        raise InsufficientCredits(needed=amount, available=max(available, 0))
+        raise InsufficientCredits(needed=amount + leave, available=max(available, 0))
     return Reservation(
         account_id=account_id, api_key_id=key_id, request_id=request_id, amount=amount
     )

@@ -37,7 +37,8 @@ class Statements:
     """The hot path's statements that every vendor runs (with `%s` parameters)."""
 
     reserve: str
-    """Hold `amount` on account `id` when `balance - held >= amount`: rowcount 1 or 0."""
+    """Hold `amount` on account `id` when `balance - held >= required` (the amount or
+    more): rowcount 1 or 0."""
     release: str
     """Delete the hold of a request id, returning its amount (no row: already gone)."""
     balance: str
@@ -79,7 +80,8 @@ def reserve_statement(quote: Quote) -> tuple[str, tuple[Field, ...]]:
     """PostgreSQL: the conditional hold on the account and the hold row, one statement;
     no row is inserted (rowcount 0) when the account cannot cover the amount.
 
-    Parameters: amount, account id, amount, then values() of the Hold for the fields.
+    Parameters: amount, account id, the credit the account must have available (the
+    amount, or more), then values() of the Hold for the fields.
     """
     account = quote(Account._meta.db_table)
     balance, held, pk = quote("balance_micro_usd"), quote("held_micro_usd"), quote("id")

@@ -27,7 +27,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import orjson
@@ -56,13 +56,18 @@ from gateway.providers import envelopes, get_adapter
 from gateway.providers.base import Adapter, NativeRequest, ProviderError
 from gateway.ratelimit import check_limits, give_back
 from gateway.sync import db_sync_to_async
-from gateway.tokens import count_prompt_async
+from gateway.tokens import PromptSize, measure_prompt
 from gateway.validation import requested_output_tokens, validate_chat
 
 log = logging.getLogger(__name__)
 
 PROMPT_MARGIN = 1.1  # other vendors' tokenizers may count a little more than o200k
 PROMPT_SLACK_TOKENS = 16
+# A hold from a prompt's bound (several times its count: PromptSize) is placed only while
+# the account, and the key's spend cap, have this many times it to spare; else the prompt
+# is counted and held for exactly. So a bound never takes more than a quarter of what is
+# left, and an account short of credit has its requests held for what they can cost.
+BOUND_HEADROOM = 4
 LAST_USED_WRITE_SECONDS = 60
 
 T = TypeVar("T")
@@ -206,9 +211,13 @@ class Call:
     body: dict[str, Any]
     stream: bool
     include_usage: bool
-    prompt_estimate: int
+    # The prompt's size: counted, or known by a bound until something needs its count.
+    prompt: PromptSize
     output_tokens: int
     reservation: Reservation
+    # What the key's limits were charged (prompt and output budget); the tokens not used
+    # are given back to its TPM window when the call settles.
+    rate_tokens: int = 0
     source: str = UsageRecord.Source.API
     fallback: bool = True
     # The door's own request, sent on untranslated to a route whose adapter speaks it.
@@ -235,6 +244,7 @@ class Call:
     _buffer: list[dict[str, Any]] = field(default_factory=list)
     _keeper: asyncio.TimerHandle | None = None
     _refreshing: asyncio.Future[None] | None = None
+    _ending: asyncio.Future[int] | None = None
     # RAG (gateway/documents/grounding.py): the passages added to the prompt, cited;
     # None unless the request asked for RAG.
     rag_sources: list[dict[str, Any]] | None = None
@@ -400,6 +410,7 @@ class Call:
                 if chunk.get("choices"):
                     yield self._stamped(chunk)
             status, error = UsageRecord.Status.OK, ""
+            await self._count_prompt_if_unreported()
             yield self._usage_chunk()
             await self.end(UsageRecord.Status.OK)
         except ProviderError as exc:
@@ -477,6 +488,10 @@ class Call:
             self._refreshing = asyncio.ensure_future(self._record_progress())
 
     async def _record_progress(self) -> None:
+        if self._ending is not None:
+            return
+        # A prompt known by its bound is counted here when the upstream has not reported
+        # its usage yet: on the loop (not to race the settlement), once per call.
         metered = self._progress()
         try:
             await _keep_hold_async(
@@ -487,15 +502,25 @@ class Call:
         except Exception as exc:
             if not outages.noted(exc):
                 log.warning("could not refresh the hold of %s", self.request_id, exc_info=True)
-        if not self.ended:
+        if self._ending is None:
             self.keep_hold()
 
     def _progress(self) -> metering.Metered:
         if not self.generating:
             return metering.NOTHING
         return metering.checked_usage(
-            self.upstream_usage, prompt_estimate=self.prompt_estimate, generated="".join(self.seen)
+            self.upstream_usage, prompt=self.prompt, generated="".join(self.seen)
         )
+
+    async def _count_prompt_if_unreported(self) -> None:
+        """Count a prompt known only by its bound, off the loop, when what the upstream
+        reported so far leaves it to be billed by our own count."""
+        if (
+            self.generating
+            and not self.prompt.exact
+            and metering.needs_prompt_count(self.upstream_usage)
+        ):
+            await self.prompt.count_async()
 
     # --- 8. settle -----------------------------------------------------------------
 
@@ -509,31 +534,40 @@ class Call:
         """Settle the call, once: charge what it used (never more than was held), release
         the hold, write the usage record. Returns the charge. Never raises: the client
         that got its answer is never sent an error for the books' sake, and a client that
-        left does not stop the settlement."""
+        left does not stop the settlement (it runs on, then the cancellation goes on)."""
         if self.charge is not None:
             return self.charge
-        if self._keeper is not None:
-            self._keeper.cancel()
+        if self._ending is None:
+            if self._keeper is not None:
+                self._keeper.cancel()
+            self._ending = asyncio.ensure_future(self._settle(status, error))
+        try:
+            return await asyncio.shield(self._ending)
+        except asyncio.CancelledError:
+            await self._ending
+            raise
+
+    async def _settle(self, status: str, error: str) -> int:
+        if self.metered is None:
+            await self._count_prompt_if_unreported()
         metered = self._measure()
         cost = self.cost(metered)
         self.charge = min(cost, self.reservation.amount)
         # Only for accounts that keep their prompts: the others pay nothing for it.
         content = (self.body["messages"], "".join(self.seen)) if self.key.store_content else None
-        settling = asyncio.ensure_future(
-            _settle_async(
+        try:
+            self.record = await _settle_async(
                 self.reservation, cost, self._usage_fields(metered, status, error), content
             )
-        )
-        try:
-            self.record = await asyncio.shield(settling)
-        except asyncio.CancelledError:
-            self.record = await settling
-            raise
         finally:
             self._after_settlement()
             if self.on_settled is not None:
                 # Also when the client left just after the last chunk (a cancelled task).
                 self.on_settled(self, status)
+        unused = self.rate_tokens - metered.prompt_tokens - metered.completion_tokens
+        if self.key.tpm_limit and unused > 0:
+            # The key's tokens per minute are what the call used, not its budget.
+            await give_back(key_id=self.key.id, rpm=None, tpm=self.key.tpm_limit, tokens=unused)
         return self.charge
 
     def _usage_fields(self, metered: metering.Metered, status: str, error: str) -> dict[str, Any]:
@@ -651,14 +685,18 @@ async def open_call(
         body, native = mode.body, native if mode.keeps_native else None
     model = priced_model(catalog, body["model"], key)
     check_policy(key, model)
-    messages, tools = body["messages"], body.get("tools")
-    prompt = await count_prompt_async(messages, tools)
+    prompt = await measure_prompt(body["messages"], body.get("tools"))
     if native is not None:
-        prompt += native.extra_prompt_tokens
-    output_tokens = _output_budget(body, model, prompt)
+        prompt.counted += native.extra_prompt_tokens
+    if key.tpm_limit:
+        # Tokens per minute are taken for the count, never for a bound of it.
+        await prompt.count_async()
+    output_tokens = await _fit_output(body, model, prompt)
     output = output_tokens * (body.get("n") or 1)
-    worst_case = worst_case_cost(model, prompt, output)
+    worst_case = worst_case_cost(model, prompt.bound, output)
     cap = max_cost(max_cost_header, key)
+    if cap is not None and worst_case > cap and not prompt.exact:
+        worst_case = worst_case_cost(model, await prompt.count_async(), output)
     if cap is not None and worst_case > cap:
         raise GatewayError(
             402,
@@ -667,8 +705,9 @@ async def open_call(
             "Lower max_tokens or raise the cap.",
             code="max_cost_exceeded",
         )
+    rate_tokens = prompt.bound + output
     headers = await check_limits(
-        key_id=key.id, rpm=key.rpm_limit, tpm=key.tpm_limit, tokens=prompt + output
+        key_id=key.id, rpm=key.rpm_limit, tpm=key.tpm_limit, tokens=rate_tokens
     )
     call = Call(
         request_id=request_id,
@@ -677,11 +716,12 @@ async def open_call(
         body=body,
         stream=bool(body.get("stream")),
         include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
-        prompt_estimate=prompt,
+        prompt=prompt,
         output_tokens=output_tokens,
         reservation=Reservation(
             account_id=key.account_id, api_key_id=key.id, request_id=request_id, amount=worst_case
         ),
+        rate_tokens=rate_tokens,
         source=source,
         fallback=fallback,
         native=native,
@@ -692,22 +732,54 @@ async def open_call(
         call.requested_model, call.on_settled = mode.requested, mode.on_settled
         call.headers[modes.ROUTED_HEADER] = model.id
     try:
-        await hold_credit(call)
+        await _hold(call, output)
     except GatewayError:
         # Refused for money: the request must not use up the key's rate limits.
-        await give_back(key_id=key.id, rpm=key.rpm_limit, tpm=key.tpm_limit, tokens=prompt + output)
+        await give_back(key_id=key.id, rpm=key.rpm_limit, tpm=key.tpm_limit, tokens=rate_tokens)
         raise
     call.keep_hold()
     return call
 
 
-async def hold_credit(call: Call) -> None:
-    """Step 5: reserve the call's worst case (402 when the account cannot cover it). A
-    client gone meanwhile gets its hold released."""
+async def _fit_output(body: dict[str, Any], model: ModelInfo, prompt: PromptSize) -> int:
+    """_output_budget() for a prompt known by its bound: its texts are counted (the
+    longest first) only as far as the bound needs to leave the output its room in the
+    model's context, and wholly when even that does not fit, so that a prompt too long
+    is refused for its count."""
+    requested = requested_output_tokens(body)
+    room = model.context_length - max(
+        requested if requested is not None else model.max_output_tokens, 1
+    )
+    await prompt.fit_async(room)
+    # Within the room, the budget is the same for the bound as for the count.
+    return _output_budget(body, model, prompt.bound)
+
+
+async def _hold(call: Call, output: int) -> None:
+    """Step 5 for an opened call: the worst case for the prompt's bound while the
+    account (and the key's cap) have BOUND_HEADROOM times it to spare, else for the
+    prompt's count."""
+    if not call.prompt.exact:
+        try:
+            await hold_credit(call, leave=(BOUND_HEADROOM - 1) * call.reservation.amount)
+        except GatewayError as exc:
+            if exc.status != 402:
+                raise
+        else:
+            return
+        amount = worst_case_cost(call.model, await call.prompt.count_async(), output)
+        call.reservation = replace(call.reservation, amount=amount)
+    await hold_credit(call)
+
+
+async def hold_credit(call: Call, leave: int = 0) -> None:
+    """Step 5: reserve the call's worst case (402 when the account cannot cover it and
+    `leave` more). A client gone meanwhile gets its hold released."""
     reserving = asyncio.ensure_future(
         _reserve_async(
             account_id=call.key.account_id,
             amount=call.reservation.amount,
+            leave=leave,
             request_id=call.request_id,
             api_key=call.key.key,
         )

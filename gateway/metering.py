@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from gateway.providers.base import usage_dict
-from gateway.tokens import count_text
+from gateway.tokens import PromptSize, count_text
 
 # Reported output beyond this many times what we saw (plus slack) is suspect: hidden
 # reasoning is reported apart (completion_tokens_details.reasoning_tokens) and excluded.
@@ -146,18 +146,26 @@ def _reported(raw: Any) -> tuple[int, int, int, int, int, int] | None:
     return counts  # type: ignore[return-value]
 
 
-def checked_usage(raw: Any, *, prompt_estimate: int, generated: str) -> Metered:
-    """The usage to bill: the upstream's when it is plausible, else our own count."""
+def needs_prompt_count(raw: Any) -> bool:
+    """Whether billing `raw` takes our own count of the prompt: the upstream reported no
+    usable prompt tokens."""
+    reported = _reported(raw)
+    return reported is None or reported[0] == 0
+
+
+def checked_usage(raw: Any, *, prompt: PromptSize, generated: str) -> Metered:
+    """The usage to bill: the upstream's when it is plausible, else our own count (of
+    the prompt, counted here if it was known only by its bound)."""
     own_completion = count_text(generated) if generated else 0
     if raw is None:
-        return Metered(usage_dict(prompt_estimate, own_completion), ("usage_counted",))
+        return Metered(usage_dict(prompt.count(), own_completion), ("usage_counted",))
     reported = _reported(raw)
     if reported is None:
-        return Metered(usage_dict(prompt_estimate, own_completion), ("usage_replaced",))
-    prompt, completion, cached, written, written_1h, hidden = reported
+        return Metered(usage_dict(prompt.count(), own_completion), ("usage_replaced",))
+    reported_prompt, completion, cached, written, written_1h, hidden = reported
     flags: list[str] = []
-    if prompt == 0 and prompt_estimate > 0:
-        prompt, cached, written, written_1h = prompt_estimate, 0, 0, 0
+    if reported_prompt == 0:
+        reported_prompt, cached, written, written_1h = prompt.count(), 0, 0, 0
         flags.append("usage_replaced")
     if completion == 0 and own_completion > 0:
         completion = own_completion
@@ -165,12 +173,13 @@ def checked_usage(raw: Any, *, prompt_estimate: int, generated: str) -> Metered:
     visible = completion - min(hidden, completion)
     if (
         visible > SUSPECT_OUTPUT_RATIO * own_completion + SUSPECT_OUTPUT_SLACK
-        or prompt > SUSPECT_PROMPT_RATIO * prompt_estimate + SUSPECT_PROMPT_SLACK
+        # Against the count, or (not to count for this alone) the bound above it.
+        or reported_prompt > SUSPECT_PROMPT_RATIO * prompt.bound + SUSPECT_PROMPT_SLACK
     ):
         flags.append("usage_suspect")
-    cached = min(cached, prompt)
-    written = min(written, prompt - cached)
-    usage = usage_dict(prompt, completion, cached, written, min(written_1h, written))
+    cached = min(cached, reported_prompt)
+    written = min(written, reported_prompt - cached)
+    usage = usage_dict(reported_prompt, completion, cached, written, min(written_1h, written))
     if hidden:
         usage["completion_tokens_details"] = {"reasoning_tokens": hidden}
     return Metered(usage, tuple(dict.fromkeys(flags)))

@@ -13,6 +13,7 @@ import ctypes.util
 import functools
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -157,18 +158,94 @@ def count_prompt(messages: list[dict[str, Any]], tools: list[Any] | None = None)
 
 
 async def count_prompt_async(messages: list[dict[str, Any]], tools: list[Any] | None = None) -> int:
-    """count_prompt() for a request: the kept counts read on the event loop, the texts
-    not seen before tokenized there too when they are at most IN_LOOP_CHARS long (an
-    agent's growing conversation is all known but its last turn), on a thread when
-    they are longer."""
-    total, texts = _prompt_parts(messages, tools)
+    """count_prompt() for a request (see PromptSize.count_async)."""
+    return await (await measure_prompt(messages, tools, exact_chars=0)).count_async()
+
+
+# A prompt that brings at most this much text not seen before is counted at once (about
+# half a millisecond); one that brings more is measured by its bound (PromptSize).
+EXACT_CHARS = 16 * 1024
+
+
+def utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+@dataclass(slots=True)
+class PromptSize:
+    """A prompt's tokens as far as they are known without tokenizing all of it.
+
+    `counted` tokens are known (the framing, the images and the texts whose counts are
+    kept or were counted); the texts in `uncounted` are not counted yet, and each takes
+    at most its UTF-8 length in tokens (every token of a byte-level BPE, o200k's and
+    the other vendors' alike, is at least one byte). So `bound` is never below the
+    count, and equals it once nothing is left uncounted (`exact`)."""
+
+    counted: int
+    uncounted: list[str] = field(default_factory=list)
+    uncounted_bytes: int = 0
+
+    @property
+    def exact(self) -> bool:
+        return not self.uncounted
+
+    @property
+    def bound(self) -> int:
+        return self.counted + self.uncounted_bytes
+
+    @property
+    def tokens(self) -> int | None:
+        """The count, or None while some text is uncounted."""
+        return self.counted if self.exact else None
+
+    def count(self) -> int:
+        """The count: the texts left are tokenized here (their counts are kept)."""
+        self.fit(-1)
+        return self.counted
+
+    async def count_async(self) -> int:
+        """count(), as fit_async() runs it."""
+        await self.fit_async(-1)
+        return self.counted
+
+    def fit(self, limit: int) -> None:
+        """Count the uncounted texts, the longest first, until the bound is at most
+        `limit` or nothing is left uncounted."""
+        self.uncounted.sort(key=len)
+        while self.uncounted and self.bound > limit:
+            text = self.uncounted.pop()
+            self.uncounted_bytes -= utf8_length(text)
+            self.counted += count_text(text)
+
+    async def fit_async(self, limit: int) -> None:
+        """fit(), on a thread when the texts left are longer than IN_LOOP_CHARS (so the
+        loop is never stalled for long; tiktoken is also faster there)."""
+        if self.bound <= limit:
+            return
+        if sum(map(len, self.uncounted)) > IN_LOOP_CHARS:
+            await asyncio.to_thread(self.fit, limit)
+        else:
+            self.fit(limit)
+
+
+async def measure_prompt(
+    messages: list[dict[str, Any]],
+    tools: list[Any] | None = None,
+    *,
+    exact_chars: int = EXACT_CHARS,
+) -> PromptSize:
+    """The prompt's size for a request: the kept counts read (on the event loop), the
+    texts not seen before counted at once when they are at most `exact_chars` long (an
+    agent's growing conversation is all known but its last turn), else left to bound
+    the prompt by their length until something needs them counted."""
+    counted, texts = _prompt_parts(messages, tools)
     new: list[str] = []
     for text in texts:
         kept = _kept_count(text)
         if kept is None:
             new.append(text)
         else:
-            total += kept
-    if sum(map(len, new)) > IN_LOOP_CHARS:
-        return total + await asyncio.to_thread(_count_texts, new)
-    return total + _count_texts(new)
+            counted += kept
+    if sum(map(len, new)) <= exact_chars:
+        return PromptSize(counted + _count_texts(new))
+    return PromptSize(counted, new, sum(map(utf8_length, new)))

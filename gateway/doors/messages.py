@@ -836,7 +836,7 @@ async def relay(call: calls.Call) -> AsyncIterator[bytes]:
                     stream = MessageStream(
                         request_id=call.request_id,
                         model=call.model.id,
-                        prompt_estimate=call.prompt_estimate,
+                        prompt_estimate=await call.prompt.count_async(),
                     )
                 for event in stream.start():
                     yield event

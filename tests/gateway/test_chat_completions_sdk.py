@@ -13,11 +13,13 @@ import pytest
 
 from billing.models import Account, Hold, LedgerEntry, UsageRecord
 from gateway.models import Model, Provider, Route
+from gateway.tokens import count_prompt
 from tests.fakes.upstream import Cut, ErrorEvent, Fail, Ok, Stall, pieces
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MESSAGES = [{"role": "user", "content": "Say something deterministic."}]
+PROMPT_TOKENS = count_prompt(MESSAGES)
 WEATHER_TOOL = {
     "type": "function",
     "function": {
@@ -487,7 +489,7 @@ def test_rate_limits_answer_429_with_headers(live_server_url, make_customer, cat
     assert len(catalog.requests) == 1
 
 
-def test_token_limits_count_the_prompt_and_the_output_budget(
+def test_token_limits_take_the_output_budget_then_keep_only_what_was_used(
     live_server_url, make_customer, catalog
 ):
     limited = make_customer(tpm_limit=500)
@@ -495,11 +497,26 @@ def test_token_limits_count_the_prompt_and_the_output_budget(
     ok = client.chat.completions.with_raw_response.create(
         model="gpt-test", messages=MESSAGES, max_tokens=200
     )
-    remaining = int(ok.headers["x-ratelimit-remaining-tokens"])
-    assert 0 < remaining < 300
+    # Admitted for its prompt and its whole output budget...
+    assert int(ok.headers["x-ratelimit-remaining-tokens"]) == 500 - PROMPT_TOKENS - 200
 
-    with pytest.raises(openai.RateLimitError):
-        client.chat.completions.create(model="gpt-test", messages=MESSAGES, max_tokens=400)
+    # ...and, once settled, the window keeps only the tokens the upstream reported (or
+    # fewer, should the minute have turned meanwhile).
+    record = wait_for_record(ok.headers["x-request-id"])
+    used = record.prompt_tokens + record.completion_tokens
+    assert 0 < used < PROMPT_TOKENS + 200
+    remaining = 0
+    for _ in range(50):
+        models = client.models.with_raw_response.list()
+        remaining = int(models.headers["x-ratelimit-remaining-tokens"])
+        if remaining >= 500 - used:
+            break
+        time.sleep(0.02)
+    assert remaining >= 500 - used
+    assert PROMPT_TOKENS + 400 <= remaining
+
+    # Room the first call's budget would still take, had it not been given back.
+    client.chat.completions.create(model="gpt-test", messages=MESSAGES, max_tokens=400)
 
 
 @pytest.mark.parametrize(
