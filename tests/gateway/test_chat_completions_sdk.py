@@ -513,7 +513,7 @@ def test_token_limits_take_the_output_budget_then_keep_only_what_was_used(
             break
         time.sleep(0.02)
     assert remaining >= 500 - used
-    assert PROMPT_TOKENS + 400 <= remaining
+    assert remaining >= PROMPT_TOKENS + 400
 
     # Room the first call's budget would still take, had it not been given back.
     client.chat.completions.create(model="gpt-test", messages=MESSAGES, max_tokens=400)

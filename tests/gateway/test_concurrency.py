@@ -10,6 +10,7 @@ sweeper releases expired holds once, credits are idempotent, entries are append-
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -48,16 +49,31 @@ def cost_at_demo_prices(prompt_tokens: int, completion_tokens: int) -> int:
     )
 
 
-def worst_case() -> int:
-    """The hold calls.open_call places for one request (no markup)."""
-    prompt = count_prompt(MESSAGES)
+def worst_case(messages: list[dict[str, Any]] = MESSAGES, *, bound: bool = False) -> int:
+    """The hold calls.open_call places for one request (no markup): for the prompt's
+    count, or for its bound (count_prompt_bound)."""
+    prompt = count_prompt_bound(messages) if bound else count_prompt(messages)
     reserved_prompt = int(prompt * calls.PROMPT_MARGIN) + calls.PROMPT_SLACK_TOKENS
     return cost_at_demo_prices(reserved_prompt, MAX_TOKENS)
 
 
-def real_cost() -> int:
+def count_prompt_bound(messages: list[dict[str, Any]]) -> int:
+    """A prompt's bound: its framing counted, its contents by their UTF-8 length."""
+    framing = count_prompt([{**message, "content": ""} for message in messages])
+    return framing + sum(len(message["content"].encode()) for message in messages)
+
+
+def real_cost(messages: list[dict[str, Any]] = MESSAGES) -> int:
     """What one answered request costs: the demo is cut at max_tokens."""
-    return cost_at_demo_prices(count_prompt(MESSAGES), MAX_TOKENS)
+    return cost_at_demo_prices(count_prompt(messages), MAX_TOKENS)
+
+
+def agent_sized(chars: int) -> list[dict[str, Any]]:
+    """A prompt no request has sent before, of `chars` characters (words and hex)."""
+    parts = [secrets.token_hex(8)]
+    while sum(map(len, parts)) < chars:
+        parts.append(secrets.token_hex(3) if len(parts) % 2 else "balance")
+    return [*MESSAGES, {"role": "user", "content": " ".join(parts)[:chars]}]
 
 
 @pytest.fixture
@@ -126,9 +142,11 @@ def stream_usage(text: str) -> dict[str, Any]:
     return usage[0]
 
 
-async def race(base_url: str, secret: str, stream: bool) -> list[httpx.Response]:
+async def race(
+    base_url: str, secret: str, stream: bool, messages: list[dict[str, Any]] = MESSAGES
+) -> list[httpx.Response]:
     """PARALLEL identical requests at once; every one is answered (bounded timeouts)."""
-    payload: dict[str, Any] = {"model": "demo", "messages": MESSAGES, "max_tokens": MAX_TOKENS}
+    payload: dict[str, Any] = {"model": "demo", "messages": messages, "max_tokens": MAX_TOKENS}
     if stream:
         payload.update(stream=True, stream_options={"include_usage": True})
     async with httpx.AsyncClient(
@@ -162,7 +180,11 @@ def split(
 
 
 def assert_books_balance(
-    books: dict[str, Any], costs: dict[str, int], refused: set[str], stream: bool
+    books: dict[str, Any],
+    costs: dict[str, int],
+    refused: set[str],
+    stream: bool,
+    messages: list[dict[str, Any]] = MESSAGES,
 ) -> None:
     assert books["balance"] >= 0
     assert books["held"] == 0 and books["holds"] == 0
@@ -174,7 +196,7 @@ def assert_books_balance(
     assert all(r.cost_micro_usd == 0 for r in books["refusals"])
     assert {rid: r.cost_micro_usd for rid, r in books["usage"].items()} == costs
     assert all(record.stream is stream for record in books["usage"].values())
-    assert all(cost == real_cost() for cost in costs.values())
+    assert all(cost == real_cost(messages) for cost in costs.values())
 
 
 @pytest.mark.django_db(transaction=True)
@@ -215,6 +237,66 @@ async def test_parallel_requests_never_spend_more_than_the_keys_cap(
     books = await settled(customer.account.pk)
     assert_books_balance(books, costs, refused, stream)
     assert books["charged"] == start - books["balance"] == sum(costs.values()) <= cap
+
+
+LARGE_PROMPT_CHARS = 24_000  # more new text than tokens.EXACT_CHARS, within demo's window
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_parallel_large_prompts_on_a_small_balance_are_held_for_their_counts(
+    fast_demo: None, make_customer: Any, live_server_url: str, stream: bool
+) -> None:
+    """The bound cannot be spared by five counted holds' worth: every request is held
+    for its count, and exactly as many win as with a prompt that is counted at once."""
+    messages = agent_sized(LARGE_PROMPT_CHARS)
+    assert calls.BOUND_HEADROOM * worst_case(messages, bound=True) > AFFORDABLE * worst_case(
+        messages
+    )
+    customer = await sync_to_async(make_customer)(
+        credit_micro_usd=AFFORDABLE * worst_case(messages)
+    )
+    start = customer.account.balance_micro_usd
+    done, seen = asyncio.Event(), []
+    watcher = asyncio.create_task(watch_balance(customer.account.pk, done, seen))
+    responses = await race(live_server_url, customer.secret, stream, messages)
+    done.set()
+    await watcher
+
+    costs, refused = split(responses, "insufficient_credits", stream)
+    assert len(costs) == AFFORDABLE and len(refused) == PARALLEL - AFFORDABLE
+    books = await settled(customer.account.pk)
+    assert min(seen) >= 0
+    assert_books_balance(books, costs, refused, stream, messages)
+    assert books["charged"] == start - books["balance"] == sum(costs.values())
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_parallel_large_prompts_held_by_their_bounds_never_overspend(
+    fast_demo: None, make_customer: Any, live_server_url: str, stream: bool
+) -> None:
+    """Credit for a few holds by the bound with their headroom: the first requests are
+    held by their bounds, the later ones by their counts once the bound cannot be
+    spared, and none overspends."""
+    messages = agent_sized(LARGE_PROMPT_CHARS)
+    bound = worst_case(messages, bound=True)
+    credit = (calls.BOUND_HEADROOM + 2) * bound
+    customer = await sync_to_async(make_customer)(credit_micro_usd=credit)
+    done, seen = asyncio.Event(), []
+    watcher = asyncio.create_task(watch_balance(customer.account.pk, done, seen))
+    responses = await race(live_server_url, customer.secret, stream, messages)
+    done.set()
+    await watcher
+
+    costs, refused = split(responses, "insufficient_credits", stream)
+    assert len(costs) + len(refused) == PARALLEL
+    # At least the bound holds the credit could spare, then what was left counted.
+    assert len(costs) >= 3 + (2 * bound) // worst_case(messages)
+    books = await settled(customer.account.pk)
+    assert min(seen) >= 0
+    assert_books_balance(books, costs, refused, stream, messages)
+    assert books["charged"] == credit - books["balance"] == sum(costs.values()) <= credit
 
 
 def reserve(customer: Any, amount: int, request_id: str) -> Any:

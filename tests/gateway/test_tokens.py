@@ -9,9 +9,11 @@ for anything but pickling.
 from __future__ import annotations
 
 import inspect
+import secrets
 import threading
 from importlib.metadata import version
 
+import pytest
 import tiktoken.core
 from packaging.specifiers import SpecifierSet
 
@@ -152,3 +154,87 @@ def test_the_counts_of_short_texts_are_kept_in_a_bounded_table(monkeypatch):
         assert tokens.count_text(f"name {n}") == len(tokens.encoding().encode_ordinary(f"name {n}"))
 
     assert 0 < len(tokens._short) <= 8
+
+
+def fresh(label: str, words: int = 2_000) -> str:
+    """A text no test has counted before (a random prefix), `words` words long."""
+    return f"{label} {secrets.token_hex(8)}: " + "tokens flow through the gateway " * (words // 5)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain English prose, the way most prompts are written. " * 400,
+        "def f(x):\n    return {'a': [x, x * 2]}\n\t# code, tabs and symbols !@#$%^&*()\n" * 300,
+        "中文的提示词，每个字符三个字节。日本語のテキストも。한국어도 있습니다. " * 400,
+        "emoji 🚀🔥👩‍💻 and accents: café, naïve, Zürich. " * 400,
+        "1234567890 " * 2_000 + " " * 5_000 + "\n\n\r\n" * 2_000,
+        "".join(chr(c) for c in range(0x20, 0x3000)) * 3,
+    ],
+    ids=["english", "code", "cjk", "emoji", "digits-and-space", "every-character"],
+)
+async def test_the_bound_is_never_below_the_count(text):
+    messages = [
+        {"role": "system", "content": f"{secrets.token_hex(8)} {text}"},
+        {"role": "user", "content": [{"type": "text", "text": f"{secrets.token_hex(8)} {text}"}]},
+    ]
+    size = await tokens.measure_prompt(messages, [{"type": "function", "name": "f"}])
+    assert not size.exact and size.tokens is None
+
+    bound = size.bound
+    counted = size.count()
+
+    assert size.exact and size.tokens == counted
+    assert counted == tokens.count_prompt(messages, [{"type": "function", "name": "f"}])
+    assert counted <= bound
+    assert size.bound == counted
+
+
+async def test_a_prompt_with_little_new_text_is_counted_at_once():
+    messages = [{"role": "user", "content": fresh("small", 200)}]
+    assert len(messages[0]["content"]) <= tokens.EXACT_CHARS
+
+    size = await tokens.measure_prompt(messages)
+
+    assert size.exact and size.tokens == tokens.count_prompt(messages)
+
+
+async def test_a_prompt_whose_new_text_is_long_is_measured_without_tokenizing_it(monkeypatch):
+    known = fresh("known", 3_000)
+    tokens.count_text(known)
+    new = fresh("new", 4_000)
+    tokens.count_prompt([{"role": "system", "content": ""}, {"role": "user"}])
+    noting = ThreadNoting(tokens.encoding())
+    monkeypatch.setattr(tokens, "encoding", lambda: noting)
+    messages = [{"role": "system", "content": known}, {"role": "user", "content": new}]
+
+    size = await tokens.measure_prompt(messages)
+
+    assert noting.threads == set()
+    assert size.uncounted == [new]
+    framing = tokens.count_prompt([{"role": "system", "content": ""}, {"role": "user"}])
+    assert size.counted == framing + len(tokens.encoding().encode_ordinary(known))
+    assert size.bound == size.counted + len(new.encode())
+
+
+async def test_fitting_counts_the_longest_texts_first_and_no_more_than_it_needs():
+    long, middle, short = fresh("long", 6_000), fresh("middle", 4_000), fresh("short", 3_000)
+    messages = [{"role": "user", "content": text} for text in (short, long, middle)]
+    size = await tokens.measure_prompt(messages)
+    limit = size.bound - len(long) // 2
+
+    await size.fit_async(limit)
+
+    assert size.bound <= limit
+    assert sorted(size.uncounted) == sorted([short, middle])
+    assert tokens._kept_count(long) is not None
+    assert tokens._kept_count(middle) is None and tokens._kept_count(short) is None
+
+
+async def test_fitting_below_what_the_count_can_reach_counts_everything():
+    messages = [{"role": "user", "content": fresh("all", 6_000)}]
+    size = await tokens.measure_prompt(messages)
+
+    await size.fit_async(5)
+
+    assert size.exact and size.bound == size.tokens == tokens.count_prompt(messages) > 5
