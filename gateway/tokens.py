@@ -3,6 +3,9 @@
 The encoding file is loaded from the repository, never downloaded. Counts follow
 OpenAI's chat accounting (a few tokens of framing per message); for other vendors'
 tokenizers they are an estimate, which is why reservations add a margin.
+
+A request's prompt is measured with `measure_prompt()`: a PromptSize, counted, or known
+by a bound until something needs its count (README, "Counting the prompt").
 """
 
 from __future__ import annotations
