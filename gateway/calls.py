@@ -688,9 +688,6 @@ async def open_call(
     prompt = await measure_prompt(body["messages"], body.get("tools"))
     if native is not None:
         prompt.counted += native.extra_prompt_tokens
-    if key.tpm_limit:
-        # Tokens per minute are taken for the count, never for a bound of it.
-        await prompt.count_async()
     output_tokens = await _fit_output(body, model, prompt)
     output = output_tokens * (body.get("n") or 1)
     worst_case = worst_case_cost(model, prompt.bound, output)
@@ -705,10 +702,19 @@ async def open_call(
             "Lower max_tokens or raise the cap.",
             code="max_cost_exceeded",
         )
-    rate_tokens = prompt.bound + output
+
+    async def counted_tokens() -> int:
+        return await prompt.count_async() + output
+
     headers = await check_limits(
-        key_id=key.id, rpm=key.rpm_limit, tpm=key.tpm_limit, tokens=rate_tokens
+        key_id=key.id,
+        rpm=key.rpm_limit,
+        tpm=key.tpm_limit,
+        tokens=prompt.bound + output,
+        counted_tokens=None if prompt.exact else counted_tokens,
     )
+    # What the limits took: the bound, or the count when the bound was refused.
+    rate_tokens = prompt.bound + output
     call = Call(
         request_id=request_id,
         key=key,
@@ -719,7 +725,11 @@ async def open_call(
         prompt=prompt,
         output_tokens=output_tokens,
         reservation=Reservation(
-            account_id=key.account_id, api_key_id=key.id, request_id=request_id, amount=worst_case
+            account_id=key.account_id,
+            api_key_id=key.id,
+            request_id=request_id,
+            # (The limits may have had the prompt counted.)
+            amount=worst_case_cost(model, prompt.bound, output),
         ),
         rate_tokens=rate_tokens,
         source=source,

@@ -311,9 +311,18 @@ def _headers(windows: list[Window], answers: list[tuple[bool, LimitState]]) -> d
 
 
 async def check_limits(
-    *, key_id: int, rpm: int | None, tpm: int | None, tokens: int
+    *,
+    key_id: int,
+    rpm: int | None,
+    tpm: int | None,
+    tokens: int,
+    counted_tokens: Callable[[], Awaitable[int]] | None = None,
 ) -> dict[str, str]:
     """Count this request against the key's limits (None or 0: unlimited).
+
+    `tokens` may be a bound of what the request can use: then `counted_tokens()` gives
+    its count, asked for only when the tokens window refuses the bound (the request the
+    requests window counted is given back, and both are tried once more with it).
 
     Returns the six `x-ratelimit-*` headers, or raises a 429 that carries them (or
     the 503 of gateway.outages while Redis is away).
@@ -322,6 +331,11 @@ async def check_limits(
     if not windows:
         return headers_for(None, None)
     answers = await _run("take", windows)
+    if counted_tokens is not None and tpm and not answers[-1][0]:
+        if rpm and answers[0][0]:
+            await _run("give", windows[:1])
+        windows = _windows(key_id, rpm, tpm, await counted_tokens())
+        answers = await _run("take", windows)
     headers = _headers(windows, answers)
     for window, (counted, state) in zip(windows, answers, strict=True):
         if not counted:

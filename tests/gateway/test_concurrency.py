@@ -24,7 +24,7 @@ from django.utils import timezone
 from billing.ledger import credit_account, release_expired_holds, reserve_credits, settle
 from billing.models import Account, Hold, LedgerEntry, UsageRecord
 from billing.money import token_cost
-from gateway import calls
+from gateway import calls, tokens
 from gateway.management.commands.synccatalog import DEMO_MODEL
 from gateway.providers.demo import demo_answer
 from gateway.tokens import count_prompt, encoding
@@ -52,7 +52,7 @@ def cost_at_demo_prices(prompt_tokens: int, completion_tokens: int) -> int:
 def worst_case(messages: list[dict[str, Any]] = MESSAGES, *, bound: bool = False) -> int:
     """The hold calls.open_call places for one request (no markup): for the prompt's
     count, or for its bound (count_prompt_bound)."""
-    prompt = count_prompt_bound(messages) if bound else count_prompt(messages)
+    prompt = count_prompt_bound(messages) if bound else count_unkept(messages)
     reserved_prompt = int(prompt * calls.PROMPT_MARGIN) + calls.PROMPT_SLACK_TOKENS
     return cost_at_demo_prices(reserved_prompt, MAX_TOKENS)
 
@@ -63,9 +63,16 @@ def count_prompt_bound(messages: list[dict[str, Any]]) -> int:
     return framing + sum(len(message["content"].encode()) for message in messages)
 
 
+def count_unkept(messages: list[dict[str, Any]]) -> int:
+    """count_prompt(messages) without keeping the contents' counts: this process is the
+    server's, and a kept count would have the gateway know the prompt before it comes."""
+    framing = count_prompt([{**message, "content": ""} for message in messages])
+    return framing + sum(len(encoding().encode_ordinary(m["content"])) for m in messages)
+
+
 def real_cost(messages: list[dict[str, Any]] = MESSAGES) -> int:
     """What one answered request costs: the demo is cut at max_tokens."""
-    return cost_at_demo_prices(count_prompt(messages), MAX_TOKENS)
+    return cost_at_demo_prices(count_unkept(messages), MAX_TOKENS)
 
 
 def agent_sized(chars: int) -> list[dict[str, Any]]:
@@ -250,6 +257,7 @@ async def test_parallel_large_prompts_on_a_small_balance_are_held_for_their_coun
     """The bound cannot be spared by five counted holds' worth: every request is held
     for its count, and exactly as many win as with a prompt that is counted at once."""
     messages = agent_sized(LARGE_PROMPT_CHARS)
+    assert tokens._kept_count(messages[-1]["content"]) is None
     assert calls.BOUND_HEADROOM * worst_case(messages, bound=True) > AFFORDABLE * worst_case(
         messages
     )
@@ -280,6 +288,7 @@ async def test_parallel_large_prompts_held_by_their_bounds_never_overspend(
     held by their bounds, the later ones by their counts once the bound cannot be
     spared, and none overspends."""
     messages = agent_sized(LARGE_PROMPT_CHARS)
+    assert tokens._kept_count(messages[-1]["content"]) is None
     bound = worst_case(messages, bound=True)
     credit = (calls.BOUND_HEADROOM + 2) * bound
     customer = await sync_to_async(make_customer)(credit_micro_usd=credit)

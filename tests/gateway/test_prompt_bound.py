@@ -2,9 +2,12 @@
 
 Through the live server and the fake upstream (whose prompt tokens are characters // 4
 + 1, so they differ from o200k's count and from the bound): the hold, what is billed,
-and each reason the gateway counts after all (the context check, credit it cannot spare,
-the per-request cap, a TPM limit, an upstream that reports no usage, a client that
-leaves), every time billed once and never past the hold.
+and each reason the gateway counts after all (the context check, credit it cannot
+spare, the per-request cap, a TPM limit the bound does not fit, an upstream that
+reports no usage, a client that leaves), every time billed once, never past the hold.
+
+The live server runs in this process, so the tests count prompts without keeping their
+counts (count_unkept), and check that each prompt is new to the gateway when it is sent.
 """
 
 from __future__ import annotations
@@ -81,11 +84,24 @@ def framing(*roles: str) -> int:
     return count_prompt([{"role": role, "content": ""} for role in roles])
 
 
+def count_unkept(messages: list[dict[str, Any]]) -> int:
+    """count_prompt(messages) without keeping the contents' counts (this process is
+    the server's: a kept count would make its prompt counted before it arrives)."""
+    contents = sum(len(tokens.encoding().encode_ordinary(m["content"])) for m in messages)
+    return framing(*(message["role"] for message in messages)) + contents
+
+
 def worst_case(model_id: str, prompt: int, output: int = MAX_TOKENS) -> int:
     return calls.worst_case_cost(get_catalog().resolve(model_id), prompt, output)
 
 
+def assert_never_counted(body: dict[str, Any]) -> None:
+    """The prompt is new to the gateway (no test counted it in this process first)."""
+    assert all(tokens._kept_count(message["content"]) is None for message in body["messages"])
+
+
 def post(url: str, secret: str, body: dict[str, Any], timeout: float = 10) -> httpx.Response:
+    assert_never_counted(body)
     return httpx.post(
         url + "/v1/chat/completions",
         headers={"Authorization": f"Bearer {secret}"},
@@ -96,6 +112,7 @@ def post(url: str, secret: str, body: dict[str, Any], timeout: float = 10) -> ht
 
 def answered_with_its_hold(url: str, customer: Any, body: dict[str, Any]) -> tuple[Any, int]:
     """The response to `body` (whose upstream stalls first) and the hold it had meanwhile."""
+    assert_never_counted(body)
     answer: dict[str, httpx.Response] = {}
     sending = threading.Thread(
         target=lambda: answer.setdefault("response", post(url, customer.secret, body))
@@ -147,7 +164,7 @@ def test_a_large_new_prompt_is_held_by_its_bound_and_billed_once_by_the_upstream
 def test_credit_that_cannot_spare_the_bound_holds_the_count(live_server_url, wide, make_customer):
     text = fresh_text(60_000)
     messages = [{"role": "user", "content": text}]
-    exact = count_prompt(messages)
+    exact = count_unkept(messages)
     bound_hold = worst_case("wide-test", framing("user") + len(text))
     customer = make_customer(credit_micro_usd=2 * bound_hold)
     wide.script("wide-up", Stall(0.5))
@@ -166,7 +183,7 @@ def test_a_large_prompt_short_of_credit_is_refused_for_its_count(
     live_server_url, wide, make_customer
 ):
     messages = [{"role": "user", "content": fresh_text(60_000)}]
-    exact_hold = worst_case("wide-test", count_prompt(messages))
+    exact_hold = worst_case("wide-test", count_unkept(messages))
     customer = make_customer(credit_micro_usd=exact_hold - 1)
 
     response = post(
@@ -188,11 +205,12 @@ def test_a_large_prompt_short_of_credit_is_refused_for_its_count(
 def test_the_per_request_cap_is_checked_against_the_count(live_server_url, wide, customer):
     text = fresh_text(60_000)
     messages = [{"role": "user", "content": text}]
-    exact_hold = worst_case("wide-test", count_prompt(messages))
+    exact_hold = worst_case("wide-test", count_unkept(messages))
     bound_hold = worst_case("wide-test", framing("user") + len(text))
     assert exact_hold < bound_hold
     body = {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS}
     headers = {"Authorization": f"Bearer {customer.secret}"}
+    assert_never_counted(body)
 
     allowed = httpx.post(
         live_server_url + "/v1/chat/completions",
@@ -241,7 +259,7 @@ def test_a_prompt_too_long_for_the_window_is_refused_for_its_count(live_server_u
         {"role": "system", "content": fresh_text(50_000)},
         {"role": "user", "content": fresh_text(50_000)},
     ]
-    exact = count_prompt(messages)
+    exact = count_unkept(messages)
     assert exact + MAX_TOKENS > 20_000
 
     response = post(
@@ -259,10 +277,13 @@ def test_a_prompt_too_long_for_the_window_is_refused_for_its_count(live_server_u
     assert wide.requests_for("wide-up") == []
 
 
-def test_a_key_with_a_token_limit_is_counted_and_held_exactly(live_server_url, wide, make_customer):
-    customer = make_customer(tpm_limit=1_000_000)
-    messages = [{"role": "user", "content": fresh_text(60_000)}]
-    exact = count_prompt(messages)
+def test_a_token_limit_takes_the_bound_then_keeps_what_the_upstream_reported(
+    live_server_url, wide, make_customer
+):
+    customer = make_customer(tpm_limit=10_000_000)
+    text = fresh_text(60_000)
+    messages = [{"role": "user", "content": text}]
+    bound = framing("user") + len(text)
     wide.script("wide-up", Stall(0.5))
 
     response, held = answered_with_its_hold(
@@ -272,8 +293,65 @@ def test_a_key_with_a_token_limit_is_counted_and_held_exactly(live_server_url, w
     )
 
     assert response.status_code == 200, response.text
+    assert held == worst_case("wide-test", bound)
+    assert tokens._kept_count(text) is None, "the prompt was tokenized"
+    remaining = int(response.headers["x-ratelimit-remaining-tokens"])
+    assert remaining == 10_000_000 - bound - MAX_TOKENS
+    record = wait_for_record(response.headers["x-request-id"])
+    used = record.prompt_tokens + record.completion_tokens
+    headers = {"Authorization": f"Bearer {customer.secret}"}
+    for _ in range(50):
+        models = httpx.get(live_server_url + "/v1/models", headers=headers, timeout=10)
+        remaining = int(models.headers["x-ratelimit-remaining-tokens"])
+        if remaining >= 10_000_000 - used:
+            break
+        time.sleep(0.02)
+    assert remaining >= 10_000_000 - used
+
+
+def test_a_token_limit_below_the_bound_admits_the_prompt_by_its_count(
+    live_server_url, wide, make_customer
+):
+    text = fresh_text(60_000)
+    messages = [{"role": "user", "content": text}]
+    exact = count_unkept(messages)
+    limit = exact + MAX_TOKENS + 10
+    assert limit < framing("user") + len(text)
+    customer = make_customer(tpm_limit=limit, rpm_limit=5)
+    wide.script("wide-up", Stall(0.5))
+
+    response, held = answered_with_its_hold(
+        live_server_url,
+        customer,
+        {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS},
+    )
+
+    assert response.status_code == 200, response.text
+    assert int(response.headers["x-ratelimit-remaining-tokens"]) == 10
+    # The request the bound's refusal had counted was given back: one request, once.
+    assert response.headers["x-ratelimit-remaining-requests"] == "4"
     assert held == worst_case("wide-test", exact)
-    assert int(response.headers["x-ratelimit-remaining-tokens"]) == 1_000_000 - exact - MAX_TOKENS
+    assert_books_balance(customer.account)
+
+
+def test_a_prompt_whose_count_is_over_the_token_limit_is_refused_for_its_count(
+    live_server_url, wide, make_customer
+):
+    messages = [{"role": "user", "content": fresh_text(60_000)}]
+    exact = count_unkept(messages)
+    customer = make_customer(tpm_limit=exact + MAX_TOKENS - 1)
+
+    response = post(
+        live_server_url,
+        customer.secret,
+        {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS},
+    )
+
+    assert response.status_code == 429
+    error = response.json()["error"]
+    assert error["code"] == "rate_limit_exceeded"
+    assert f"Request too large: {exact + MAX_TOKENS} tokens" in error["message"]
+    assert wide.requests_for("wide-up") == []
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
