@@ -440,7 +440,7 @@ def measure_agent(
 def agent_scenarios(args: argparse.Namespace) -> list[AgentScenario]:
     """The agent-sized prompt on every door (and fresh on chat), then the size sweep:
     its smallest size on every door (what "a small request" is compared with), the
-    others on chat completions."""
+    others on chat completions, each also fresh there."""
     doors = [door for door in args.agent_doors.split(",") if door]
     size = args.agent_tokens
     c = args.agent_concurrency
@@ -454,6 +454,9 @@ def agent_scenarios(args: argparse.Namespace) -> list[AgentScenario]:
             scenario = AgentScenario(door, tokens, "growing", c)
             if scenario not in scenarios:
                 scenarios.append(scenario)
+        fresh = AgentScenario("chat", tokens, "fresh", c)
+        if "chat" in doors and fresh not in scenarios:
+            scenarios.append(fresh)
     return scenarios
 
 
