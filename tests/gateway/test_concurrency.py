@@ -167,6 +167,18 @@ async def race(
         )
 
 
+async def watched_race(
+    customer: Any, base_url: str, stream: bool, messages: list[dict[str, Any]] = MESSAGES
+) -> tuple[list[httpx.Response], list[int]]:
+    """race(), and the account's balance and available credit sampled meanwhile."""
+    done, seen = asyncio.Event(), []
+    watcher = asyncio.create_task(watch_balance(customer.account.pk, done, seen))
+    responses = await race(base_url, customer.secret, stream, messages)
+    done.set()
+    await watcher
+    return responses, seen
+
+
 def split(
     responses: list[httpx.Response], refusal: str, stream: bool
 ) -> tuple[dict[str, int], set[str]]:
@@ -213,11 +225,7 @@ async def test_parallel_requests_never_spend_more_than_the_balance(
 ) -> None:
     customer = await sync_to_async(make_customer)(credit_micro_usd=AFFORDABLE * worst_case())
     start = customer.account.balance_micro_usd
-    done, seen = asyncio.Event(), []
-    watcher = asyncio.create_task(watch_balance(customer.account.pk, done, seen))
-    responses = await race(live_server_url, customer.secret, stream)
-    done.set()
-    await watcher
+    responses, seen = await watched_race(customer, live_server_url, stream)
 
     costs, refused = split(responses, "insufficient_credits", stream)
     assert len(costs) == AFFORDABLE and len(refused) == PARALLEL - AFFORDABLE
@@ -265,11 +273,7 @@ async def test_parallel_large_prompts_on_a_small_balance_are_held_for_their_coun
         credit_micro_usd=AFFORDABLE * worst_case(messages)
     )
     start = customer.account.balance_micro_usd
-    done, seen = asyncio.Event(), []
-    watcher = asyncio.create_task(watch_balance(customer.account.pk, done, seen))
-    responses = await race(live_server_url, customer.secret, stream, messages)
-    done.set()
-    await watcher
+    responses, seen = await watched_race(customer, live_server_url, stream, messages)
 
     costs, refused = split(responses, "insufficient_credits", stream)
     assert len(costs) == AFFORDABLE and len(refused) == PARALLEL - AFFORDABLE
@@ -292,11 +296,7 @@ async def test_parallel_large_prompts_held_by_their_bounds_never_overspend(
     bound = worst_case(messages, bound=True)
     credit = (calls.BOUND_HEADROOM + 2) * bound
     customer = await sync_to_async(make_customer)(credit_micro_usd=credit)
-    done, seen = asyncio.Event(), []
-    watcher = asyncio.create_task(watch_balance(customer.account.pk, done, seen))
-    responses = await race(live_server_url, customer.secret, stream, messages)
-    done.set()
-    await watcher
+    responses, seen = await watched_race(customer, live_server_url, stream, messages)
 
     costs, refused = split(responses, "insufficient_credits", stream)
     assert len(costs) + len(refused) == PARALLEL
