@@ -187,6 +187,8 @@ class PromptSize:
     counted: int
     uncounted: list[str] = field(default_factory=list)
     uncounted_bytes: int = 0
+    # A settlement's count (on a thread) and a hold refresh's (on the loop) may meet.
+    _counting: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def exact(self) -> bool:
@@ -214,11 +216,13 @@ class PromptSize:
     def fit(self, limit: int) -> None:
         """Count the uncounted texts, the longest first, until the bound is at most
         `limit` or nothing is left uncounted."""
-        self.uncounted.sort(key=len)
-        while self.uncounted and self.bound > limit:
-            text = self.uncounted.pop()
-            self.uncounted_bytes -= utf8_length(text)
-            self.counted += count_text(text)
+        with self._counting:
+            self.uncounted.sort(key=len)
+            while self.uncounted and self.bound > limit:
+                text = self.uncounted.pop()
+                tokens = count_text(text)
+                self.uncounted_bytes -= utf8_length(text)
+                self.counted += tokens
 
     async def fit_async(self, limit: int) -> None:
         """fit(), on a thread when the texts left are longer than IN_LOOP_CHARS (so the

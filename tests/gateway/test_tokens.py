@@ -238,3 +238,18 @@ async def test_fitting_below_what_the_count_can_reach_counts_everything():
     await size.fit_async(5)
 
     assert size.exact and size.bound == size.tokens == tokens.count_prompt(messages) > 5
+
+
+def test_a_prompt_counted_from_two_threads_at_once_is_counted_once():
+    """The settlement's count (on a thread) and a hold refresh's (on the loop) may meet;
+    tiktoken lets go of the GIL while it tokenizes."""
+    for _ in range(5):
+        messages = [{"role": "user", "content": fresh(f"text {n}", 3_000)} for n in range(8)]
+        fixed, texts = tokens._prompt_parts(messages, None)
+        size = tokens.PromptSize(fixed, texts, sum(map(tokens.utf8_length, texts)))
+        other = threading.Thread(target=size.count)
+        other.start()
+        size.count()
+        other.join()
+
+        assert size.exact and size.counted == tokens.count_prompt(messages)
