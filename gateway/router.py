@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -41,7 +42,7 @@ from gateway.catalog import Catalog, ModelInfo
 from gateway.errors import GatewayError, invalid
 from gateway.state import on_reset
 from gateway.sync import db_sync_to_async
-from gateway.tokens import count_prompt_async
+from gateway.tokens import measure_prompt
 from gateway.validation import requested_output_tokens
 
 log = logging.getLogger(__name__)
@@ -216,10 +217,19 @@ def _has_images(messages: list[dict[str, Any]]) -> bool:
     )
 
 
-async def read_needs(body: dict[str, Any]) -> Needs:
-    """What a (validated) chat body asks of a model."""
+async def read_needs(body: dict[str, Any], windows: Iterable[int] = ()) -> Needs:
+    """What a (validated) chat body asks of a model. Its prompt is measured as for the
+    hold (gateway.tokens.PromptSize) and counted only as far as the model `windows` need
+    to tell whether it fits them: the `prompt_tokens` of the Needs is then a bound that
+    fits each window exactly when the count does."""
     messages, tools = body["messages"], body.get("tools") or body.get("functions")
-    prompt = await count_prompt_async(messages, tools)
+    size = await measure_prompt(messages, tools)
+    answer = requested_output_tokens(body) or MIN_ANSWER_TOKENS
+    for window in sorted(set(windows), reverse=True):
+        if size.bound + answer > window:
+            # (A window that the bound leaves undecided: fitted to it, or counted.)
+            await size.fit_async(window - answer)
+    prompt = size.bound
     text = "\n".join(message_text(m.get("content")) for m in messages)[-SCANNED_CHARS:]
     last_user = next(
         (message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
@@ -359,8 +369,9 @@ async def route(
 ) -> ModelInfo:
     """The model a router request (`body["model"]` is a router name) goes to."""
     name = body["model"].strip().casefold()
-    needs = await read_needs(body)
     config = await current_config(catalog)
+    windows = [model.context_length for model in catalog.callable() if model.id in config.profiles]
+    needs = await read_needs(body, windows)
     cache_key = conversation_key(key, body["messages"]) if name in STICKY_NAMES else None
     kept = await _recall(cache_key) if cache_key else None
     model = choose(catalog, config, needs, key=key, ceiling=ceiling, name=name, kept=kept)

@@ -24,7 +24,7 @@ import pytest
 from billing.models import Hold, UsageRecord
 from gateway import calls, tokens
 from gateway.catalog import get_catalog
-from gateway.models import Model, Provider, Route
+from gateway.models import Model, Provider, Route, RouterProfile, RouterRule
 from gateway.tokens import count_prompt
 from tests.fakes.upstream import Ok, Stall
 from tests.fakes.wire import prompt_tokens_for
@@ -427,3 +427,68 @@ def test_the_messages_door_starts_its_stream_with_the_prompts_count(
     assert first.message.usage.input_tokens == count_prompt([{"role": "user", "content": text}])
     counted = client.messages.count_tokens(model="wide-test", messages=request["messages"])
     assert first.message.usage.input_tokens == counted.input_tokens
+
+
+@pytest.fixture
+def routed(wide: Any) -> Any:
+    """The router's choice between wide-test (200k tokens, cheaper) and wide-pricey (128k)."""
+    RouterProfile.objects.create(model=Model.objects.get(id="wide-test"), tier=1)
+    pricey = Model.objects.create(
+        id="wide-pricey",
+        context_length=128_000,
+        max_output_tokens=4_000,
+        input_price=INPUT_PRICE * 2,
+        output_price=OUTPUT_PRICE * 2,
+    )
+    Route.objects.create(
+        model=pricey, provider=Provider.objects.get(name="primary"), upstream_model="wide-up"
+    )
+    RouterProfile.objects.create(model=pricey, tier=1)
+    RouterRule.objects.update_or_create(signal="default", defaults={"min_tier": 1})
+    return wide
+
+
+def test_the_router_compares_windows_with_the_bound_when_it_decides(
+    live_server_url, routed, customer
+):
+    text = fresh_text(60_000)
+    body = {"model": "auto", "messages": [{"role": "user", "content": text}], "max_tokens": 500}
+
+    response = post(live_server_url, customer.secret, body)
+
+    assert response.status_code == 200, response.text
+    assert response.headers["x-routed-model"] == "wide-test"
+    assert tokens._kept_count(text) is None, "the prompt was tokenized"
+    record = wait_for_record(response.headers["x-request-id"])
+    assert record.reserved_micro_usd == worst_case("wide-test", framing("user") + len(text))
+
+
+def test_the_router_counts_a_prompt_whose_bound_a_window_cannot_decide(
+    live_server_url, routed, customer
+):
+    """A cheaper 30k-token window: the bound (60k bytes) does not show whether the prompt
+    fits it, its count (about 24k tokens) does."""
+    narrow = Model.objects.create(
+        id="narrow-cheap",
+        context_length=30_000,
+        max_output_tokens=4_000,
+        input_price=INPUT_PRICE // 2,
+        output_price=OUTPUT_PRICE // 2,
+    )
+    Route.objects.create(
+        model=narrow, provider=Provider.objects.get(name="primary"), upstream_model="wide-up"
+    )
+    RouterProfile.objects.create(model=narrow, tier=1)
+    text = fresh_text(60_000)
+    messages = [{"role": "user", "content": text}]
+    assert count_unkept(messages) + 500 <= 30_000 < framing("user") + len(text)
+
+    response = post(
+        live_server_url,
+        customer.secret,
+        {"model": "auto", "messages": messages, "max_tokens": 500},
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.headers["x-routed-model"] == "narrow-cheap"
+    assert tokens._kept_count(text) is not None
