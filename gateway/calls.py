@@ -685,7 +685,7 @@ async def open_call(
         body, native = mode.body, native if mode.keeps_native else None
     model = priced_model(catalog, body["model"], key)
     check_policy(key, model)
-    prompt = await measure_prompt(body["messages"], body.get("tools"))
+    prompt = measure_prompt(body["messages"], body.get("tools"))
     if native is not None:
         prompt.counted += native.extra_prompt_tokens
     output_tokens = await _fit_output(body, model, prompt)

@@ -223,7 +223,7 @@ async def read_needs(body: dict[str, Any], windows: Iterable[int] = ()) -> Needs
     to tell whether it fits them: the `prompt_tokens` of the Needs is then a bound that
     fits each window exactly when the count does."""
     messages, tools = body["messages"], body.get("tools") or body.get("functions")
-    size = await measure_prompt(messages, tools)
+    size = measure_prompt(messages, tools)
     answer = requested_output_tokens(body) or MIN_ANSWER_TOKENS
     for window in sorted(set(windows), reverse=True):
         if size.bound + answer > window:

@@ -160,11 +160,6 @@ def count_prompt(messages: list[dict[str, Any]], tools: list[Any] | None = None)
     return fixed + _count_texts(texts)
 
 
-async def count_prompt_async(messages: list[dict[str, Any]], tools: list[Any] | None = None) -> int:
-    """count_prompt() for a request (see PromptSize.count_async)."""
-    return await (await measure_prompt(messages, tools, exact_chars=0)).count_async()
-
-
 # A prompt that brings at most this much text not seen before is counted at once (about
 # half a millisecond); one that brings more is measured by its bound (PromptSize).
 EXACT_CHARS = 16 * 1024
@@ -198,11 +193,6 @@ class PromptSize:
     def bound(self) -> int:
         return self.counted + self.uncounted_bytes
 
-    @property
-    def tokens(self) -> int | None:
-        """The count, or None while some text is uncounted."""
-        return self.counted if self.exact else None
-
     def count(self) -> int:
         """The count: the texts left are tokenized here (their counts are kept)."""
         self.fit(-1)
@@ -235,7 +225,7 @@ class PromptSize:
             self.fit(limit)
 
 
-async def measure_prompt(
+def measure_prompt(
     messages: list[dict[str, Any]],
     tools: list[Any] | None = None,
     *,

@@ -124,7 +124,7 @@ async def test_a_prompt_with_little_new_text_is_counted_on_the_event_loop(monkey
         {"role": "user", "content": "And a new question, of a few hundred characters. " * 5},
     ]
 
-    counted = await tokens.count_prompt_async(messages)
+    counted = await tokens.measure_prompt(messages, exact_chars=0).count_async()
 
     assert counted == tokens.count_prompt(messages)
     assert noting.threads == {threading.get_ident()}
@@ -137,7 +137,7 @@ async def test_a_prompt_with_much_new_text_is_counted_on_a_thread(monkeypatch):
     assert sum(map(len, new)) > tokens.IN_LOOP_CHARS
     messages = [{"role": "user", "content": text} for text in new]
 
-    counted = await tokens.count_prompt_async(messages)
+    counted = await tokens.measure_prompt(messages, exact_chars=0).count_async()
 
     assert threading.get_ident() not in {t for t in noting.threads if t != threading.get_ident()}
     assert noting.threads - {threading.get_ident()}, (
@@ -173,33 +173,33 @@ def fresh(label: str, words: int = 2_000) -> str:
     ],
     ids=["english", "code", "cjk", "emoji", "digits-and-space", "every-character"],
 )
-async def test_the_bound_is_never_below_the_count(text):
+def test_the_bound_is_never_below_the_count(text):
     messages = [
         {"role": "system", "content": f"{secrets.token_hex(8)} {text}"},
         {"role": "user", "content": [{"type": "text", "text": f"{secrets.token_hex(8)} {text}"}]},
     ]
-    size = await tokens.measure_prompt(messages, [{"type": "function", "name": "f"}])
-    assert not size.exact and size.tokens is None
+    size = tokens.measure_prompt(messages, [{"type": "function", "name": "f"}])
+    assert not size.exact
 
     bound = size.bound
     counted = size.count()
 
-    assert size.exact and size.tokens == counted
+    assert size.exact and size.counted == counted
     assert counted == tokens.count_prompt(messages, [{"type": "function", "name": "f"}])
     assert counted <= bound
     assert size.bound == counted
 
 
-async def test_a_prompt_with_little_new_text_is_counted_at_once():
+def test_a_prompt_with_little_new_text_is_counted_at_once():
     messages = [{"role": "user", "content": fresh("small", 200)}]
     assert len(messages[0]["content"]) <= tokens.EXACT_CHARS
 
-    size = await tokens.measure_prompt(messages)
+    size = tokens.measure_prompt(messages)
 
-    assert size.exact and size.tokens == tokens.count_prompt(messages)
+    assert size.exact and size.counted == tokens.count_prompt(messages)
 
 
-async def test_a_prompt_whose_new_text_is_long_is_measured_without_tokenizing_it(monkeypatch):
+def test_a_prompt_whose_new_text_is_long_is_measured_without_tokenizing_it(monkeypatch):
     known = fresh("known", 3_000)
     tokens.count_text(known)
     new = fresh("new", 4_000)
@@ -208,7 +208,7 @@ async def test_a_prompt_whose_new_text_is_long_is_measured_without_tokenizing_it
     monkeypatch.setattr(tokens, "encoding", lambda: noting)
     messages = [{"role": "system", "content": known}, {"role": "user", "content": new}]
 
-    size = await tokens.measure_prompt(messages)
+    size = tokens.measure_prompt(messages)
 
     assert noting.threads == set()
     assert size.uncounted == [new]
@@ -220,7 +220,7 @@ async def test_a_prompt_whose_new_text_is_long_is_measured_without_tokenizing_it
 async def test_fitting_counts_the_longest_texts_first_and_no_more_than_it_needs():
     long, middle, short = fresh("long", 6_000), fresh("middle", 4_000), fresh("short", 3_000)
     messages = [{"role": "user", "content": text} for text in (short, long, middle)]
-    size = await tokens.measure_prompt(messages)
+    size = tokens.measure_prompt(messages)
     limit = size.bound - len(long) // 2
 
     await size.fit_async(limit)
@@ -233,11 +233,11 @@ async def test_fitting_counts_the_longest_texts_first_and_no_more_than_it_needs(
 
 async def test_fitting_below_what_the_count_can_reach_counts_everything():
     messages = [{"role": "user", "content": fresh("all", 6_000)}]
-    size = await tokens.measure_prompt(messages)
+    size = tokens.measure_prompt(messages)
 
     await size.fit_async(5)
 
-    assert size.exact and size.bound == size.tokens == tokens.count_prompt(messages) > 5
+    assert size.exact and size.bound == size.counted == tokens.count_prompt(messages) > 5
 
 
 def test_a_prompt_counted_from_two_threads_at_once_is_counted_once():
