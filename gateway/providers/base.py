@@ -252,16 +252,16 @@ class Adapter:
                 events = sse_events(response)
                 async for _event, data in events:
                     if data == "[DONE]":
-                        await _read_to_end(events)
-                        yield DONE
-                        return
-                    try:
-                        event = orjson.loads(data)
-                    except orjson.JSONDecodeError as exc:
-                        raise ProviderError(
-                            f"{self.provider.name} sent an invalid stream event", retryable=True
-                        ) from exc
-                    if last is not None and last(event):
+                        event: Any = DONE
+                    else:
+                        try:
+                            event = orjson.loads(data)
+                        except orjson.JSONDecodeError as exc:
+                            raise ProviderError(
+                                f"{self.provider.name} sent an invalid stream event",
+                                retryable=True,
+                            ) from exc
+                    if event is DONE or (last is not None and last(event)):
                         await _read_to_end(events)
                         yield event
                         return
