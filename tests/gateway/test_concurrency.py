@@ -10,7 +10,6 @@ sweeper releases expired holds once, credits are idempotent, entries are append-
 from __future__ import annotations
 
 import asyncio
-import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -27,7 +26,8 @@ from billing.money import token_cost
 from gateway import calls, tokens
 from gateway.management.commands.synccatalog import DEMO_MODEL
 from gateway.providers.demo import demo_answer
-from gateway.tokens import count_prompt, encoding
+from gateway.tokens import encoding
+from tests.gateway.prompts import bound_of, count_unkept, fresh_text
 
 PARALLEL = 50
 AFFORDABLE = 5
@@ -51,23 +51,10 @@ def cost_at_demo_prices(prompt_tokens: int, completion_tokens: int) -> int:
 
 def worst_case(messages: list[dict[str, Any]] = MESSAGES, *, bound: bool = False) -> int:
     """The hold calls.open_call places for one request (no markup): for the prompt's
-    count, or for its bound (count_prompt_bound)."""
-    prompt = count_prompt_bound(messages) if bound else count_unkept(messages)
+    count, or for its bound."""
+    prompt = bound_of(messages) if bound else count_unkept(messages)
     reserved_prompt = int(prompt * calls.PROMPT_MARGIN) + calls.PROMPT_SLACK_TOKENS
     return cost_at_demo_prices(reserved_prompt, MAX_TOKENS)
-
-
-def count_prompt_bound(messages: list[dict[str, Any]]) -> int:
-    """A prompt's bound: its framing counted, its contents by their UTF-8 length."""
-    framing = count_prompt([{**message, "content": ""} for message in messages])
-    return framing + sum(len(message["content"].encode()) for message in messages)
-
-
-def count_unkept(messages: list[dict[str, Any]]) -> int:
-    """count_prompt(messages) without keeping the contents' counts: this process is the
-    server's, and a kept count would have the gateway know the prompt before it comes."""
-    framing = count_prompt([{**message, "content": ""} for message in messages])
-    return framing + sum(len(encoding().encode_ordinary(m["content"])) for m in messages)
 
 
 def real_cost(messages: list[dict[str, Any]] = MESSAGES) -> int:
@@ -76,11 +63,8 @@ def real_cost(messages: list[dict[str, Any]] = MESSAGES) -> int:
 
 
 def agent_sized(chars: int) -> list[dict[str, Any]]:
-    """A prompt no request has sent before, of `chars` characters (words and hex)."""
-    parts = [secrets.token_hex(8)]
-    while sum(map(len, parts)) < chars:
-        parts.append(secrets.token_hex(3) if len(parts) % 2 else "balance")
-    return [*MESSAGES, {"role": "user", "content": " ".join(parts)[:chars]}]
+    """A prompt no request has sent before, of `chars` characters more than MESSAGES."""
+    return [*MESSAGES, {"role": "user", "content": fresh_text(chars)}]
 
 
 @pytest.fixture

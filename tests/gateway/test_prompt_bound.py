@@ -7,12 +7,12 @@ spare, the per-request cap, a TPM limit the bound does not fit, an upstream that
 reports no usage, a client that leaves), every time billed once, never past the hold.
 
 The live server runs in this process, so the tests count prompts without keeping their
-counts (count_unkept), and check that each prompt is new to the gateway when it is sent.
+counts (tests/gateway/prompts.py), and check that each prompt is new to the gateway when
+it is sent.
 """
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from typing import Any
@@ -28,6 +28,7 @@ from gateway.models import Model, Provider, Route, RouterProfile, RouterRule
 from gateway.tokens import count_prompt
 from tests.fakes.upstream import Ok, Stall
 from tests.fakes.wire import prompt_tokens_for
+from tests.gateway.prompts import bound_of, count_unkept, fresh_text
 from tests.gateway.test_chat_completions_sdk import assert_books_balance, catalog, wait_for_record
 
 __all__ = ["catalog"]
@@ -53,42 +54,6 @@ def wide(catalog: Any) -> Any:
         model=model, provider=Provider.objects.get(name="primary"), upstream_model="wide-up"
     )
     return catalog
-
-
-def fresh_text(chars: int) -> str:
-    """Text of `chars` characters that nothing has counted before: words and random hex,
-    which o200k counts at about three characters a token, so the fake upstream's usage
-    (four) stays within the hold for the count."""
-    words = [
-        "the",
-        "gateway",
-        "holds",
-        "credit",
-        "for",
-        "every",
-        "request",
-        "it",
-        "relays",
-        "upstream",
-    ]
-    parts, length = [secrets.token_hex(8)], 16
-    while length < chars:
-        parts.append(words[len(parts) % len(words)] if len(parts) % 2 else secrets.token_hex(3))
-        length += len(parts[-1]) + 1
-    return " ".join(parts)[:chars]
-
-
-def framing(*roles: str) -> int:
-    """The counted tokens of messages with these roles and empty contents (keeping the
-    roles' counts, so a bound's framing is exact)."""
-    return count_prompt([{"role": role, "content": ""} for role in roles])
-
-
-def count_unkept(messages: list[dict[str, Any]]) -> int:
-    """count_prompt(messages) without keeping the contents' counts (this process is
-    the server's: a kept count would make its prompt counted before it arrives)."""
-    contents = sum(len(tokens.encoding().encode_ordinary(m["content"])) for m in messages)
-    return framing(*(message["role"] for message in messages)) + contents
 
 
 def worst_case(model_id: str, prompt: int, output: int = MAX_TOKENS) -> int:
@@ -132,6 +97,17 @@ def answered_with_its_hold(url: str, customer: Any, body: dict[str, Any]) -> tup
     return answer["response"], held
 
 
+def assert_refused(
+    upstream: Any, response: httpx.Response, status: int, code: str, says: str
+) -> None:
+    """Refused with `status` and `code`, a message that `says` so, before any upstream."""
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert says in error["message"]
+    assert upstream.requests_for("wide-up") == []
+
+
 def cost(prompt: int, completion: int) -> int:
     return -(-(prompt * INPUT_PRICE + completion * OUTPUT_PRICE) // 1_000_000)
 
@@ -142,7 +118,7 @@ def test_a_large_new_prompt_is_held_by_its_bound_and_billed_once_by_the_upstream
 ):
     text = fresh_text(60_000)
     messages = [{"role": "user", "content": text}]
-    bound = framing("user") + len(text)
+    bound = bound_of(messages)
     wide.script("wide-up", Stall(0.5))
     body = {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS}
     if stream:
@@ -165,7 +141,7 @@ def test_credit_that_cannot_spare_the_bound_holds_the_count(live_server_url, wid
     text = fresh_text(60_000)
     messages = [{"role": "user", "content": text}]
     exact = count_unkept(messages)
-    bound_hold = worst_case("wide-test", framing("user") + len(text))
+    bound_hold = worst_case("wide-test", bound_of(messages))
     customer = make_customer(credit_micro_usd=2 * bound_hold)
     wide.script("wide-up", Stall(0.5))
     body = {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS}
@@ -192,11 +168,7 @@ def test_a_large_prompt_short_of_credit_is_refused_for_its_count(
         {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS},
     )
 
-    assert response.status_code == 402
-    error = response.json()["error"]
-    assert error["code"] == "insufficient_credits"
-    assert f"({exact_hold} micro-USD)" in error["message"]
-    assert wide.requests_for("wide-up") == []
+    assert_refused(wide, response, 402, "insufficient_credits", f"({exact_hold} micro-USD)")
     assert not Hold.objects.filter(account=customer.account).exists()
     customer.account.refresh_from_db()
     assert customer.account.held_micro_usd == 0
@@ -206,7 +178,7 @@ def test_the_per_request_cap_is_checked_against_the_count(live_server_url, wide,
     text = fresh_text(60_000)
     messages = [{"role": "user", "content": text}]
     exact_hold = worst_case("wide-test", count_unkept(messages))
-    bound_hold = worst_case("wide-test", framing("user") + len(text))
+    bound_hold = worst_case("wide-test", bound_of(messages))
     assert exact_hold < bound_hold
     body = {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS}
     headers = {"Authorization": f"Bearer {customer.secret}"}
@@ -239,7 +211,7 @@ def test_the_context_check_counts_only_the_longest_texts_it_needs(live_server_ur
     Model.objects.filter(id="wide-test").update(context_length=100_000)
     long, short = fresh_text(90_000), fresh_text(30_000)
     messages = [{"role": "system", "content": short}, {"role": "user", "content": long}]
-    assert framing("system", "user") + len(long) + len(short) + MAX_TOKENS > 100_000
+    assert bound_of(messages) + MAX_TOKENS > 100_000
 
     response = post(
         live_server_url,
@@ -268,13 +240,8 @@ def test_a_prompt_too_long_for_the_window_is_refused_for_its_count(live_server_u
         {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS},
     )
 
-    assert response.status_code == 400
-    error = response.json()["error"]
-    assert error["code"] == "context_length_exceeded"
-    assert (
-        f"you requested {exact + MAX_TOKENS} tokens ({exact} in the messages" in (error["message"])
-    )
-    assert wide.requests_for("wide-up") == []
+    says = f"you requested {exact + MAX_TOKENS} tokens ({exact} in the messages"
+    assert_refused(wide, response, 400, "context_length_exceeded", says)
 
 
 def test_a_token_limit_takes_the_bound_then_keeps_what_the_upstream_reported(
@@ -283,7 +250,7 @@ def test_a_token_limit_takes_the_bound_then_keeps_what_the_upstream_reported(
     customer = make_customer(tpm_limit=10_000_000)
     text = fresh_text(60_000)
     messages = [{"role": "user", "content": text}]
-    bound = framing("user") + len(text)
+    bound = bound_of(messages)
     wide.script("wide-up", Stall(0.5))
 
     response, held = answered_with_its_hold(
@@ -316,7 +283,7 @@ def test_a_token_limit_below_the_bound_admits_the_prompt_by_its_count(
     messages = [{"role": "user", "content": text}]
     exact = count_unkept(messages)
     limit = exact + MAX_TOKENS + 10
-    assert limit < framing("user") + len(text)
+    assert limit < bound_of(messages)
     customer = make_customer(tpm_limit=limit, rpm_limit=5)
     wide.script("wide-up", Stall(0.5))
 
@@ -347,11 +314,8 @@ def test_a_prompt_whose_count_is_over_the_token_limit_is_refused_for_its_count(
         {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS},
     )
 
-    assert response.status_code == 429
-    error = response.json()["error"]
-    assert error["code"] == "rate_limit_exceeded"
-    assert f"Request too large: {exact + MAX_TOKENS} tokens" in error["message"]
-    assert wide.requests_for("wide-up") == []
+    says = f"Request too large: {exact + MAX_TOKENS} tokens"
+    assert_refused(wide, response, 429, "rate_limit_exceeded", says)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
@@ -460,7 +424,7 @@ def test_the_router_compares_windows_with_the_bound_when_it_decides(
     assert response.headers["x-routed-model"] == "wide-test"
     assert tokens._kept_count(text) is None, "the prompt was tokenized"
     record = wait_for_record(response.headers["x-request-id"])
-    assert record.reserved_micro_usd == worst_case("wide-test", framing("user") + len(text))
+    assert record.reserved_micro_usd == worst_case("wide-test", bound_of(body["messages"]))
 
 
 def test_the_router_counts_a_prompt_whose_bound_a_window_cannot_decide(
@@ -481,7 +445,7 @@ def test_the_router_counts_a_prompt_whose_bound_a_window_cannot_decide(
     RouterProfile.objects.create(model=narrow, tier=1)
     text = fresh_text(60_000)
     messages = [{"role": "user", "content": text}]
-    assert count_unkept(messages) + 500 <= 30_000 < framing("user") + len(text)
+    assert count_unkept(messages) + 500 <= 30_000 < bound_of(messages)
 
     response = post(
         live_server_url,
