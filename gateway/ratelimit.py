@@ -331,8 +331,10 @@ async def check_limits(
     if not windows:
         return headers_for(None, None)
     answers = await _run("take", windows)
-    if counted_tokens is not None and tpm and not answers[-1][0]:
-        if rpm and answers[0][0]:
+    # The tokens window is the last; a requests window refusing first leaves it unread.
+    requests_counted = not rpm or answers[0][0]
+    if counted_tokens is not None and tpm and requests_counted and not answers[-1][0]:
+        if rpm:
             await _run("give", windows[:1])
         windows = _windows(key_id, rpm, tpm, await counted_tokens())
         answers = await _run("take", windows)

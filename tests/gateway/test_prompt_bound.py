@@ -318,6 +318,30 @@ def test_a_prompt_whose_count_is_over_the_token_limit_is_refused_for_its_count(
     assert_refused(wide, response, 429, "rate_limit_exceeded", says)
 
 
+def test_a_request_over_its_requests_limit_is_refused_without_counting_its_prompt(
+    live_server_url, wide, make_customer
+):
+    """The bound would not fit the key's tokens per minute, but the requests limit
+    refuses first: the prompt is not counted for a second try that cannot pass."""
+    text = fresh_text(60_000)
+    messages = [{"role": "user", "content": text}]
+    customer = make_customer(rpm_limit=1, tpm_limit=count_unkept(messages) + MAX_TOKENS + 10)
+    small = {"model": "wide-test", "messages": [{"role": "user", "content": "hi"}]}
+    assert post(live_server_url, customer.secret, small).status_code == 200
+
+    response = post(
+        live_server_url,
+        customer.secret,
+        {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS},
+    )
+
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "rate_limit_exceeded"
+    assert "requests per minute" in response.json()["error"]["message"]
+    assert len(wide.requests_for("wide-up")) == 1
+    assert tokens._kept_count(text) is None, "the prompt was counted"
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_an_upstream_that_reports_no_usage_is_billed_the_count_not_the_bound(
     live_server_url, wide, customer, stream
