@@ -446,12 +446,11 @@ async def test_stall_sends_nothing_until_the_client_times_out(
     assert fake_upstream.wait_for_disconnects(1)
 
 
-async def test_stall_after_headers_sends_some_events_then_nothing(
+async def lines_until_read_timeout(
     fake_upstream: FakeUpstream, client: httpx.AsyncClient
-) -> None:
-    fake_upstream.script("gpt-fake", Stall(5, after_chunks=1))
+) -> list[str]:
+    """The lines of a streamed chat completion received before a read waits 0.3 s."""
     received: list[str] = []
-
     with pytest.raises(httpx.ReadTimeout):
         async with client.stream(
             "POST",
@@ -462,6 +461,14 @@ async def test_stall_after_headers_sends_some_events_then_nothing(
             async for line in r.aiter_lines():
                 if line:
                     received.append(line)
+    return received
+
+
+async def test_stall_after_headers_sends_some_events_then_nothing(
+    fake_upstream: FakeUpstream, client: httpx.AsyncClient
+) -> None:
+    fake_upstream.script("gpt-fake", Stall(5, after_chunks=1))
+    received = await lines_until_read_timeout(fake_upstream, client)
 
     assert len(received) == 1
 
@@ -480,18 +487,7 @@ async def test_linger_sends_the_whole_stream_then_keeps_the_body_open(
     fake_upstream: FakeUpstream, client: httpx.AsyncClient
 ) -> None:
     fake_upstream.script("gpt-fake", Linger(5))
-    received: list[str] = []
-
-    with pytest.raises(httpx.ReadTimeout):
-        async with client.stream(
-            "POST",
-            f"{fake_upstream.url}/v1/chat/completions",
-            json=openai_body(stream=True),
-            timeout=0.3,
-        ) as r:
-            async for line in r.aiter_lines():
-                if line:
-                    received.append(line)
+    received = await lines_until_read_timeout(fake_upstream, client)
 
     assert received[-1] == "data: [DONE]"
     chunks = [orjson.loads(line.removeprefix("data: ")) for line in received[:-1]]
