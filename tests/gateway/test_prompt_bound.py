@@ -56,6 +56,11 @@ def wide(catalog: Any) -> Any:
     return catalog
 
 
+def wide_body(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """A chat completions body for wide-test with MAX_TOKENS of output."""
+    return {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS}
+
+
 def worst_case(model_id: str, prompt: int, output: int = MAX_TOKENS) -> int:
     return calls.worst_case_cost(get_catalog().resolve(model_id), prompt, output)
 
@@ -120,7 +125,7 @@ def test_a_large_new_prompt_is_held_by_its_bound_and_billed_once_by_the_upstream
     messages = [{"role": "user", "content": text}]
     bound = bound_of(messages)
     wide.script("wide-up", Stall(0.5))
-    body = {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS}
+    body = wide_body(messages)
     if stream:
         body.update(stream=True, stream_options={"include_usage": True})
 
@@ -144,7 +149,7 @@ def test_credit_that_cannot_spare_the_bound_holds_the_count(live_server_url, wid
     bound_hold = worst_case("wide-test", bound_of(messages))
     customer = make_customer(credit_micro_usd=2 * bound_hold)
     wide.script("wide-up", Stall(0.5))
-    body = {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS}
+    body = wide_body(messages)
 
     response, held = answered_with_its_hold(live_server_url, customer, body)
 
@@ -162,11 +167,7 @@ def test_a_large_prompt_short_of_credit_is_refused_for_its_count(
     exact_hold = worst_case("wide-test", count_unkept(messages))
     customer = make_customer(credit_micro_usd=exact_hold - 1)
 
-    response = post(
-        live_server_url,
-        customer.secret,
-        {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS},
-    )
+    response = post(live_server_url, customer.secret, wide_body(messages))
 
     assert_refused(wide, response, 402, "insufficient_credits", f"({exact_hold} micro-USD)")
     assert not Hold.objects.filter(account=customer.account).exists()
@@ -180,7 +181,7 @@ def test_the_per_request_cap_is_checked_against_the_count(live_server_url, wide,
     exact_hold = worst_case("wide-test", count_unkept(messages))
     bound_hold = worst_case("wide-test", bound_of(messages))
     assert exact_hold < bound_hold
-    body = {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS}
+    body = wide_body(messages)
     headers = {"Authorization": f"Bearer {customer.secret}"}
     assert_never_counted(body)
 
@@ -213,11 +214,7 @@ def test_the_context_check_counts_only_the_longest_texts_it_needs(live_server_ur
     messages = [{"role": "system", "content": short}, {"role": "user", "content": long}]
     assert bound_of(messages) + MAX_TOKENS > 100_000
 
-    response = post(
-        live_server_url,
-        customer.secret,
-        {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS},
-    )
+    response = post(live_server_url, customer.secret, wide_body(messages))
 
     assert response.status_code == 200, response.text
     assert tokens._kept_count(long) is not None
@@ -234,11 +231,7 @@ def test_a_prompt_too_long_for_the_window_is_refused_for_its_count(live_server_u
     exact = count_unkept(messages)
     assert exact + MAX_TOKENS > 20_000
 
-    response = post(
-        live_server_url,
-        customer.secret,
-        {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS},
-    )
+    response = post(live_server_url, customer.secret, wide_body(messages))
 
     says = f"you requested {exact + MAX_TOKENS} tokens ({exact} in the messages"
     assert_refused(wide, response, 400, "context_length_exceeded", says)
@@ -253,11 +246,7 @@ def test_a_token_limit_takes_the_bound_then_keeps_what_the_upstream_reported(
     bound = bound_of(messages)
     wide.script("wide-up", Stall(0.5))
 
-    response, held = answered_with_its_hold(
-        live_server_url,
-        customer,
-        {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS},
-    )
+    response, held = answered_with_its_hold(live_server_url, customer, wide_body(messages))
 
     assert response.status_code == 200, response.text
     assert held == worst_case("wide-test", bound)
@@ -287,11 +276,7 @@ def test_a_token_limit_below_the_bound_admits_the_prompt_by_its_count(
     customer = make_customer(tpm_limit=limit, rpm_limit=5)
     wide.script("wide-up", Stall(0.5))
 
-    response, held = answered_with_its_hold(
-        live_server_url,
-        customer,
-        {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS},
-    )
+    response, held = answered_with_its_hold(live_server_url, customer, wide_body(messages))
 
     assert response.status_code == 200, response.text
     assert int(response.headers["x-ratelimit-remaining-tokens"]) == 10
@@ -308,11 +293,7 @@ def test_a_prompt_whose_count_is_over_the_token_limit_is_refused_for_its_count(
     exact = count_unkept(messages)
     customer = make_customer(tpm_limit=exact + MAX_TOKENS - 1)
 
-    response = post(
-        live_server_url,
-        customer.secret,
-        {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS},
-    )
+    response = post(live_server_url, customer.secret, wide_body(messages))
 
     says = f"Request too large: {exact + MAX_TOKENS} tokens"
     assert_refused(wide, response, 429, "rate_limit_exceeded", says)
@@ -329,11 +310,7 @@ def test_a_request_over_its_requests_limit_is_refused_without_counting_its_promp
     small = {"model": "wide-test", "messages": [{"role": "user", "content": "hi"}]}
     assert post(live_server_url, customer.secret, small).status_code == 200
 
-    response = post(
-        live_server_url,
-        customer.secret,
-        {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS},
-    )
+    response = post(live_server_url, customer.secret, wide_body(messages))
 
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "rate_limit_exceeded"
@@ -348,7 +325,7 @@ def test_an_upstream_that_reports_no_usage_is_billed_the_count_not_the_bound(
 ):
     messages = [{"role": "user", "content": fresh_text(60_000)}]
     wide.script("wide-up", Ok(usage=False))
-    body = {"model": "wide-test", "messages": messages, "max_tokens": MAX_TOKENS}
+    body = wide_body(messages)
     if stream:
         body.update(stream=True, stream_options={"include_usage": True})
 
