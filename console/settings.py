@@ -320,6 +320,9 @@ PRICE_MARKUP_PERCENT = envint("PRICE_MARKUP_PERCENT", "0")
 MAX_REQUEST_BYTES = envint("MAX_REQUEST_BYTES", str(4 * 1024 * 1024))
 UPSTREAM_CONNECT_TIMEOUT = float(envstr("UPSTREAM_CONNECT_TIMEOUT", "5"))
 UPSTREAM_READ_TIMEOUT = float(envstr("UPSTREAM_READ_TIMEOUT", "120"))
+# Below the 5 s after which uvicorn (vLLM, SGLang, LiteLLM) and Node close an idle
+# keep-alive connection: a request sent as the server closes it fails.
+UPSTREAM_KEEPALIVE_SECONDS = float(envstr("UPSTREAM_KEEPALIVE_SECONDS", "4"))
 PROVIDER_COOLDOWN_SECONDS = envint("PROVIDER_COOLDOWN_SECONDS", "30")
 HOLD_TTL_SECONDS = envint("HOLD_TTL_SECONDS", "900")
 # Days raw usage records are kept (`manage.py pruneusage`); 0 keeps them for ever. The

@@ -22,7 +22,11 @@ def upstream_client() -> httpx.AsyncClient:
     loop_id = id(asyncio.get_running_loop())
     client = _clients.get(loop_id)
     if client is None:
-        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+        limits = httpx.Limits(
+            max_connections=1000,
+            max_keepalive_connections=200,
+            keepalive_expiry=settings.UPSTREAM_KEEPALIVE_SECONDS,
+        )
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 settings.UPSTREAM_READ_TIMEOUT, connect=settings.UPSTREAM_CONNECT_TIMEOUT

@@ -5,11 +5,14 @@ write, and it asks every idle pooled connection whether its socket is readable (
 poll() system call each) several times per request. This backend uses asyncio's
 streams directly and answers "readable" from what the event loop already knows (the
 peer closed, or the connection failed), which is the case httpcore checks for: a
-server that dropped a keep-alive connection. With the pool's bookkeeping made linear
-(AsyncioConnectionPool) it saves 0.4 to 1 ms of CPU per upstream call, with the same
-HTTP/1.1 handling, TLS and exceptions. BENCHMARKS.md ("What made it faster"): one
-worker, non-stream 3.2 → 2.8 ms, stream 5.2 → 4.7 ms; the linear bookkeeping, 50
-concurrent requests, 3.5 → 2.9 ms.
+server that dropped a keep-alive connection. A connection idle for IDLE_POLL_SECONDS or
+more is also polled: a busy event loop may not yet have read the close that the
+kernel already holds (an upstream closing keep-alives at 5 s, as uvicorn and Node do,
+while the worker is loaded), and a request sent on it fails and cools the provider.
+With the pool's bookkeeping made linear (AsyncioConnectionPool) it saves 0.4 to 1 ms
+of CPU per upstream call, with the same HTTP/1.1 handling, TLS and exceptions.
+BENCHMARKS.md ("What made it faster"): one worker, non-stream 3.2 → 2.8 ms, stream 5.2
+→ 4.7 ms; the linear bookkeeping, 50 concurrent requests, 3.5 → 2.9 ms.
 
 The backend and stream are httpcore's public interface (AsyncNetworkBackend,
 AsyncNetworkStream). This module is the one place that uses httpx's and httpcore's
@@ -32,7 +35,9 @@ tests/gateway/test_transport.py checks each against the installed releases:
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -47,6 +52,9 @@ EXTRA_INFO = {
     "server_addr": "peername",
     "socket": "socket",
 }
+IDLE_POLL_SECONDS = 0.5
+"""A connection unused this long is polled before reuse; busier ones are not (a pool
+asks this of each idle connection two or three times a request)."""
 
 
 class CoalescingChunkedReader(ChunkedReader):
@@ -97,15 +105,18 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
+        self._used_at = time.monotonic()
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
             async with asyncio.timeout(timeout):
-                return await self._reader.read(max_bytes)
+                data = await self._reader.read(max_bytes)
         except TimeoutError as exc:
             raise httpcore.ReadTimeout(str(exc)) from exc
         except OSError as exc:
             raise httpcore.ReadError(str(exc)) from exc
+        self._used_at = time.monotonic()
+        return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
@@ -118,6 +129,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteTimeout(str(exc)) from exc
         except OSError as exc:
             raise httpcore.WriteError(str(exc)) from exc
+        self._used_at = time.monotonic()
 
     async def aclose(self) -> None:
         self._writer.close()
@@ -145,9 +157,20 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 self._reader.at_eof()
                 or self._reader.exception() is not None
                 or self._writer.transport.is_closing()
+                or (time.monotonic() - self._used_at >= IDLE_POLL_SECONDS and self._polled())
             )
         name = EXTRA_INFO.get(info)
         return self._writer.get_extra_info(name) if name else None
+
+    def _polled(self) -> bool:
+        """Whether the kernel has something to read on the socket (idle, that can only
+        be the server closing it), as httpcore's own streams find out."""
+        sock = self._writer.get_extra_info("socket")
+        if sock is None or sock.fileno() == -1:
+            return True
+        poll = select.poll()
+        poll.register(sock.fileno(), select.POLLIN)
+        return bool(poll.poll(0))
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):

@@ -307,8 +307,8 @@ def test_a_request_over_its_requests_limit_is_refused_without_counting_its_promp
     text = fresh_text(60_000)
     messages = [{"role": "user", "content": text}]
     customer = make_customer(rpm_limit=1, tpm_limit=count_unkept(messages) + MAX_TOKENS + 10)
-    small = {"model": "wide-test", "messages": [{"role": "user", "content": "hi"}]}
-    assert post(live_server_url, customer.secret, small).status_code == 200
+    small = [{"role": "user", "content": fresh_text(40)}]  # new, so post() may send it
+    assert post(live_server_url, customer.secret, wide_body(small)).status_code == 200
 
     response = post(live_server_url, customer.secret, wide_body(messages))
 

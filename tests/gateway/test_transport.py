@@ -9,9 +9,13 @@ httpx, httpcore or h11 release changes what gateway/transport.py overrides or re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
+import socket
 import ssl
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -30,7 +34,9 @@ from cryptography.x509.oid import NameOID
 from httpcore._async.connection_pool import AsyncPoolRequest, PoolByteStream
 from httpcore._async.http11 import AsyncHTTP11Connection
 
+from gateway.http import forget_clients, upstream_client
 from gateway.transport import (
+    IDLE_POLL_SECONDS,
     AsyncioConnectionPool,
     AsyncioStream,
     AsyncioTransport,
@@ -178,6 +184,72 @@ async def test_a_keep_alive_connection_the_server_dropped_is_not_reused():
 
     assert (first.text, second.text) == ("once", "once")
     assert len(connections) == 2
+
+
+async def test_a_connection_dropped_while_the_event_loop_was_busy_is_not_reused():
+    """The server (on a thread of its own) closes the kept-alive connection while the
+    client's loop is blocked, so the loop has not seen the close when the pool picks a
+    connection: an idle connection is polled, and the second request gets a new one."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted = []
+
+    def serve() -> None:
+        for _ in range(2):
+            connection, _ = listener.accept()
+            accepted.append(connection)
+            connection.recv(65536)
+            connection.sendall(answer(b"once"))
+            time.sleep(0.05)
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        async with httpx.AsyncClient(transport=AsyncioTransport(limits=LIMITS)) as client:
+            first = await client.get(f"http://127.0.0.1:{port}/")
+            time.sleep(IDLE_POLL_SECONDS + 0.1)  # blocks the loop: the close goes unseen
+            second = await client.get(f"http://127.0.0.1:{port}/")
+    finally:
+        thread.join(timeout=5)
+        listener.close()
+
+    assert (first.text, second.text) == ("once", "once")
+    assert len(accepted) == 2
+
+
+async def test_the_upstream_client_lets_a_connection_go_once_idle_for_its_keep_alive(settings):
+    settings.UPSTREAM_KEEPALIVE_SECONDS = 0.2
+    connections = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                await read_request(reader)
+                writer.write(answer(b"ok"))
+                await writer.drain()
+        writer.close()
+
+    forget_clients()
+    client = upstream_client()
+    try:
+        async with server(handle) as port:
+            url = f"http://127.0.0.1:{port}/"
+            await client.get(url)
+            await client.get(url)
+            kept = len(connections)
+            await asyncio.sleep(0.3)
+            await client.get(url)
+    finally:
+        await client.aclose()
+        forget_clients()
+
+    assert (kept, len(connections)) == (1, 2)
+
+
+def test_the_upstream_keep_alive_is_shorter_than_uvicorns_and_nodes_five_seconds(settings):
+    assert settings.UPSTREAM_KEEPALIVE_SECONDS < 5
 
 
 async def test_a_silent_server_is_a_read_timeout_and_a_closed_port_a_connect_error():
