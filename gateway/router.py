@@ -349,10 +349,12 @@ async def _recall(cache_key: str) -> str | None:
     if not outages.may_try(outages.REDIS):
         return None
     try:
-        return await cache.aget(cache_key)
+        model_id = await cache.aget(cache_key)
     except outages.REDIS_ERRORS as exc:
         outages.note(outages.REDIS, exc)
         return None
+    outages.recovered(outages.REDIS)  # this may have been the outage's probe
+    return model_id
 
 
 async def _remember(cache_key: str, model_id: str) -> None:
@@ -362,6 +364,8 @@ async def _remember(cache_key: str, model_id: str) -> None:
         await cache.aset(cache_key, model_id, timeout=settings.ROUTER_CONVERSATION_SECONDS)
     except outages.REDIS_ERRORS as exc:
         outages.note(outages.REDIS, exc)
+    else:
+        outages.recovered(outages.REDIS)
 
 
 async def route(

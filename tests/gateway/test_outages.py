@@ -25,7 +25,7 @@ from django.db.backends.postgresql.base import DatabaseWrapper
 from django.test import AsyncClient, Client
 
 from accounts.models import ApiKey
-from gateway import outages
+from gateway import outages, router
 from gateway.models import Model
 from tests.services import RedisServer, SilentServer
 from tests.test_multiworker import MESSAGES, catalog
@@ -200,6 +200,24 @@ def test_the_account_api_answers_json_503_while_redis_is_down(customer, redis_se
     assert response.status_code == 503
     assert response.json()["error"]["type"] == "service_unavailable"
     assert int(response["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize("use", ["recall", "remember"])
+async def test_the_routers_conversation_memory_ends_an_outage_when_its_call_was_the_probe(
+    redis_server, settings, monkeypatch, use
+):
+    """A caller that may_try() lets through while Redis is away is the outage's probe:
+    when Redis answers it, the outage ends (and the requests refused meanwhile go in)."""
+    redis_cache(settings, redis_server.url)
+    monkeypatch.setattr(outages, "PROBE_INTERVAL_SECONDS", 0.0)  # the probe is due at once
+    outages.note(outages.REDIS, redis.exceptions.ConnectionError("refused"))
+
+    if use == "recall":
+        assert await router._recall("router:conversation:probe") is None
+    else:
+        await router._remember("router:conversation:probe", "some-model")
+
+    assert outages.down(outages.REDIS) is None
 
 
 def _closed_port() -> int:
