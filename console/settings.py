@@ -324,6 +324,7 @@ UPSTREAM_READ_TIMEOUT = float(envstr("UPSTREAM_READ_TIMEOUT", "120"))
 # keep-alive connection: a request sent as the server closes it fails.
 UPSTREAM_KEEPALIVE_SECONDS = float(envstr("UPSTREAM_KEEPALIVE_SECONDS", "4"))
 PROVIDER_COOLDOWN_SECONDS = envint("PROVIDER_COOLDOWN_SECONDS", "30")
+PROVIDER_PROBE_SECONDS = float(envstr("PROVIDER_PROBE_SECONDS", "1"))
 HOLD_TTL_SECONDS = envint("HOLD_TTL_SECONDS", "900")
 # Days raw usage records are kept (`manage.py pruneusage`); 0 keeps them for ever. The
 # hourly rollups the dashboards read are kept regardless.

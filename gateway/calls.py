@@ -291,6 +291,8 @@ class Call:
                     break
                 routing.cool_down(route.provider.id, exc.retry_after)
                 continue
+            finally:
+                routing.attempt_ended(route.provider.id)
             self._log_attempt(route, began, None)
             routing.recovered(route.provider.id)
             return result

@@ -4,12 +4,20 @@ A provider that fails with a retryable error (connection, timeout, 5xx, 429) is
 skipped for PROVIDER_COOLDOWN_SECONDS (unless fallback is off: then the first route is
 the only one, cooling or not). Cooldowns are per process: they only save
 doomed attempts, nothing about money or limits depends on them.
+
+While every route of a model cools down, one request at a time, at most one every
+PROVIDER_PROBE_SECONDS, is sent to the route that recovers first (`_probe`): a
+half-open circuit. Its answer ends the cooldown, so one failed call (a connection the
+upstream closed as it was reused, a single 5xx) costs a model with no mirror about a
+second of refusals rather than the whole cooldown; a provider that is really down gets
+one attempt per interval per worker, never a pile of them.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 
 from django.conf import settings
 
@@ -18,20 +26,48 @@ from gateway.errors import GatewayError
 from gateway.state import on_reset
 
 _cooling_until: dict[int, float] = {}
+_probe_due: dict[int, float] = {}  # provider id → when a cooling one may be probed
+_probing: set[int] = set()  # providers with a probe in flight
 
 
 @on_reset
 def forget_cooldowns() -> None:
     _cooling_until.clear()
+    _probe_due.clear()
+    _probing.clear()
 
 
 def cool_down(provider_id: int, seconds: float | None = None) -> None:
-    wait = settings.PROVIDER_COOLDOWN_SECONDS if seconds is None else seconds
-    _cooling_until[provider_id] = time.monotonic() + max(wait, 0)
+    """Skip the provider for PROVIDER_COOLDOWN_SECONDS, probed from PROVIDER_PROBE_SECONDS
+    on; or for `seconds`, the upstream's own Retry-After, and not asked again before."""
+    now = time.monotonic()
+    if seconds is None:
+        _cooling_until[provider_id] = now + settings.PROVIDER_COOLDOWN_SECONDS
+        _probe_due[provider_id] = now + settings.PROVIDER_PROBE_SECONDS
+    else:
+        _cooling_until[provider_id] = _probe_due[provider_id] = now + max(seconds, 0)
 
 
 def recovered(provider_id: int) -> None:
     _cooling_until.pop(provider_id, None)
+
+
+def attempt_ended(provider_id: int) -> None:
+    """An attempt on the provider is over, however it went: a probe may follow."""
+    _probing.discard(provider_id)
+
+
+def _probe(routes: Sequence[RouteInfo]) -> RouteInfo | None:
+    """The cooling route that recovers first, when it may be probed now (its probe is
+    due and none is in flight); taken, so the next is PROVIDER_PROBE_SECONDS away."""
+    route = min(routes, key=lambda r: cooling_for(r.provider.id))
+    provider_id = route.provider.id
+    now = time.monotonic()
+    if provider_id in _probing or now < _probe_due.get(provider_id, 0.0):
+        return None
+    _probing.add(provider_id)
+    _probe_due[provider_id] = now + settings.PROVIDER_PROBE_SECONDS
+    return route
 
 
 def cooling_for(provider_id: int) -> float:
@@ -47,7 +83,7 @@ def cooling_for(provider_id: int) -> float:
 
 
 def routes_to_try(model: ModelInfo, *, fallback: bool) -> list[RouteInfo]:
-    """Healthy routes in priority order, or a 503.
+    """Healthy routes in priority order; while none is, a probe (`_probe`), or a 503.
 
     With fallback off (`X-Fallback: off`) the caller asked for the first route and no
     other, so it is tried even while cooling down: a mirror may differ in price or
@@ -63,10 +99,13 @@ def routes_to_try(model: ModelInfo, *, fallback: bool) -> list[RouteInfo]:
     if not fallback:
         return list(model.routes[:1])
     healthy = [r for r in model.routes if cooling_for(r.provider.id) == 0]
-    if not healthy:
+    if healthy:
+        return healthy
+    probe = _probe(model.routes)
+    if probe is None:
         wait = min(cooling_for(r.provider.id) for r in model.routes)
         raise no_healthy_upstream(model.id, wait, "every provider is cooling down after errors")
-    return healthy
+    return [probe]
 
 
 def soonest_recovery(model: ModelInfo) -> float:

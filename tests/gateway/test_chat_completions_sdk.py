@@ -12,6 +12,9 @@ import openai
 import pytest
 
 from billing.models import Account, Hold, LedgerEntry, UsageRecord
+from gateway import routing
+from gateway.catalog import get_catalog
+from gateway.errors import GatewayError
 from gateway.models import Model, Provider, Route
 from gateway.tokens import count_prompt
 from tests.fakes.upstream import Cut, ErrorEvent, Fail, Ok, Stall, pieces
@@ -349,7 +352,8 @@ def test_a_failing_provider_cools_down_and_is_skipped(client, catalog):
     assert len(catalog.requests_for("primary-model")) == 1
 
 
-def test_when_every_provider_cools_down_it_answers_503(client, catalog):
+def test_when_every_provider_cools_down_it_answers_503(client, catalog, settings):
+    settings.PROVIDER_PROBE_SECONDS = 60  # no probe falls inside the test
     catalog.script("primary-model", Fail(500))
     catalog.script("mirror-model", Fail(500))
     with pytest.raises(openai.InternalServerError):
@@ -361,6 +365,84 @@ def test_when_every_provider_cools_down_it_answers_503(client, catalog):
     assert caught.value.status_code == 503
     assert "cooling down" in caught.value.message
     assert len(catalog.requests) == 2
+
+
+def test_while_every_provider_cools_down_a_probe_goes_to_the_first_to_recover(
+    client, catalog, settings
+):
+    """Half-open: once its probe is due, one request tries the provider whose cooldown
+    ends first; its answer ends that cooldown, and the requests after it go there."""
+    settings.PROVIDER_PROBE_SECONDS = 0
+    catalog.script("primary-model", Fail(500))
+    catalog.script("mirror-model", Fail(500))
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+
+    probed = client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+    after = client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+
+    assert probed.choices[0].message.content.startswith("Hello from primary-model")
+    assert after.choices[0].message.content.startswith("Hello from primary-model")
+    assert [r.model for r in catalog.requests] == ["primary-model", "mirror-model"] + [
+        "primary-model"
+    ] * 2
+
+
+def test_a_failed_probe_keeps_the_provider_cooling_and_the_next_waits_its_interval(
+    client, catalog, settings
+):
+    settings.PROVIDER_PROBE_SECONDS = 1.0
+    catalog.script("primary-model", Fail(500), Fail(500))
+    catalog.script("mirror-model", Fail(500), Fail(500))
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+    time.sleep(1.1)
+
+    for _ in range(2):  # each provider's probe, the first to recover first
+        with pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+    with pytest.raises(openai.InternalServerError) as refused:
+        client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+
+    assert "cooling down" in refused.value.message
+    assert [r.model for r in catalog.requests] == ["primary-model", "mirror-model"] * 2
+    time.sleep(1.1)
+    reply = client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+    assert reply.choices[0].message.content.startswith("Hello from primary-model")
+    assert len(catalog.requests) == 5
+
+
+def test_a_provider_that_asked_to_be_left_alone_is_not_probed_before_its_retry_after(
+    client, catalog, settings
+):
+    settings.PROVIDER_PROBE_SECONDS = 0
+    catalog.script("primary-model", Fail(429, retry_after=30))
+    catalog.script("mirror-model", Fail(429, retry_after=30))
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+
+    with pytest.raises(openai.InternalServerError) as refused:
+        client.chat.completions.create(model="gpt-test", messages=MESSAGES)
+
+    assert refused.value.status_code == 503
+    assert 29 <= int(refused.value.response.headers["Retry-After"]) <= 30
+    assert len(catalog.requests) == 2
+
+
+def test_a_cooling_provider_has_one_probe_in_flight_at_a_time(catalog, settings):
+    settings.PROVIDER_PROBE_SECONDS = 0
+    model = get_catalog().resolve("gpt-test")
+    primary, mirror = model.routes
+    routing.cool_down(primary.provider.id)
+    routing.cool_down(mirror.provider.id)
+
+    assert routing.routes_to_try(model, fallback=True) == [primary]
+    with pytest.raises(GatewayError) as refused:
+        routing.routes_to_try(model, fallback=True)  # the probe has not answered yet
+    routing.attempt_ended(primary.provider.id)
+
+    assert refused.value.status == 503
+    assert routing.routes_to_try(model, fallback=True) == [primary]
 
 
 def test_a_client_error_from_the_upstream_is_passed_on_without_fallback(client, catalog):
