@@ -103,14 +103,23 @@ def routes_to_try(model: ModelInfo, *, fallback: bool) -> list[RouteInfo]:
         return healthy
     probe = _probe(model.routes)
     if probe is None:
-        wait = min(cooling_for(r.provider.id) for r in model.routes)
-        raise no_healthy_upstream(model.id, wait, "every provider is cooling down after errors")
+        raise no_healthy_upstream(
+            model.id, soonest_recovery(model), "every provider is cooling down after errors"
+        )
     return [probe]
+
+
+def _tried_again_in(provider_id: int) -> float:
+    """Seconds until the provider is tried again: its cooldown's end or its next probe."""
+    cooling = cooling_for(provider_id)
+    if cooling == 0:
+        return 0.0
+    return min(cooling, max(0.0, _probe_due.get(provider_id, 0.0) - time.monotonic()))
 
 
 def soonest_recovery(model: ModelInfo) -> float:
     """Seconds until the first of the model's routes is tried again (0: one is healthy)."""
-    return min((cooling_for(r.provider.id) for r in model.routes), default=0.0)
+    return min((_tried_again_in(r.provider.id) for r in model.routes), default=0.0)
 
 
 def no_healthy_upstream(model_id: str, retry_after: float, reason: str) -> GatewayError:

@@ -147,17 +147,26 @@ def test_an_error_event_mid_stream_is_masked(
     assert_key_nowhere(response, every_log_line)
 
 
-def test_retry_after_says_how_long_the_providers_cool_down(
-    live_server_url, keyed_catalog, customer, settings
+@pytest.mark.parametrize(
+    ("cooldown", "probe", "wait"),
+    [(30, 8, 8), (5, 60, 5)],
+    ids=["the-probe-comes-first", "the-cooldown-ends-first"],
+)
+def test_retry_after_says_when_a_cooling_provider_is_tried_again(
+    live_server_url, keyed_catalog, customer, settings, cooldown, probe, wait
 ):
-    settings.PROVIDER_COOLDOWN_SECONDS = 30
+    settings.PROVIDER_COOLDOWN_SECONDS = cooldown
+    settings.PROVIDER_PROBE_SECONDS = probe
     keyed_catalog.script("primary-up", Fail(500))
     keyed_catalog.script("mirror-up", Fail(503))
 
-    response = chat(live_server_url, customer.secret)
+    failed = chat(live_server_url, customer.secret)
+    refused = chat(live_server_url, customer.secret)
 
-    assert response.status_code == 503
-    assert 29 <= int(response.headers["Retry-After"]) <= 30
+    assert (failed.status_code, refused.status_code) == (503, 503)
+    assert wait - 1 <= int(failed.headers["Retry-After"]) <= wait
+    assert wait - 1 <= int(refused.headers["Retry-After"]) <= wait
+    assert len(keyed_catalog.requests) == 2
 
 
 def test_a_providers_key_is_not_in_its_repr(keyed_catalog):
