@@ -34,6 +34,7 @@ from gateway.providers.base import (
     Adapter,
     NativeRequest,
     ProviderError,
+    content_text,
     masked,
     usage_dict,
 )
@@ -54,14 +55,6 @@ RETRYABLE_STREAM_ERRORS = {"overloaded_error", "api_error", "rate_limit_error", 
 
 def _invalid(message: str) -> ProviderError:
     return ProviderError(message, status=400)
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(
-        part.get("text", "") for part in content or [] if part.get("type") in ("text", "refusal")
-    )
 
 
 def _image_block(url: str) -> dict[str, Any]:
@@ -116,7 +109,7 @@ def convert_messages(messages: list[dict[str, Any]]) -> tuple[list[str], list[di
     for message in messages:
         role = message["role"]
         if role in ("system", "developer"):
-            system.append(_text_of(message.get("content")))
+            system.append(content_text(message.get("content")))
             continue
         if role == "user":
             blocks = _content_blocks(message.get("content"))
@@ -129,7 +122,7 @@ def convert_messages(messages: list[dict[str, Any]]) -> tuple[list[str], list[di
                 {
                     "type": "tool_result",
                     "tool_use_id": message["tool_call_id"],
-                    "content": _text_of(message.get("content")),
+                    "content": content_text(message.get("content")),
                 }
             ]
         else:

@@ -67,6 +67,16 @@ LONGEST_UPSTREAM_TEXT = 300
 SHORTEST_KEY = 8  # shorter "keys" (tests, local servers) would redact ordinary words
 
 
+def content_text(content: Any) -> str:
+    """An OpenAI message's content as text, for upstreams that take text only there:
+    a string as it is, else its text and refusal parts joined."""
+    if isinstance(content, str):
+        return content
+    return "".join(
+        part.get("text", "") for part in content or [] if part.get("type") in ("text", "refusal")
+    )
+
+
 def masked(text: str, provider: ProviderInfo) -> str:
     """`text` with the provider's key and anything shaped like a secret redacted."""
     if len(provider.api_key) >= SHORTEST_KEY:

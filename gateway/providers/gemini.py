@@ -30,6 +30,7 @@ from gateway.providers import envelopes
 from gateway.providers.base import (
     Adapter,
     ProviderError,
+    content_text,
     masked,
     usage_dict,
 )
@@ -115,14 +116,6 @@ def gemini_schema(schema: Any) -> dict[str, Any] | None:
     return result
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(
-        part.get("text", "") for part in content or [] if part.get("type") in ("text", "refusal")
-    )
-
-
 def _image_part(url: str) -> dict[str, Any]:
     if url.startswith("data:"):
         header, _, data = url.partition(",")
@@ -157,7 +150,7 @@ def _function_call(call: dict[str, Any]) -> dict[str, Any]:
 
 
 def _function_response(message: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
-    text = _text_of(message.get("content"))
+    text = content_text(message.get("content"))
     try:
         parsed = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -175,7 +168,7 @@ def convert_messages(messages: list[dict[str, Any]]) -> tuple[list[str], list[di
     for message in messages:
         role = message["role"]
         if role in ("system", "developer"):
-            system.append(_text_of(message.get("content")))
+            system.append(content_text(message.get("content")))
             continue
         if role == "user":
             parts = _parts(message.get("content"))
