@@ -3,7 +3,8 @@ WebsocketCommunicator on the real ASGI application carrying their session cookie
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -34,6 +35,17 @@ async def frames_until(communicator: WebsocketCommunicator, marker: str) -> list
         if marker in frame:
             return frames
     raise AssertionError(f"no frame contained {marker!r} in {FRAMES} frames")
+
+
+@asynccontextmanager
+async def open_socket(communicator: WebsocketCommunicator) -> AsyncIterator[WebsocketCommunicator]:
+    """The socket connected (within TIMEOUT), and disconnected however the block ends."""
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert connected
+    try:
+        yield communicator
+    finally:
+        await communicator.disconnect(timeout=TIMEOUT)
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import pytest
 from billing.models import Account, Hold, LedgerEntry, UsageRecord
 from chat.models import Message
 from gateway.providers.demo import demo_answer
-from tests.chat.conftest import TIMEOUT, ask, frames_until
+from tests.chat.conftest import TIMEOUT, ask, frames_until, open_socket
 from tests.fakes.upstream import ErrorEvent, Fail
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,14 +21,9 @@ RENDERED = '-tail" hx-swap-oob="innerHTML">'
 async def test_a_message_streams_the_demo_answer_and_is_billed_once(
     connect_as, customer, conversation, fast_demo
 ):
-    communicator = connect_as(customer.user, conversation.pk)
-    connected, _ = await communicator.connect(timeout=TIMEOUT)
-    assert connected
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         await ask(communicator, "Hello there")
         frames = await frames_until(communicator, "Answer complete")
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     question, answer = Message.objects.filter(conversation=conversation).order_by("id")
     assert (question.role, question.content) == ("user", "Hello there")
@@ -73,15 +68,11 @@ async def test_a_message_streams_the_demo_answer_and_is_billed_once(
 
 
 async def test_the_next_question_carries_the_history(connect_as, customer, conversation, fast_demo):
-    communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         await ask(communicator, "First question")
         await frames_until(communicator, "Answer complete")
         await ask(communicator, "Second question")
         await frames_until(communicator, "Answer complete")
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     first, second = UsageRecord.objects.order_by("created_at", "id")
     assert second.prompt_tokens > first.prompt_tokens + first.completion_tokens
@@ -92,15 +83,11 @@ async def test_the_next_question_carries_the_history(connect_as, customer, conve
 async def test_one_web_key_is_minted_and_kept_off_the_keys_page(
     connect_as, client, customer, conversation, fast_demo
 ):
-    communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         await ask(communicator, "One")
         await frames_until(communicator, "Answer complete")
         await ask(communicator, "Two")
         await frames_until(communicator, "Answer complete")
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     web_keys = customer.user.api_keys.filter(kind="web")
     assert web_keys.count() == 1
@@ -143,13 +130,9 @@ async def test_insufficient_credit_shows_the_402_message_and_bills_nothing(
 ):
     poor = make_customer(credit_micro_usd=100)
     conversation = make_conversation(poor.user)
-    communicator = connect_as(poor.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(poor.user, conversation.pk)) as communicator:
         await ask(communicator, "Hello")
         frames = await frames_until(communicator, "The answer failed")
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     assert "Insufficient credits" in frames[-1]
     assert "Add credit" in frames[-1]
@@ -176,15 +159,11 @@ async def test_a_rate_limited_web_key_shows_the_429_message(
     from chat.models import web_key_for
 
     web_key_for(customer.user).__class__.objects.filter(kind="web").update(rpm_limit=1)
-    communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         await ask(communicator, "One")
         await frames_until(communicator, "Answer complete")
         await ask(communicator, "Two")
         frames = await frames_until(communicator, "The answer failed")
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     assert "Rate limit reached: 1 requests per minute" in frames[-1]
     assert UsageRecord.objects.settled().count() == 1
@@ -193,15 +172,11 @@ async def test_a_rate_limited_web_key_shows_the_429_message(
 async def test_a_question_the_form_rejects_is_not_stored(
     connect_as, customer, conversation, fast_demo
 ):
-    communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         await ask(communicator, "   ")
         empty = await communicator.receive_from(timeout=TIMEOUT)
         await communicator.send_to(text_data="not json")
         garbled = await communicator.receive_from(timeout=TIMEOUT)
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     assert "Type a message first." in empty
     assert "unexpected" in garbled
@@ -212,14 +187,10 @@ async def test_disconnecting_mid_stream_cancels_and_bills_what_was_generated(
     connect_as, customer, conversation, fast_demo, settings
 ):
     settings.DEMO_TOKEN_DELAY_MS = 50
-    communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         await ask(communicator, "Tell me a long story")
         await frames_until(communicator, RENDERED)
         await frames_until(communicator, RENDERED)
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     record = UsageRecord.objects.get()
     assert record.status == UsageRecord.Status.CANCELLED
@@ -241,9 +212,7 @@ async def test_stop_ends_the_answer_and_keeps_the_socket_open(
     connect_as, customer, conversation, fast_demo, settings
 ):
     settings.DEMO_TOKEN_DELAY_MS = 50
-    communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         await ask(communicator, "Tell me a long story")
         await frames_until(communicator, RENDERED)
         await communicator.send_to(text_data=orjson.dumps({"action": "stop"}).decode())
@@ -251,8 +220,6 @@ async def test_stop_ends_the_answer_and_keeps_the_socket_open(
         settings.DEMO_TOKEN_DELAY_MS = 0
         await ask(communicator, "And now?")
         await frames_until(communicator, "Answer complete")
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     assert "data-generating" not in frames[-1]
     statuses = list(
@@ -268,13 +235,9 @@ async def test_an_upstream_that_fails_before_answering_shows_the_503(
     connect_as, customer, upstream_conversation, fake_upstream
 ):
     fake_upstream.script("primary-model", Fail(status=503, retry_after=1))
-    communicator = connect_as(customer.user, upstream_conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, upstream_conversation.pk)) as communicator:
         await ask(communicator, "Hello")
         frames = await frames_until(communicator, "The answer failed")
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     assert "No healthy upstream for &#x27;gpt-test&#x27;" in frames[-1]
     record = UsageRecord.objects.get()
@@ -287,13 +250,9 @@ async def test_a_stream_cut_mid_answer_keeps_the_text_and_bills_it(
     connect_as, customer, upstream_conversation, fake_upstream
 ):
     fake_upstream.script("primary-model", ErrorEvent(after_chunks=3))
-    communicator = connect_as(customer.user, upstream_conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, upstream_conversation.pk)) as communicator:
         await ask(communicator, "Hello")
         frames = await frames_until(communicator, "The answer failed")
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     assert "Upstream failed mid-stream" in frames[-1]
     answer = Message.objects.get(role="assistant")

@@ -9,20 +9,15 @@ from billing.models import Hold, UsageRecord
 from chat.models import Message
 from gateway.models import Persona
 from gateway.tokens import count_prompt
-from tests.chat.test_consumer import TIMEOUT, ask, frames_until
+from tests.chat.conftest import ask, frames_until, open_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def answer_in(connect_as, customer, conversation, text: str) -> Message:
-    communicator = connect_as(customer.user, conversation.pk)
-    connected, _ = await communicator.connect(timeout=TIMEOUT)
-    assert connected
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         await ask(communicator, text)
         await frames_until(communicator, "Answer complete")
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
     return await Message.objects.filter(conversation=conversation, role="assistant").alast()
 
 

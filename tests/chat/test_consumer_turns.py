@@ -13,7 +13,7 @@ from gateway.catalog import get_catalog, invalidate_catalog
 from gateway.models import Model
 from gateway.routing import forget_cooldowns
 from gateway.tokens import count_prompt
-from tests.chat.conftest import TIMEOUT, act, ask, frames_until
+from tests.chat.conftest import TIMEOUT, act, ask, frames_until, open_socket
 from tests.fakes.upstream import Fail
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,15 +40,11 @@ def assert_books_balance(customer) -> None:
 async def test_regenerate_is_billed_as_one_new_call_and_the_old_answer_stays_billed(
     connect_as, customer, conversation, fast_demo
 ):
-    communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         await ask(communicator, "Name a colour")
         await frames_until(communicator, DONE)
         await act(communicator, "regenerate")
         frames = await frames_until(communicator, DONE)
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     question, old, new = Message.objects.order_by("id")
     assert (old.replaced, new.replaced, question.replaced) == (True, False, False)
@@ -69,17 +65,13 @@ async def test_regenerate_is_billed_as_one_new_call_and_the_old_answer_stays_bil
 async def test_edit_and_resend_replaces_the_last_exchange(
     connect_as, customer, conversation, fast_demo
 ):
-    communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         await ask(communicator, "First question")
         await frames_until(communicator, DONE)
         await ask(communicator, "Second question with a typo")
         await frames_until(communicator, DONE)
         await ask(communicator, "Second question", action="edit")
         frames = await frames_until(communicator, DONE)
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     q1, a1, q2, a2, q3, a3 = Message.objects.order_by("id")
     assert [m.replaced for m in (q1, a1, q2, a2, q3, a3)] == [
@@ -105,15 +97,11 @@ async def test_edit_and_resend_replaces_the_last_exchange(
 async def test_regenerate_with_nothing_asked_is_refused_and_bills_nothing(
     connect_as, customer, conversation, fast_demo
 ):
-    communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         await act(communicator, "regenerate")
         frame = await communicator.receive_from(timeout=TIMEOUT)
         await act(communicator, "explode")
         unknown = await communicator.receive_from(timeout=TIMEOUT)
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     assert "There is no question to answer again yet." in frame
     assert "unexpected" in unknown
@@ -125,16 +113,12 @@ async def test_retry_after_an_upstream_failure_answers_and_bills_once(
     connect_as, customer, upstream_conversation, fake_upstream
 ):
     fake_upstream.script("primary-model", Fail(status=503, retry_after=1))
-    communicator = connect_as(customer.user, upstream_conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, upstream_conversation.pk)) as communicator:
         await ask(communicator, "Hello")
         failed = await frames_until(communicator, "The answer failed")
         forget_cooldowns()  # the upstream is back
         await act(communicator, "retry")
         await frames_until(communicator, DONE)
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     assert '"action": "retry"' in failed[-1]
     _question, broken, answer = Message.objects.order_by("id")
@@ -154,16 +138,12 @@ async def test_the_settings_go_with_every_turn_and_the_model_can_change_mid_thre
     type(chat).objects.filter(pk=chat.pk).update(
         system_prompt="Answer like a pirate.", temperature="0.30", max_tokens=50
     )
-    communicator = connect_as(customer.user, chat.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, chat.pk)) as communicator:
         await ask(communicator, "Hello")
         await frames_until(communicator, DONE)
         type(chat).objects.filter(pk=chat.pk).update(model="demo", temperature=None)
         await ask(communicator, "And now?")
         await frames_until(communicator, DONE)
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     (sent,) = fake_upstream.requests_for("primary-model")
     assert sent.json["messages"] == [
@@ -202,14 +182,10 @@ async def test_a_long_history_is_trimmed_oldest_first_before_the_hold(
 ):
     type(conversation).objects.filter(pk=conversation.pk).update(system_prompt="Be brief.")
     limit = small_window.context_length - answer_room(small_window, None)
-    communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         for n in range(6):
             await ask(communicator, f"Question number {n}: " + "words " * 20)
             await frames_until(communicator, DONE)
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     records = list(UsageRecord.objects.settled().order_by("created_at", "id"))
     assert [r.status for r in records] == ["ok"] * 6
@@ -230,13 +206,9 @@ async def test_a_long_history_is_trimmed_oldest_first_before_the_hold(
 async def test_a_question_too_long_for_the_window_is_refused_with_its_count(
     connect_as, customer, conversation, small_window
 ):
-    communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         await ask(communicator, "word " * 400)
         frame = await communicator.receive_from(timeout=TIMEOUT)
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     assert "This message is 4" in frame
     assert "this model takes at most 300 with room left for the answer" in frame
@@ -248,13 +220,9 @@ async def test_a_question_too_long_for_the_window_is_refused_with_its_count(
 async def test_a_message_over_the_character_limit_is_refused_not_cut(
     connect_as, customer, conversation, fast_demo
 ):
-    communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         await ask(communicator, "x" * (MAX_MESSAGE_CHARS + 1))
         frame = await communicator.receive_from(timeout=TIMEOUT)
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     assert "at most 32,000 characters (this one has 32001)" in frame
     assert not Message.objects.exists()
@@ -264,13 +232,9 @@ async def test_the_answer_streams_as_rendered_markdown_blocks(
     connect_as, customer, conversation, fast_demo, settings
 ):
     settings.DEMO_TOKEN_DELAY_MS = 20
-    communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         await ask(communicator, "Say **bold** and `a < b` and ~~old~~")
         frames = await frames_until(communicator, DONE)
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     answer = Message.objects.get(role="assistant")
     tails = [f for f in frames if f'id="answer-{answer.pk}-tail" hx-swap-oob="innerHTML"' in f]

@@ -11,10 +11,10 @@ from chat.models import Message
 from gateway.documents.extract import extract
 from gateway.documents.library import add_document
 from gateway.models import Model, Provider, Route
+from tests.chat.conftest import TIMEOUT, open_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TIMEOUT = 10
 FACT = "The Quokka project's launch code is ZEBRA-4417."
 QUESTION = "What is the launch code of the Quokka project?"
 
@@ -63,12 +63,8 @@ async def test_the_answer_is_grounded_in_the_users_document_and_cites_it(
     customer = make_customer()
     document_id = add_handbook(customer.account)
     conversation = make_conversation(customer.user, model="gpt-test")
-    communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         finished = await turn(communicator, use_documents="on")
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     (request,) = upstream.requests
     context, question = request.json["messages"][-2:]
@@ -89,12 +85,8 @@ async def test_another_account_never_retrieves_the_document_in_the_chat(
     owner, stranger = make_customer(), make_customer()
     add_handbook(owner.account)
     conversation = make_conversation(stranger.user, model="gpt-test")
-    communicator = connect_as(stranger.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(stranger.user, conversation.pk)) as communicator:
         finished = await turn(communicator, use_documents="on")
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     (request,) = upstream.requests
     assert request.json["messages"] == [{"role": "user", "content": QUESTION}]
@@ -108,12 +100,8 @@ async def test_without_the_box_nothing_is_retrieved(
     customer = make_customer()
     add_handbook(customer.account)
     conversation = make_conversation(customer.user, model="gpt-test")
-    communicator = connect_as(customer.user, conversation.pk)
-    await communicator.connect(timeout=TIMEOUT)
-    try:
+    async with open_socket(connect_as(customer.user, conversation.pk)) as communicator:
         finished = await turn(communicator)
-    finally:
-        await communicator.disconnect(timeout=TIMEOUT)
 
     assert upstream.requests[0].json["messages"] == [{"role": "user", "content": QUESTION}]
     assert "Sources" not in finished
