@@ -53,8 +53,11 @@ EXTRA_INFO = {
     "socket": "socket",
 }
 IDLE_POLL_SECONDS = 0.5
-"""A connection unused this long is polled before reuse; busier ones are not (a pool
-asks this of each idle connection two or three times a request)."""
+"""A connection unused this long is polled before reuse; busier ones are not."""
+POLL_EVERY_SECONDS = 0.05
+"""And at most this often: the pool asks after each idle connection two or three times
+a request, and a poll for each of them costs more than the rest of the request's
+bookkeeping."""
 
 
 class CoalescingChunkedReader(ChunkedReader):
@@ -105,7 +108,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
-        self._used_at = time.monotonic()
+        self._used_at = self._polled_at = time.monotonic()
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
@@ -157,14 +160,19 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 self._reader.at_eof()
                 or self._reader.exception() is not None
                 or self._writer.transport.is_closing()
-                or (time.monotonic() - self._used_at >= IDLE_POLL_SECONDS and self._polled())
+                or self._closed_unseen()
             )
         name = EXTRA_INFO.get(info)
         return self._writer.get_extra_info(name) if name else None
 
-    def _polled(self) -> bool:
-        """Whether the kernel has something to read on the socket (idle, that can only
-        be the server closing it), as httpcore's own streams find out."""
+    def _closed_unseen(self) -> bool:
+        """Whether the kernel has something to read on the socket of a connection idle
+        IDLE_POLL_SECONDS (idle, that can only be the server closing it), as httpcore's
+        own streams find out; polled once per POLL_EVERY_SECONDS at most."""
+        now = time.monotonic()
+        if now - self._used_at < IDLE_POLL_SECONDS or now - self._polled_at < POLL_EVERY_SECONDS:
+            return False
+        self._polled_at = now
         sock = self._writer.get_extra_info("socket")
         if sock is None or sock.fileno() == -1:
             return True
