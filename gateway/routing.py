@@ -5,12 +5,13 @@ skipped for PROVIDER_COOLDOWN_SECONDS (unless fallback is off: then the first ro
 the only one, cooling or not). Cooldowns are per process: they only save
 doomed attempts, nothing about money or limits depends on them.
 
-While every route of a model cools down, one request at a time, at most one every
-PROVIDER_PROBE_SECONDS, is sent to the route that recovers first (`_probe`): a
-half-open circuit. Its answer ends the cooldown, so one failed call (a connection the
-upstream closed as it was reused, a single 5xx) costs a model with no mirror about a
-second of refusals rather than the whole cooldown; a provider that is really down gets
-one attempt per interval per worker, never a pile of them.
+While every route of a model cools down, one request at a time per provider, at most
+one every PROVIDER_PROBE_SECONDS, is sent to the route that recovers first (`_probe`;
+the next one while that one's probe is not due or still out): a half-open circuit. Its
+answer ends the cooldown, so one failed call (a connection the upstream closed as it
+was reused, a single 5xx) costs a model with no mirror about a second of refusals
+rather than the whole cooldown; a provider that is really down gets one attempt per
+interval per worker, never a pile of them.
 """
 
 from __future__ import annotations
@@ -58,16 +59,16 @@ def attempt_ended(provider_id: int) -> None:
 
 
 def _probe(routes: Sequence[RouteInfo]) -> RouteInfo | None:
-    """The cooling route that recovers first, when it may be probed now (its probe is
-    due and none is in flight); taken, so the next is PROVIDER_PROBE_SECONDS away."""
-    route = min(routes, key=lambda r: cooling_for(r.provider.id))
-    provider_id = route.provider.id
+    """Of the cooling routes that may be probed now (the probe due, none in flight), the
+    one that recovers first; taken, so its next probe is PROVIDER_PROBE_SECONDS away."""
     now = time.monotonic()
-    if provider_id in _probing or now < _probe_due.get(provider_id, 0.0):
-        return None
-    _probing.add(provider_id)
-    _probe_due[provider_id] = now + settings.PROVIDER_PROBE_SECONDS
-    return route
+    for route in sorted(routes, key=lambda r: cooling_for(r.provider.id)):
+        provider_id = route.provider.id
+        if provider_id not in _probing and now >= _probe_due.get(provider_id, 0.0):
+            _probing.add(provider_id)
+            _probe_due[provider_id] = now + settings.PROVIDER_PROBE_SECONDS
+            return route
+    return None
 
 
 def cooling_for(provider_id: int) -> float:
