@@ -492,8 +492,10 @@ class Call:
     async def _record_progress(self) -> None:
         if self._ending is not None:
             return
-        # A prompt known by its bound is counted here when the upstream has not reported
-        # its usage yet: on the loop (not to race the settlement), once per call.
+        # A prompt known by its bound that the progress is billed by (the upstream has
+        # not reported its usage yet) is counted first, as the settlement counts it:
+        # off the loop when it is long (PromptSize counts under its lock, once).
+        await self._count_prompt_if_unreported()
         metered = self._progress()
         try:
             await _keep_hold_async(
