@@ -29,6 +29,7 @@ from gateway.tokens import count_prompt
 from tests.fakes.upstream import Ok, Stall
 from tests.fakes.wire import prompt_tokens_for
 from tests.gateway.prompts import bound_of, count_unkept, fresh_text
+from tests.gateway.test_call_lifecycle import only_record
 from tests.gateway.test_chat_completions_sdk import assert_books_balance, catalog, wait_for_record
 
 __all__ = ["catalog"]
@@ -359,12 +360,7 @@ def test_a_client_that_leaves_mid_stream_pays_the_count_of_its_prompt(
         for _ in response.iter_lines():
             pass
 
-    deadline = time.monotonic() + 5
-    record = None
-    while record is None and time.monotonic() < deadline:
-        record = UsageRecord.objects.filter(account=customer.account).first()
-        time.sleep(0.02)
-    assert record is not None
+    record = only_record(customer.account)
     assert record.status == UsageRecord.Status.CANCELLED
     assert record.prompt_tokens == count_prompt(messages)
     assert record.cost_micro_usd == cost(record.prompt_tokens, record.completion_tokens) > 0
